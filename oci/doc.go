@@ -1,0 +1,17 @@
+// Package oci builds the OCI runtime spec of one service container from plain data: the
+// service's overrides, the image's config, the resolved mounts and the environment.
+//
+// Spec is a pure function: the same Container always gives the same spec, so the package
+// is tested with golden files (testdata/<case>/config.json, refreshed with
+// `go test ./oci -update`).
+//
+// Docker's rules apply: a service's entrypoint replaces the image's ENTRYPOINT and drops its
+// CMD; a command (the step's, else the service's) replaces CMD; the environment is the
+// image's, then the added entries in order, a later key replacing an earlier one; the
+// working directory is the service's, else the image's, else "/"; the user is the
+// service's, else the image's, else root, resolved against the image's /etc/passwd and
+// /etc/group by User.
+//
+// Containers share the host's network namespace, /etc/resolv.conf and /etc/hosts for now:
+// a step network of their own is planned.
+package oci

@@ -1,0 +1,205 @@
+package oci
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	ctroci "github.com/containerd/containerd/v2/pkg/oci"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Container is what the spec of one service container is made from.
+type Container struct {
+	// ID is the containerd container id; Namespace its containerd namespace. Both name the
+	// container's cgroup.
+	ID        string
+	Namespace string
+	// Hostname inside the container, usually the service name.
+	Hostname string
+	Image    ocispec.ImageConfig
+	// Args is the process, from Args.
+	Args []string
+	// Env entries added after the image's, in order.
+	Env        []string
+	WorkingDir string
+	User       specs.User
+	Mounts     []specs.Mount
+	// Labels become annotations, so runc's state names the build.
+	Annotations map[string]string
+}
+
+// Args returns the process arguments from the image config and the overrides: entrypoint
+// and command are nil when not set.
+func Args(img ocispec.ImageConfig, entrypoint, command []string) ([]string, error) {
+	ep, cmd := img.Entrypoint, img.Cmd
+	if entrypoint != nil {
+		ep, cmd = entrypoint, nil
+	}
+	if command != nil {
+		cmd = command
+	}
+	args := append(append([]string{}, ep...), cmd...)
+	if len(args) == 0 || args[0] == "" {
+		return nil, errors.New("no command: neither the image nor the service or step gives one")
+	}
+	return args, nil
+}
+
+// Spec returns the runtime spec of c.
+func Spec(ctx context.Context, c Container) (*specs.Spec, error) {
+	if c.ID == "" || c.Namespace == "" {
+		return nil, errors.New("spec: container id and namespace are required")
+	}
+	cwd := c.WorkingDir
+	if cwd == "" {
+		cwd = c.Image.WorkingDir
+	}
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !strings.HasPrefix(cwd, "/") {
+		return nil, fmt.Errorf("working directory %q is not absolute", cwd)
+	}
+	env := c.Image.Env
+	if len(env) == 0 {
+		env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	}
+	opts := []ctroci.SpecOpts{
+		ctroci.WithDefaultSpec(),
+		ctroci.WithProcessArgs(c.Args...),
+		ctroci.WithEnv(env),
+		ctroci.WithEnv(c.Env),
+		ctroci.WithProcessCwd(cwd),
+		withUser(c.User),
+		ctroci.WithHostNamespace(specs.NetworkNamespace),
+		ctroci.WithHostResolvconf,
+		ctroci.WithHostHostsFile,
+		ctroci.WithMounts(c.Mounts),
+	}
+	if c.Hostname != "" {
+		opts = append(opts, ctroci.WithHostname(c.Hostname))
+	}
+	if len(c.Annotations) > 0 {
+		opts = append(opts, ctroci.WithAnnotations(c.Annotations))
+	}
+	ctx = namespaces.WithNamespace(ctx, c.Namespace)
+	return ctroci.GenerateSpec(ctx, nil, &containers.Container{ID: c.ID}, opts...)
+}
+
+func withUser(u specs.User) ctroci.SpecOpts {
+	return func(_ context.Context, _ ctroci.Client, _ *containers.Container, s *ctroci.Spec) error {
+		s.Process.User = u
+		return nil
+	}
+}
+
+// NeedsLookup reports whether user names a user or group by name, so that the image's
+// /etc/passwd and /etc/group are needed to resolve it.
+func NeedsLookup(user string) bool {
+	if user == "" {
+		return false
+	}
+	u, g, _ := strings.Cut(user, ":")
+	_, uerr := strconv.ParseUint(u, 10, 32)
+	if uerr != nil {
+		return true
+	}
+	if g != "" {
+		_, gerr := strconv.ParseUint(g, 10, 32)
+		return gerr != nil
+	}
+	// A numeric uid alone: its primary group and supplementary groups come from passwd
+	// when the image has it, but root is assumed otherwise.
+	return false
+}
+
+// User resolves "user", "user:group", "uid" or "uid:gid" against the contents of an image's
+// /etc/passwd and /etc/group (either may be nil). An empty user is root.
+func User(user string, passwd, group []byte) (specs.User, error) {
+	if user == "" {
+		return specs.User{}, nil
+	}
+	name, grp, hasGroup := strings.Cut(user, ":")
+	if name == "" || (hasGroup && grp == "") {
+		return specs.User{}, fmt.Errorf("user %q: empty user or group", user)
+	}
+	var out specs.User
+	pwent, err := lookup(passwd, name, 2, 3)
+	if err != nil {
+		return specs.User{}, fmt.Errorf("user %q: %w", user, err)
+	}
+	switch {
+	case pwent != nil:
+		uid, _ := strconv.ParseUint(pwent[2], 10, 32)
+		gid, _ := strconv.ParseUint(pwent[3], 10, 32)
+		out.UID, out.GID = uint32(uid), uint32(gid)
+	default:
+		uid, perr := strconv.ParseUint(name, 10, 32)
+		if perr != nil {
+			return specs.User{}, fmt.Errorf("user %q: no such user in the image's /etc/passwd", user)
+		}
+		out.UID, out.GID = uint32(uid), uint32(uid)
+		if uid == 0 {
+			out.GID = 0
+		}
+	}
+	if hasGroup {
+		grent, err := lookup(group, grp, 2)
+		if err != nil {
+			return specs.User{}, fmt.Errorf("user %q: %w", user, err)
+		}
+		if grent != nil {
+			gid, _ := strconv.ParseUint(grent[2], 10, 32)
+			out.GID = uint32(gid)
+		} else {
+			gid, perr := strconv.ParseUint(grp, 10, 32)
+			if perr != nil {
+				return specs.User{}, fmt.Errorf("user %q: no such group in the image's /etc/group", user)
+			}
+			out.GID = uint32(gid)
+		}
+	}
+	return out, nil
+}
+
+// lookup finds the entry of a passwd (numeric fields 2 and 3) or group (numeric field 2)
+// file whose name is key, or else whose id (field 2) is key. It returns nil when none
+// matches; malformed lines are skipped.
+func lookup(file []byte, key string, numeric ...int) ([]string, error) {
+	sc := bufio.NewScanner(bytes.NewReader(file))
+	var byID []string
+lines:
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, ":")
+		for _, i := range numeric {
+			if i >= len(f) {
+				continue lines
+			}
+			if _, err := strconv.ParseUint(f[i], 10, 32); err != nil {
+				continue lines
+			}
+		}
+		if f[0] == key {
+			return f, nil
+		}
+		if f[2] == key && byID == nil {
+			byID = f
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return byID, nil
+}

@@ -1,0 +1,234 @@
+package task
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/leases"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/crun-ci/crun-ci/snapshot"
+)
+
+// Runtime is the name of the containerd runtime (shim) crun-ci uses.
+const Runtime = "io.containerd.runc.v2"
+
+// Client runs containers through one containerd client. Its namespace is the client's
+// default namespace.
+type Client struct {
+	c *client.Client
+}
+
+// New returns a Client over c.
+func New(c *client.Client) *Client { return &Client{c: c} }
+
+// Image is an image in containerd's store, unpacked and ready for snapshots.
+type Image struct {
+	// Name is the normalised reference (docker.io/library/busybox:latest).
+	Name    string
+	Config  ocispec.ImageConfig
+	ChainID digest.Digest
+}
+
+// Normalize returns the reference as Docker names it: "busybox" is
+// "docker.io/library/busybox:latest".
+func Normalize(ref string) (string, error) {
+	named, err := reference.ParseDockerRef(ref)
+	if err != nil {
+		return "", fmt.Errorf("image %q: %w", ref, err)
+	}
+	return named.String(), nil
+}
+
+// Image looks ref up in containerd's image store and unpacks it if needed. An image that
+// is not there is an error satisfying errdefs.IsNotFound.
+func (c *Client) Image(ctx context.Context, ref string) (*Image, error) {
+	name, err := Normalize(ref)
+	if err != nil {
+		return nil, err
+	}
+	img, err := c.c.GetImage(ctx, name)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("image %s is not in containerd's image store (add it with crun-ci import): %w", name, errdefs.ErrNotFound)
+		}
+		return nil, fmt.Errorf("look up image %s: %w", name, err)
+	}
+	spec, err := img.Spec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read config of image %s: %w", name, err)
+	}
+	chain, err := snapshot.ChainID(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	return &Image{Name: name, Config: spec.Config, ChainID: chain}, nil
+}
+
+// View mounts a read-only view of img's filesystem, named key, and calls fn with its root.
+func (c *Client) View(ctx context.Context, img *Image, key string, labels map[string]string, fn func(root string) error) error {
+	return snapshot.View(ctx, c.c, key, img.ChainID, labels, fn)
+}
+
+// Import loads an image archive (OCI image layout or `docker save` tar) and unpacks the
+// images it holds. It returns their names.
+func (c *Client) Import(ctx context.Context, r io.Reader) ([]string, error) {
+	imgs, err := c.c.Import(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, i := range imgs {
+		img := client.NewImage(c.c, i)
+		if _, err := snapshot.ChainID(ctx, img); err != nil {
+			return names, err
+		}
+		names = append(names, i.Name)
+	}
+	return names, nil
+}
+
+// Options describe a container to create.
+type Options struct {
+	// ID is the container id and its snapshot's key.
+	ID     string
+	Image  *Image
+	Spec   *specs.Spec
+	Labels map[string]string
+}
+
+// Container is a created container, and its task once started.
+type Container struct {
+	client *Client
+	ctr    client.Container
+	task   client.Task
+	exit   <-chan client.ExitStatus
+}
+
+// Create makes a fresh snapshot of the image and the container on it. On error nothing is
+// left behind.
+func (c *Client) Create(ctx context.Context, o Options) (_ *Container, retErr error) {
+	if err := snapshot.Prepare(ctx, c.c, o.ID, o.Image.ChainID, o.Labels); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			retErr = errors.Join(retErr, snapshot.Remove(context.WithoutCancel(ctx), c.c, o.ID))
+		}
+	}()
+	ctr, err := c.c.NewContainer(ctx, o.ID,
+		client.WithSnapshotter(snapshot.Snapshotter),
+		client.WithSnapshot(o.ID),
+		client.WithRuntime(Runtime, nil),
+		client.WithContainerLabels(o.Labels),
+		client.WithSpec(o.Spec),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", o.ID, err)
+	}
+	return &Container{client: c, ctr: ctr}, nil
+}
+
+// ID returns the container id.
+func (c *Container) ID() string { return c.ctr.ID() }
+
+// Start creates the task with its stdout and stderr copied to the writers, and starts it.
+func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer) (retErr error) {
+	t, err := c.ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, stdout, stderr)))
+	if err != nil {
+		return fmt.Errorf("create task %s: %w", c.ID(), err)
+	}
+	c.task = t
+	// Wait before Start, so that the exit of a short-lived process is not missed.
+	exit, err := t.Wait(context.WithoutCancel(ctx))
+	if err != nil {
+		return fmt.Errorf("wait for task %s: %w", c.ID(), err)
+	}
+	c.exit = exit
+	if err := t.Start(ctx); err != nil {
+		return fmt.Errorf("start task %s: %w", c.ID(), err)
+	}
+	return nil
+}
+
+// Wait waits for the task to exit and returns its exit code. When ctx ends first, it
+// returns ctx's error and the task runs on.
+func (c *Container) Wait(ctx context.Context) (uint32, error) {
+	if c.exit == nil {
+		return 0, fmt.Errorf("wait for container %s: no task", c.ID())
+	}
+	select {
+	case st := <-c.exit:
+		code, _, err := st.Result()
+		if err != nil {
+			return 0, fmt.Errorf("wait for task %s: %w", c.ID(), err)
+		}
+		// The shim closes the output pipes once the process and every holder of its
+		// stdout and stderr are gone; wait for the copy to drain them, so that the last
+		// lines are never lost to Delete, which closes the pipes.
+		c.task.IO().Wait()
+		return code, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Kill sends sig to the task's process. A task that is gone is not an error.
+func (c *Container) Kill(ctx context.Context, sig syscall.Signal) error {
+	if c.task == nil {
+		return nil
+	}
+	if err := c.task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("kill task %s: %w", c.ID(), err)
+	}
+	return nil
+}
+
+// Delete removes the task (killing it if it still runs), the container and its snapshot.
+// What is already gone is not an error, so Delete may be called again after a failure.
+func (c *Container) Delete(ctx context.Context) error {
+	var errs []error
+	if c.task != nil {
+		if _, err := c.task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete task %s: %w", c.ID(), err))
+		} else {
+			c.task = nil
+		}
+	}
+	if err := c.ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, fmt.Errorf("delete container %s: %w", c.ID(), err))
+	}
+	// WithSnapshotCleanup skips the snapshot when the container record was already gone.
+	errs = append(errs, snapshot.Remove(ctx, c.client.c, c.ID()))
+	return errors.Join(errs...)
+}
+
+// Lease returns ctx carrying a new lease for a build, which keeps the snapshots and
+// content the build makes safe from containerd's garbage collector while the build runs,
+// and a function that deletes it. The lease expires after expire in any case, so that a
+// killed build cannot pin its objects for ever.
+func (c *Client) Lease(ctx context.Context, labels map[string]string, expire time.Duration) (context.Context, func(context.Context) error, error) {
+	ls := c.c.LeasesService()
+	l, err := ls.Create(ctx, leases.WithRandomID(), leases.WithExpiration(expire), leases.WithLabels(labels))
+	if err != nil {
+		return nil, nil, fmt.Errorf("create lease: %w", err)
+	}
+	release := func(ctx context.Context) error {
+		if err := ls.Delete(ctx, l); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete lease %s: %w", l.ID, err)
+		}
+		return nil
+	}
+	return leases.WithLease(ctx, l.ID), release, nil
+}
