@@ -1,0 +1,81 @@
+// Package config reads and checks the two files of a pipeline: the services file, which
+// says which containers exist, and the steps file, which says what runs in them and in
+// which order. It turns them into a [Project] of plain data, with the file and line of
+// everything kept, and never talks to containerd.
+//
+// # Words
+//
+//   - A service is one entry of the services file (`codeship-services.yml`, Compose
+//     syntax): an image and how to run a container of it (command, environment, volumes,
+//     the other services it needs).
+//   - A step is one entry of the steps file. A run step runs a command in a new container
+//     of its service; a push step pushes a service's image.
+//   - A group is a step with `type: serial` or `type: parallel` and child `steps`. Serial
+//     groups (and the top level) stop at the first failure; parallel groups run every
+//     child. A group's `service` is the default service of the steps inside it;
+//     `services: [a, b]` runs its children once per service: the group's children become
+//     one serial group per service, each holding copies of the children with that
+//     service as default (in a parallel group the copies run in parallel, in a serial group
+//     one after another). A group keeps its own or inherited `service:` in
+//     [Step.Service] too.
+//   - `on_fail` steps hang from a step or group and run when it fails; they inherit its
+//     service.
+//   - The build directory is the directory holding the services file ([Project.Dir]).
+//     Relative host volumes are relative to it, and messages name files relative to it.
+//
+// # Files
+//
+// [Load] looks in the directory it is given for `codeship-services.yml`, else
+// `codeship-services.json`, else `docker-compose.yml`, and for `codeship-steps.yml`, else
+// `codeship-steps.json`; explicit paths replace that search. JSON files are read as YAML,
+// which they are. A file must hold exactly one document of at most 10 MiB. Anchors and
+// aliases (and `<<` merge keys) may be used, but a document that grows past a million
+// nodes or a depth of 100 once its aliases are expanded is refused, as is a steps tree
+// that grows past 100,000 steps once `services:` groups are expanded.
+//
+// Services are the top-level keys of the services file, or the keys under a top-level
+// `services:`. A top-level `version` is ignored, and so are top-level `volumes` and
+// `networks` next to `services:`. Scalars keep their source text: `command: true` runs
+// `true` and `name: 01` is the name "01". A command or entrypoint written as a string is
+// split into words with POSIX shell quoting (single quotes keep everything, double quotes
+// allow the escapes \", \\, \$ and \`, a backslash outside quotes escapes the next
+// character) but never run by a shell, so nothing is expanded: `sh -c 'echo a && b'` is
+// the three words sh, -c and "echo a && b", and `echo $HOME` prints $HOME.
+//
+// Decoding is strict: an unknown key, a value of the wrong type, a duplicate key and a
+// key of a feature not implemented yet (such as `build`, wrapping [ErrNotSupported]) are
+// errors. Compose keys that make no sense for a CI runner are ignored and listed in
+// [Project.Ignored]; keys that would reach the host (`ports`, `external_links`,
+// `stdin_open`) and `labels` are refused.
+//
+// Load then checks the two files together: `volumes_from`, `depends_on` and `links` name
+// other services that exist, with no cycle among them (reported as `a -> b -> a`), and
+// every service a step names exists. Run and push steps must have a service, their own or
+// one inherited from a group.
+//
+// # Step names
+//
+// Names are unique in the whole steps file, on_fail steps included. A step without a
+// `name` gets one: `<service>_<n>` for run and push steps, `<type>_<n>` for groups
+// (serial_1, parallel_1), where n is the smallest positive number that makes the name
+// unique. Names written in the file are reserved first; then the missing ones are given
+// out in file order: a step, then the steps inside it, then its on_fail steps. When a
+// `services:` group copies a named step for service svc, the copy is named `<name>-<svc>`,
+// and so is the serial group made for svc when the `services:` group is named; unnamed
+// copies get generated names of their own.
+//
+// # Errors
+//
+// Load, [ParseServices] and [ParseSteps] report every problem they find, not just the
+// first, as an [errors.Join] of [*Error] values in file order. Each reads
+//
+//	<file>:<line>: service "<name>": <problem>
+//	<file>:<line>: step "<name>": <problem>
+//
+// where the file is named relative to the build directory when it lies inside it, the
+// service or step part appears when the problem belongs to one (steps only when named),
+// and the problem is a lower-case message quoting the user's words, for example
+//
+//	codeship-services.yml:3: service "app": unknown key "imgae"
+//	codeship-steps.yml:7: step "test": name already used at line 2
+package config

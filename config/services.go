@@ -1,0 +1,406 @@
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// serviceName is what a service may be called: it becomes a host name and part of
+// container ids.
+var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// Service keys crun-ci knows but does not act on, by design.
+var ignoredKeys = set(
+	"cgroup_parent", "container_name", "cpu_quota", "devices", "extends", "group_add",
+	"init", "ipc", "isolation", "logging", "log_driver", "log_opt", "mac_address",
+	"memswap_limit", "mem_swappiness", "networks", "network_mode", "oom_score_adj", "pid",
+	"stop_signal", "stop_grace_period", "tty", "tmpfs", "ulimits", "volume_driver",
+	"privileged",
+)
+
+// Service keys of features crun-ci will implement later.
+var laterKeys = set(
+	"build", "env_file", "encrypted_env_file", "encrypted_environment", "dockercfg_service",
+	"encrypted_dockercfg_path", "cached", "default_cache_branch", "add_docker", "hostname",
+	"healthcheck", "dockerfile", "dockerfile_path",
+)
+
+// Service keys refused for good, with the reason.
+var refusedKeys = map[string]string{
+	"ports":          "links to the host are not supported",
+	"external_links": "links to the host are not supported",
+	"stdin_open":     "links to the host are not supported",
+	"labels":         "labels are not supported",
+}
+
+// depends_on conditions of the Compose long form.
+var conditions = set("service_started", "service_healthy", "service_completed_successfully")
+
+func set(keys ...string) map[string]bool {
+	m := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		m[k] = true
+	}
+	return m
+}
+
+// ParseServices parses a services file: its services by name and their names in file
+// order. file names the file in error messages. Every problem found is returned, as an
+// errors.Join of *Error; the other results are then nil. References between services are
+// not checked here (Load does that).
+func ParseServices(file string, data []byte) (map[string]*Service, []string, error) {
+	r := parseServices(file, data)
+	if err := join(sortErrors(r.errs)); err != nil {
+		return nil, nil, err
+	}
+	return r.services, r.order, nil
+}
+
+// servicesFile is the outcome of parsing a services file, kept even when it has errors
+// so that Load can still check the steps against the services it names.
+type servicesFile struct {
+	services map[string]*Service
+	order    []string
+	ignored  []Ignored
+	errs     []*Error
+	// named is true when the file was read far enough for its service names to be known.
+	named bool
+}
+
+func parseServices(name string, data []byte) *servicesFile {
+	f := &file{name: name}
+	r := &servicesFile{services: map[string]*Service{}}
+	defer func() { r.errs = f.errs }()
+	root := f.decode(data)
+	if root == nil {
+		return r
+	}
+	root = resolve(root)
+	if root.Kind != yaml.MappingNode {
+		f.errorf(root, where{}, "want a mapping of services, got %s", kind(root))
+		return r
+	}
+	top := f.pairs(root, where{})
+	nested := false
+	for _, p := range top {
+		if p.key.Value == "services" {
+			nested = true
+		}
+	}
+	var entries []pair
+	for _, p := range top {
+		switch k := p.key.Value; {
+		case k == "version":
+		case !nested:
+			entries = append(entries, p)
+		case k == "services":
+			v := resolve(p.val)
+			switch {
+			case v.Kind == yaml.MappingNode:
+				entries = f.pairs(v, where{})
+			case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null":
+			default:
+				f.errorf(v, where{}, "key \"services\": want a mapping of services, got %s", kind(v))
+			}
+		case k == "volumes" || k == "networks":
+			r.ignored = append(r.ignored, Ignored{Pos: f.pos(p.key), Key: k})
+		default:
+			f.errorf(p.key, where{}, "unknown top-level key %q (services go under \"services\")", k)
+		}
+	}
+	r.named = true
+	if len(entries) == 0 {
+		f.errorf(root, where{}, "no services")
+	}
+	for _, p := range entries {
+		s := f.service(p.key, p.val, &r.ignored)
+		r.services[s.Name] = s
+		r.order = append(r.order, s.Name)
+	}
+	slices.SortStableFunc(r.ignored, func(a, b Ignored) int {
+		return cmp.Or(cmp.Compare(a.Pos.Line, b.Pos.Line), cmp.Compare(a.Pos.Column, b.Pos.Column))
+	})
+	return r
+}
+
+// service parses the definition of one service.
+func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
+	s := &Service{Name: key.Value, Pos: f.pos(key)}
+	w := where{service: s.Name}
+	if !serviceName.MatchString(s.Name) {
+		f.errorf(key, w, "invalid service name: want letters, digits, '_', '.' and '-', starting with a letter or digit")
+	}
+	m := resolve(val)
+	if m.Kind != yaml.MappingNode {
+		f.errorf(m, w, "want a mapping of service keys, got %s", kind(m))
+		return s
+	}
+	hasImage, hasBuild := false, false
+	for _, p := range f.pairs(m, w) {
+		k, v := p.key.Value, resolve(p.val)
+		switch {
+		case k == "image":
+			hasImage = true
+			s.Image = f.text(k, v, w)
+			if v.Kind == yaml.ScalarNode && v.ShortTag() != "!!null" && s.Image == "" {
+				f.errorf(v, w, "key \"image\": empty")
+			}
+		case k == "command":
+			s.Command = f.command(k, v, w)
+		case k == "entrypoint":
+			s.Entrypoint = f.command(k, v, w)
+		case k == "environment":
+			s.Environment = f.environment(v, w)
+		case k == "volumes":
+			s.Volumes = f.volumes(v, w)
+		case k == "volumes_from":
+			s.VolumesFrom = f.volumesFrom(v, w)
+		case k == "working_dir":
+			s.WorkingDir = f.text(k, v, w)
+		case k == "user":
+			s.User = f.text(k, v, w)
+		case k == "depends_on":
+			s.DependsOn = f.dependsOn(v, w)
+		case k == "links":
+			s.Links = f.links(v, w)
+		case laterKeys[k]:
+			hasBuild = hasBuild || k == "build"
+			f.add(f.pos(p.key), w, fmt.Errorf("key %q: %w", k, ErrNotSupported))
+		case refusedKeys[k] != "":
+			f.errorf(p.key, w, "key %q: %s", k, refusedKeys[k])
+		case ignoredKeys[k]:
+			*ignored = append(*ignored, Ignored{Pos: f.pos(p.key), Service: s.Name, Key: k})
+		default:
+			f.errorf(p.key, w, "unknown key %q", k)
+		}
+	}
+	if !hasImage && !hasBuild {
+		f.errorf(key, w, "no image")
+	}
+	return s
+}
+
+// text returns the source text of the scalar value of key k.
+func (f *file) text(k string, v *yaml.Node, w where) string {
+	s, err := scalar(v)
+	if err != nil {
+		f.errorf(v, w, "key %q: %v", k, err)
+	}
+	return s
+}
+
+// list returns the items of the list value of key k, or records why it is not a list.
+func (f *file) list(k string, v *yaml.Node, w where) []*yaml.Node {
+	if v.Kind != yaml.SequenceNode {
+		f.errorf(v, w, "key %q: want a list, got %s", k, kind(v))
+		return nil
+	}
+	items := make([]*yaml.Node, len(v.Content))
+	for i, item := range v.Content {
+		items[i] = resolve(item)
+	}
+	return items
+}
+
+// listString is a string in a list, with its node for positions.
+type listString struct {
+	n *yaml.Node
+	s string
+}
+
+// stringList returns the strings of the list value of key k, recording the items that
+// are not strings and a value that is not a list.
+func (f *file) stringList(k string, v *yaml.Node, w where) []listString {
+	var out []listString
+	for _, n := range f.list(k, v, w) {
+		s, err := scalar(n)
+		if err != nil {
+			f.errorf(n, w, "key %q: %v", k, err)
+			continue
+		}
+		out = append(out, listString{n, s})
+	}
+	return out
+}
+
+// command reads `command` or `entrypoint`: a string split with shell-style quoting, or a
+// list of words kept as they are.
+func (f *file) command(k string, v *yaml.Node, w where) []string {
+	switch {
+	case v.Kind == yaml.ScalarNode && v.ShortTag() != "!!null":
+		words, err := splitCommand(v.Value)
+		if err != nil {
+			f.errorf(v, w, "key %q: %v", k, err)
+		}
+		return words
+	case v.Kind == yaml.SequenceNode:
+		words := []string{}
+		for _, it := range f.stringList(k, v, w) {
+			words = append(words, it.s)
+		}
+		return words
+	}
+	f.errorf(v, w, "key %q: want a string or a list, got %s", k, kind(v))
+	return nil
+}
+
+// environment reads a `KEY: value` mapping or a `KEY=value` list.
+func (f *file) environment(v *yaml.Node, w where) []EnvVar {
+	var env []EnvVar
+	switch v.Kind {
+	case yaml.MappingNode:
+		for _, p := range f.pairs(v, w) {
+			e := EnvVar{Key: p.key.Value, Pos: f.pos(p.key)}
+			if err := checkEnvKey(e.Key); err != nil {
+				f.errorf(p.key, w, "environment: %v", err)
+				continue
+			}
+			val := resolve(p.val)
+			if val.Kind != yaml.ScalarNode {
+				f.errorf(val, w, "environment %q: want a string, got %s", e.Key, kind(val))
+				continue
+			}
+			if val.ShortTag() != "!!null" {
+				e.Value = &val.Value
+			}
+			env = append(env, e)
+		}
+	case yaml.SequenceNode:
+		for _, it := range f.stringList("environment", v, w) {
+			item, s := it.n, it.s
+			e := EnvVar{Key: s, Pos: f.pos(item)}
+			if key, val, ok := strings.Cut(s, "="); ok {
+				e.Key, e.Value = key, &val
+			}
+			if err := checkEnvKey(e.Key); err != nil {
+				f.errorf(item, w, "environment %q: %v", s, err)
+				continue
+			}
+			env = append(env, e)
+		}
+	default:
+		f.errorf(v, w, "key \"environment\": want a mapping or a list, got %s", kind(v))
+	}
+	return env
+}
+
+func checkEnvKey(k string) error {
+	switch {
+	case k == "":
+		return errors.New("empty variable name")
+	case strings.ContainsAny(k, "=\x00"):
+		return fmt.Errorf("variable name %q contains '=' or NUL", k)
+	}
+	return nil
+}
+
+// volumes reads the `volumes` list; the specs are checked by the mounts package.
+func (f *file) volumes(v *yaml.Node, w where) []Volume {
+	var out []Volume
+	for _, item := range f.list("volumes", v, w) {
+		if item.Kind == yaml.MappingNode {
+			f.add(f.pos(item), w, fmt.Errorf("key \"volumes\": the long syntax (a mapping): %w", ErrNotSupported))
+			continue
+		}
+		s, err := scalar(item)
+		if err != nil {
+			f.errorf(item, w, "key \"volumes\": %v", err)
+			continue
+		}
+		out = append(out, Volume{Spec: s, Pos: f.pos(item)})
+	}
+	return out
+}
+
+// volumesFrom reads `volumes_from`: `service`, `service:ro` or `service:rw`.
+func (f *file) volumesFrom(v *yaml.Node, w where) []VolumeFrom {
+	var out []VolumeFrom
+	for _, it := range f.stringList("volumes_from", v, w) {
+		item, s := it.n, it.s
+		vf := VolumeFrom{Service: s, Pos: f.pos(item)}
+		if name, mode, ok := strings.Cut(s, ":"); ok {
+			vf.Service = name
+			switch mode {
+			case "ro":
+				vf.ReadOnly = true
+			case "rw":
+			default:
+				f.errorf(item, w, "volumes_from %q: want \"service\", \"service:ro\" or \"service:rw\"", s)
+				continue
+			}
+		}
+		if vf.Service == "" {
+			f.errorf(item, w, "volumes_from %q: empty service name", s)
+			continue
+		}
+		out = append(out, vf)
+	}
+	return out
+}
+
+// dependsOn reads `depends_on`: a list of names, or the long form mapping each name to
+// a `condition`.
+func (f *file) dependsOn(v *yaml.Node, w where) []Ref {
+	var out []Ref
+	switch v.Kind {
+	case yaml.SequenceNode:
+		for _, it := range f.stringList("depends_on", v, w) {
+			out = append(out, Ref{Service: it.s, Pos: f.pos(it.n)})
+		}
+	case yaml.MappingNode:
+		for _, p := range f.pairs(v, w) {
+			name := p.key.Value
+			out = append(out, Ref{Service: name, Pos: f.pos(p.key)})
+			opts := resolve(p.val)
+			if opts.Kind != yaml.MappingNode {
+				f.errorf(opts, w, "depends_on %q: want a mapping, got %s", name, kind(opts))
+				continue
+			}
+			for _, o := range f.pairs(opts, w) {
+				if o.key.Value != "condition" {
+					f.errorf(o.key, w, "depends_on %q: unknown key %q", name, o.key.Value)
+					continue
+				}
+				c, err := scalar(o.val)
+				if err != nil {
+					f.errorf(resolve(o.val), w, "depends_on %q: key \"condition\": %v", name, err)
+					continue
+				}
+				if !conditions[c] {
+					f.errorf(resolve(o.val), w, "depends_on %q: unknown condition %q (want service_started, service_healthy or service_completed_successfully)", name, c)
+				}
+			}
+		}
+	default:
+		f.errorf(v, w, "key \"depends_on\": want a list or a mapping, got %s", kind(v))
+	}
+	return out
+}
+
+// links reads `links`: `service` or `service:alias`.
+func (f *file) links(v *yaml.Node, w where) []Link {
+	var out []Link
+	for _, it := range f.stringList("links", v, w) {
+		item, s := it.n, it.s
+		l := Link{Service: s, Pos: f.pos(item)}
+		if name, alias, ok := strings.Cut(s, ":"); ok {
+			l.Service, l.Alias = name, alias
+			if alias == "" {
+				f.errorf(item, w, "link %q: empty alias", s)
+				continue
+			}
+		}
+		if l.Service == "" {
+			f.errorf(item, w, "link %q: empty service name", s)
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}

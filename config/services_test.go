@@ -1,0 +1,246 @@
+package config
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseServices(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		in        string
+		want      map[string]*Service
+		wantOrder []string // defaults to the keys of want in the order a, b, …: set when more than one
+	}{
+		{
+			name: "services nested under services with a version are read and the version ignored",
+			in: `version: "3.8"
+services:
+  app:
+    image: alpine:3
+`,
+			want: map[string]*Service{"app": {Name: "app", Image: "alpine:3"}},
+		},
+		{
+			name: "services keep the order of the file",
+			in: `web:
+  image: nginx
+api:
+  image: golang
+db:
+  image: postgres
+`,
+			want: map[string]*Service{
+				"web": {Name: "web", Image: "nginx"},
+				"api": {Name: "api", Image: "golang"},
+				"db":  {Name: "db", Image: "postgres"},
+			},
+			wantOrder: []string{"web", "api", "db"},
+		},
+		{
+			name: "a command that YAML reads as a boolean keeps its text",
+			in:   "app:\n  image: alpine\n  command: true\n",
+			want: map[string]*Service{"app": {Name: "app", Image: "alpine", Command: []string{"true"}}},
+		},
+		{
+			name: "a command string is split with shell quoting but not run through a shell",
+			in:   "app:\n  image: alpine\n  command: sh -c 'echo a && b' \"$HOME\"\n",
+			want: map[string]*Service{"app": {Name: "app", Image: "alpine", Command: []string{"sh", "-c", "echo a && b", "$HOME"}}},
+		},
+		{
+			name: "a command list is kept word for word",
+			in:   "app:\n  image: alpine\n  command: [echo, 'a b', 01, true]\n",
+			want: map[string]*Service{"app": {Name: "app", Image: "alpine", Command: []string{"echo", "a b", "01", "true"}}},
+		},
+		{
+			name: "an empty entrypoint clears the image's entrypoint",
+			in:   "app:\n  image: alpine\n  entrypoint: \"\"\n",
+			want: map[string]*Service{"app": {Name: "app", Image: "alpine", Entrypoint: []string{}}},
+		},
+		{
+			name: "an entrypoint list is kept word for word",
+			in:   "app:\n  image: alpine\n  entrypoint: [/bin/sh, -c]\n",
+			want: map[string]*Service{"app": {Name: "app", Image: "alpine", Entrypoint: []string{"/bin/sh", "-c"}}},
+		},
+		{
+			name: "an environment mapping keeps values as written and null as unset",
+			in: `app:
+  image: alpine
+  environment:
+    A: 01
+    B: "x y"
+    C:
+    D: null
+    E: "null"
+    F: ""
+`,
+			want: map[string]*Service{"app": {Name: "app", Image: "alpine", Environment: []EnvVar{
+				{Key: "A", Value: ptr("01")},
+				{Key: "B", Value: ptr("x y")},
+				{Key: "C"},
+				{Key: "D"},
+				{Key: "E", Value: ptr("null")},
+				{Key: "F", Value: ptr("")},
+			}}},
+		},
+		{
+			name: "an environment list splits at the first equals sign and a bare key is unset",
+			in: `app:
+  image: alpine
+  environment:
+    - A=1
+    - B=x=y
+    - C=
+    - D
+`,
+			want: map[string]*Service{"app": {Name: "app", Image: "alpine", Environment: []EnvVar{
+				{Key: "A", Value: ptr("1")},
+				{Key: "B", Value: ptr("x=y")},
+				{Key: "C", Value: ptr("")},
+				{Key: "D"},
+			}}},
+		},
+		{
+			name: "volumes, volumes_from, working_dir and a numeric user keep their text",
+			in: `data:
+  image: busybox
+  volumes: [/artifacts, "./tmp:/tmp/x:ro"]
+app:
+  image: busybox
+  volumes_from: [data, "data:ro", "data:rw"]
+  working_dir: /src
+  user: 1000
+`,
+			want: map[string]*Service{
+				"data": {Name: "data", Image: "busybox", Volumes: []Volume{{Spec: "/artifacts"}, {Spec: "./tmp:/tmp/x:ro"}}},
+				"app": {
+					Name: "app", Image: "busybox",
+					VolumesFrom: []VolumeFrom{{Service: "data"}, {Service: "data", ReadOnly: true}, {Service: "data"}},
+					WorkingDir:  "/src",
+					User:        "1000",
+				},
+			},
+			wantOrder: []string{"data", "app"},
+		},
+		{
+			name: "depends_on in its long form gives the names",
+			in: `app:
+  image: alpine
+  depends_on:
+    db:
+      condition: service_healthy
+    cache:
+      condition: service_started
+    init: {condition: service_completed_successfully}
+`,
+			want: map[string]*Service{"app": {Name: "app", Image: "alpine", DependsOn: []Ref{
+				{Service: "db"}, {Service: "cache"}, {Service: "init"},
+			}}},
+		},
+		{
+			name: "depends_on as a list and links with aliases",
+			in:   "app:\n  image: alpine\n  depends_on: [db]\n  links: [db, \"cache:redis\"]\n",
+			want: map[string]*Service{"app": {
+				Name: "app", Image: "alpine",
+				DependsOn: []Ref{{Service: "db"}},
+				Links:     []Link{{Service: "db"}, {Service: "cache", Alias: "redis"}},
+			}},
+		},
+		{
+			name: "anchors, aliases and merge keys are expanded, explicit keys winning",
+			in: `x-base: &base
+  image: alpine
+  environment: &env
+    A: "1"
+app:
+  <<: *base
+  command: make
+other:
+  <<: *base
+  image: debian
+  environment: *env
+`,
+			want: map[string]*Service{
+				"x-base": {Name: "x-base", Image: "alpine", Environment: []EnvVar{{Key: "A", Value: ptr("1")}}},
+				"app":    {Name: "app", Image: "alpine", Environment: []EnvVar{{Key: "A", Value: ptr("1")}}, Command: []string{"make"}},
+				"other":  {Name: "other", Image: "debian", Environment: []EnvVar{{Key: "A", Value: ptr("1")}}},
+			},
+			wantOrder: []string{"x-base", "app", "other"},
+		},
+		{
+			name: "the JSON form is read as YAML",
+			in: `{
+	"app": {
+		"image": "alpine",
+		"command": ["echo", "hi"],
+		"environment": {"A": "1", "B": null},
+		"user": 0
+	}
+}`,
+			want: map[string]*Service{"app": {
+				Name: "app", Image: "alpine", Command: []string{"echo", "hi"},
+				Environment: []EnvVar{{Key: "A", Value: ptr("1")}, {Key: "B"}},
+				User:        "0",
+			}},
+		},
+		{
+			name: "the nested JSON form with a version is read",
+			in:   `{"version": "2", "services": {"app": {"image": "alpine"}}}`,
+			want: map[string]*Service{"app": {Name: "app", Image: "alpine"}},
+		},
+		{
+			name: "ignored keys leave no trace in the service",
+			in:   "app:\n  image: alpine\n  tty: true\n  ulimits: {nofile: 1024}\n",
+			want: map[string]*Service{"app": {Name: "app", Image: "alpine"}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, order, err := ParseServices("codeship-services.yml", []byte(tc.in))
+			if err != nil {
+				t.Fatalf("ParseServices: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, got, ignorePos); diff != "" {
+				t.Errorf("services (-want +got):\n%s", diff)
+			}
+			wantOrder := tc.wantOrder
+			if wantOrder == nil {
+				for name := range tc.want {
+					wantOrder = append(wantOrder, name)
+				}
+			}
+			if diff := cmp.Diff(wantOrder, order); diff != "" {
+				t.Errorf("order (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPositions(t *testing.T) {
+	in := `services:
+  app:
+    image: alpine
+    environment:
+      A: "1"
+    volumes:
+      - ./x:/x
+    depends_on: [db]
+  db:
+    image: postgres
+`
+	got, _, err := ParseServices("s.yml", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Service{
+		Name:        "app",
+		Pos:         Pos{"s.yml", 2, 3},
+		Image:       "alpine",
+		Environment: []EnvVar{{Key: "A", Value: ptr("1"), Pos: Pos{"s.yml", 5, 7}}},
+		Volumes:     []Volume{{Spec: "./x:/x", Pos: Pos{"s.yml", 7, 9}}},
+		DependsOn:   []Ref{{Service: "db", Pos: Pos{"s.yml", 8, 18}}},
+	}
+	if diff := cmp.Diff(want, got["app"]); diff != "" {
+		t.Errorf("service (-want +got):\n%s", diff)
+	}
+}

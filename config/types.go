@@ -1,0 +1,161 @@
+package config
+
+import "fmt"
+
+// Pos is where a value was written: the file as the user named it (relative to the build
+// directory when it lies inside it) and the 1-based line and column.
+type Pos struct {
+	File   string
+	Line   int
+	Column int
+}
+
+// String formats the position as "file:line", the form every error starts with.
+func (p Pos) String() string {
+	if p.Line == 0 {
+		return p.File
+	}
+	return fmt.Sprintf("%s:%d", p.File, p.Line)
+}
+
+// Project is a loaded pipeline: the services and the steps of one build directory.
+type Project struct {
+	// Dir is the build directory, absolute and clean: the directory holding the services
+	// file. Host volumes and build contexts are relative to it.
+	Dir string
+	// ServicesFile and StepsFile are the absolute paths of the files that were read.
+	ServicesFile string
+	StepsFile    string
+	// Services by name. Order is the order of the file.
+	Services map[string]*Service
+	Order    []string
+	// Steps is the top level of the steps file, run serially.
+	Steps []*Step
+	// Ignored lists the keys of the services file that Compose knows but crun-ci ignores
+	// on purpose (see doc.go), in file order, so the caller can log them at debug level.
+	Ignored []Ignored
+}
+
+// Ignored is one key of the services file that was read and deliberately ignored.
+// Service is empty for a top-level key (`volumes`, `networks` next to `services:`).
+type Ignored struct {
+	Pos     Pos
+	Service string
+	Key     string
+}
+
+// Service is one entry of the services file, with the keys crun-ci implements.
+type Service struct {
+	Name string
+	Pos  Pos
+	// Image is the image reference as written (not normalised).
+	Image string
+	// Command and Entrypoint override the image's CMD and ENTRYPOINT. nil means not set;
+	// a string in the file is split with shell-style quoting (never run through a shell).
+	Command    []string
+	Entrypoint []string
+	// Environment in file order; a later entry with the same key wins.
+	Environment []EnvVar
+	Volumes     []Volume
+	VolumesFrom []VolumeFrom
+	WorkingDir  string
+	User        string
+	// DependsOn and Links name other services; they are checked to exist and to have no
+	// cycles. Starting them is a later feature.
+	DependsOn []Ref
+	Links     []Link
+}
+
+// EnvVar is one environment entry. Value is nil for `KEY` (list form) or `KEY:` / `KEY: null`
+// (map form): Compose then takes the value from the runner's own environment.
+type EnvVar struct {
+	Key   string
+	Value *string
+	Pos   Pos
+}
+
+// Volume is one entry of a service's `volumes` list, kept as written; the mounts package
+// parses and resolves it.
+type Volume struct {
+	Spec string
+	Pos  Pos
+}
+
+// VolumeFrom is one `volumes_from` entry: `service` or `service:ro` / `service:rw`.
+type VolumeFrom struct {
+	Service  string
+	ReadOnly bool
+	Pos      Pos
+}
+
+// Ref names another service from a list entry.
+type Ref struct {
+	Service string
+	Pos     Pos
+}
+
+// Link is one `links` entry: `service` or `service:alias`.
+type Link struct {
+	Service string
+	Alias   string
+	Pos     Pos
+}
+
+// StepType says what a step is.
+type StepType int
+
+const (
+	// Run runs a command in a service: a leaf of the step tree.
+	Run StepType = iota
+	// Serial runs its children in order and stops at the first failure.
+	Serial
+	// Parallel runs all its children and fails if any failed.
+	Parallel
+	// Push pushes a service's image. Skipped with a notice until pushing exists.
+	Push
+)
+
+func (t StepType) String() string {
+	switch t {
+	case Run:
+		return "run"
+	case Serial:
+		return "serial"
+	case Parallel:
+		return "parallel"
+	case Push:
+		return "push"
+	}
+	return fmt.Sprintf("StepType(%d)", int(t))
+}
+
+// Step is a node of the step tree.
+type Step struct {
+	// Name is unique in the whole steps file (on_fail steps included). Generated when
+	// absent (see doc.go for the rule); NameGiven says whether the user wrote it.
+	Name      string
+	NameGiven bool
+	Pos       Pos
+	Type      StepType
+	// Service is the service of a run or push step, inherited from the nearest group
+	// with `service:` when the step has none. A group holds its own or inherited `service:`
+	// in the same way ("" when none): the default of its steps (unless it has `services:`)
+	// and of its on_fail steps.
+	Service string
+	// Command of a run step, split with shell-style quoting; nil means the service's own
+	// command. CommandText is the text as written.
+	Command     []string
+	CommandText string
+	// Tag and Exclude as written ("" when absent). Patterns are matched by the steps
+	// package; the loader only checks that regex forms compile.
+	Tag     string
+	Exclude string
+	// Steps are the children of a serial or parallel group.
+	Steps []*Step
+	// OnFail steps run when this step fails; they inherit this step's service.
+	OnFail []*Step
+	// Push step fields.
+	ImageName string
+	ImageTag  string
+	Registry  string
+}
