@@ -1,0 +1,385 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/containerd/log"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+
+	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/daemon"
+	"github.com/crun-ci/crun-ci/steps"
+	"github.com/crun-ci/crun-ci/task"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+const usage = `usage: crun-ci [global flags] COMMAND [flags] [args]
+
+Commands:
+  steps      run the pipeline of a build directory
+  validate   check the services and steps files, printing every error
+  import     load image archives (OCI layout or docker save tar) into containerd
+  version    print the version
+
+Global flags:
+`
+
+// globals are the flags every command takes.
+type globals struct {
+	address   string
+	namespace string
+	stateDir  string
+	debug     bool
+	logFormat string
+}
+
+func (g *globals) add(fs *pflag.FlagSet) {
+	addr := os.Getenv("CONTAINERD_ADDRESS")
+	if addr == "" {
+		addr = daemon.DefaultAddress
+	}
+	fs.StringVar(&g.address, "address", addr, "containerd socket; when nothing answers there, an embedded containerd is started (env CONTAINERD_ADDRESS)")
+	fs.StringVar(&g.namespace, "namespace", "crun-ci", "containerd namespace")
+	fs.StringVar(&g.stateDir, "state-dir", "/var/lib/crun-ci", "state directory: builds' working files and the embedded containerd's root")
+	fs.BoolVar(&g.debug, "debug", false, "log debug messages")
+	fs.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+}
+
+// setup configures logging.
+func (g *globals) setup(stderr io.Writer) error {
+	l := logrus.StandardLogger()
+	l.SetOutput(stderr)
+	switch g.logFormat {
+	case "text":
+		l.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
+	case "json":
+		l.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return usageError("--log-format %q: want text or json", g.logFormat)
+	}
+	l.SetLevel(logrus.InfoLevel)
+	if g.debug {
+		l.SetLevel(logrus.DebugLevel)
+	}
+	return nil
+}
+
+// connect returns a containerd connection, embedded if need be.
+func (g *globals) connect(ctx context.Context) (*daemon.Daemon, error) {
+	stateDir, err := filepath.Abs(g.stateDir)
+	if err != nil {
+		return nil, usageError("--state-dir: %w", err)
+	}
+	d, err := daemon.Connect(ctx, g.address, stateDir, g.namespace)
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	return d, nil
+}
+
+// project flags: where the pipeline's files are.
+type projectFlags struct {
+	dir, servicesPath, stepsPath string
+	allow                        []string
+}
+
+func (p *projectFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&p.dir, "dir", ".", "build directory")
+	fs.StringVar(&p.servicesPath, "services-path", "", "services file (default: codeship-services.yml, .json or docker-compose.yml in --dir)")
+	fs.StringVar(&p.stepsPath, "steps-path", "", "steps file (default: codeship-steps.yml or .json in --dir)")
+	fs.StringArrayVar(&p.allow, "allow-host-path", nil, "absolute host path prefix that volumes may mount besides the build directory (repeatable)")
+}
+
+// load reads and checks the pipeline; every problem is printed, one per line.
+func (p *projectFlags) load(ctx context.Context, stderr io.Writer) (*config.Project, error) {
+	for _, a := range p.allow {
+		if !filepath.IsAbs(a) {
+			return nil, usageError("--allow-host-path %q: not an absolute path", a)
+		}
+	}
+	proj, err := config.Load(p.dir, p.servicesPath, p.stepsPath)
+	if err == nil {
+		for _, ig := range proj.Ignored {
+			log.G(ctx).Debugf("%s: service %q: key %q ignored", ig.Pos, ig.Service, ig.Key)
+		}
+		err = steps.Check(proj, p.allow)
+	}
+	if err != nil {
+		printErrors(stderr, err)
+		return nil, &exitError{code: 2, err: fmt.Errorf("%w: invalid pipeline", errReported)}
+	}
+	return proj, nil
+}
+
+// printErrors prints each error of a join or a precondition error on a line of its own.
+func printErrors(w io.Writer, err error) {
+	var pe *steps.PreconditionError
+	var errs []error
+	switch {
+	case errors.As(err, &pe):
+		errs = pe.Errs
+	default:
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = j.Unwrap()
+		} else {
+			errs = []error{err}
+		}
+	}
+	for _, e := range errs {
+		fmt.Fprintln(w, "crun-ci: "+e.Error())
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var g globals
+	fs := pflag.NewFlagSet("crun-ci", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.SetInterspersed(false)
+	g.add(fs)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
+		return usageError("%w", err)
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return usageError("no command given")
+	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	switch cmd {
+	case "steps":
+		return runSteps(ctx, g, rest, stdout, stderr)
+	case "validate":
+		return runValidate(ctx, g, rest, stdout, stderr)
+	case "import":
+		return runImport(ctx, g, rest, stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "crun-ci %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return nil
+	case "help":
+		fs.Usage()
+		return nil
+	}
+	return usageError("unknown command %q (want steps, validate, import or version)", cmd)
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// commandFlags makes the flag set of a command, with the global flags in it too.
+func commandFlags(name string, g *globals, stderr io.Writer, argsUsage string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	before := *g
+	g.add(fs)
+	resetDefaults(fs, before)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: crun-ci %s [flags]%s\n\nFlags:\n", name, argsUsage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses a command's flags; the global flags may be given again after the command.
+func parse(fs *pflag.FlagSet, g *globals, args []string, stderr io.Writer) error {
+	// Defaults of the command's copy of the globals are what was parsed before it.
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return &exitError{code: 0, err: err}
+		}
+		return usageError("%w", err)
+	}
+	return g.setup(stderr)
+}
+
+func runValidate(ctx context.Context, g globals, args []string, stdout, stderr io.Writer) error {
+	var p projectFlags
+	fs := commandFlags("validate", &g, stderr, "")
+	p.add(fs)
+	if err := parse(fs, &g, args, stderr); err != nil {
+		return quietHelp(err)
+	}
+	if fs.NArg() > 0 {
+		return usageError("validate takes no arguments, got %q", fs.Args())
+	}
+	proj, err := p.load(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	n := 0
+	var count func([]*config.Step)
+	count = func(ss []*config.Step) {
+		for _, s := range ss {
+			if s.Type == config.Run || s.Type == config.Push {
+				n++
+			}
+			count(s.Steps)
+			count(s.OnFail)
+		}
+	}
+	count(proj.Steps)
+	fmt.Fprintf(stdout, "%s and %s are valid: %d services, %d steps\n", rel(proj.Dir, proj.ServicesFile), rel(proj.Dir, proj.StepsFile), len(proj.Services), n)
+	return nil
+}
+
+func rel(dir, p string) string {
+	if r, err := filepath.Rel(dir, p); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return p
+}
+
+func runImport(ctx context.Context, g globals, args []string, stdout, stderr io.Writer) (retErr error) {
+	fs := commandFlags("import", &g, stderr, " FILE…")
+	if err := parse(fs, &g, args, stderr); err != nil {
+		return quietHelp(err)
+	}
+	if fs.NArg() == 0 {
+		return usageError("import: no archive given")
+	}
+	d, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { retErr = errors.Join(retErr, d.Close()) }()
+	c := task.New(d.Client)
+	for _, name := range fs.Args() {
+		f, err := os.Open(name)
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("import %s: %w", name, err)}
+		}
+		names, err := c.Import(ctx, f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("import %s: %w", name, err)
+		}
+		if len(names) == 0 {
+			return fmt.Errorf("import %s: the archive holds no named image", name)
+		}
+		for _, n := range names {
+			fmt.Fprintln(stdout, n)
+		}
+	}
+	return nil
+}
+
+func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.Writer) (retErr error) {
+	var p projectFlags
+	var (
+		tag         string
+		env         []string
+		noRemove    bool
+		maxParallel int
+	)
+	fs := commandFlags("steps", &g, stderr, "")
+	p.add(fs)
+	fs.StringVar(&tag, "tag", "", "the build's branch or tag, matched by the steps' tag and exclude")
+	fs.StringArrayVarP(&env, "env", "e", nil, "KEY=VAL added to every container's environment (repeatable)")
+	fs.BoolVar(&noRemove, "no-remove", false, "keep containers, snapshots and anonymous volumes after each step")
+	fs.IntVar(&maxParallel, "max-parallel", runtime.NumCPU(), "how many steps may run at once")
+	if err := parse(fs, &g, args, stderr); err != nil {
+		return quietHelp(err)
+	}
+	if fs.NArg() > 0 {
+		return usageError("steps takes no arguments, got %q", fs.Args())
+	}
+	if maxParallel < 1 {
+		return usageError("--max-parallel %d: want at least 1", maxParallel)
+	}
+	for _, e := range env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return usageError("--env %q: want KEY=VAL", e)
+		}
+	}
+	proj, err := p.load(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	d, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { retErr = errors.Join(retErr, d.Close()) }()
+	stateDir, _ := filepath.Abs(g.stateDir)
+	buildID := steps.NewBuildID()
+	log.G(ctx).Debugf("build %s in %s", buildID, proj.Dir)
+	sum, err := steps.Run(ctx, steps.Containerd(task.New(d.Client)), steps.Options{
+		Project:     proj,
+		Tag:         tag,
+		Env:         env,
+		MaxParallel: maxParallel,
+		NoRemove:    noRemove,
+		Allow:       p.allow,
+		BuildID:     buildID,
+		Namespace:   g.namespace,
+		StateDir:    stateDir,
+		Output:      stdout,
+		StopTimeout: 10 * time.Second,
+	})
+	var pe *steps.PreconditionError
+	if errors.As(err, &pe) {
+		printErrors(stderr, pe)
+		return &exitError{code: 2, err: fmt.Errorf("%w: preconditions not met", errReported)}
+	}
+	if sum != nil {
+		sum.Print(stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return &exitError{code: 130, err: errors.New("interrupted")}
+	}
+	if !sum.Passed() {
+		return &exitError{code: 1, err: fmt.Errorf("%w: build %s failed", errReported, buildID)}
+	}
+	return nil
+}
+
+// resetDefaults makes the values given to the global flags before the command the
+// defaults of the command's own copies.
+func resetDefaults(fs *pflag.FlagSet, g globals) {
+	set := func(name, v string) {
+		if f := fs.Lookup(name); f != nil {
+			f.Value.Set(v)
+			f.DefValue = v
+		}
+	}
+	set("address", g.address)
+	set("namespace", g.namespace)
+	set("state-dir", g.stateDir)
+	set("debug", fmt.Sprint(g.debug))
+	set("log-format", g.logFormat)
+}
+
+// quietHelp turns --help into success.
+func quietHelp(err error) error {
+	if errors.Is(err, pflag.ErrHelp) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,270 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/crun-ci/crun-ci/daemon"
+	"github.com/crun-ci/crun-ci/ociarchive"
+)
+
+const namespace = "crun-ci"
+
+var (
+	// bin is the crun-ci binary under test.
+	bin string
+	// stateDir is the --state-dir of every run; the embedded containerd lives under it.
+	stateDir string
+	// ctrd is the test's own connection, which also keeps the embedded containerd up
+	// between runs of the binary.
+	ctrd *daemon.Daemon
+	// skipReason is set when the tests cannot run here.
+	skipReason string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		skipReason = "integration tests need root (containerd, runc and overlay mounts); run them as root, e.g. through .ci/run"
+		if os.Getenv("CRUNCI_REQUIRE_CONTAINERD") == "1" {
+			fmt.Fprintln(os.Stderr, "CRUNCI_REQUIRE_CONTAINERD=1 but: "+skipReason)
+			return 1
+		}
+		return m.Run()
+	}
+	tmp, err := os.MkdirTemp("", "crunci-it-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	if err := setup(tmp); err != nil {
+		fmt.Fprintln(os.Stderr, "integration setup:", err)
+		return 1
+	}
+	code := m.Run()
+	if err := ctrd.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop containerd:", err)
+		code = 1
+	}
+	return code
+}
+
+func setup(tmp string) error {
+	bin = filepath.Join(tmp, "crun-ci")
+	build := exec.Command("go", "build", "-o", bin, "github.com/crun-ci/crun-ci/cmd/crun-ci")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build crun-ci: %w", err)
+	}
+	stateDir = filepath.Join(tmp, "state")
+	var err error
+	// An address where nothing answers: the tests always use the embedded containerd.
+	ctrd, err = daemon.Connect(context.Background(), filepath.Join(tmp, "none.sock"), stateDir, namespace)
+	if err != nil {
+		return err
+	}
+	files, err := ociarchive.Busybox(ociarchive.BusyboxPath)
+	if err != nil {
+		return err
+	}
+	images := []ociarchive.Image{
+		{Name: "docker.io/library/busybox:latest", Config: ociarchive.BusyboxConfig(), Files: files},
+		{
+			// An image with content at a volume's path, and a user of its own.
+			Name:   "docker.io/crunci/seeded:1",
+			Config: ociarchive.BusyboxConfig(),
+			Files: append(append([]ociarchive.File{}, files...),
+				ociarchive.File{Path: "/artifacts/from-image.txt", Mode: 0o644, Data: []byte("from the image\n")},
+				ociarchive.File{Path: "/artifacts/sub/deep.txt", Mode: 0o600, Data: []byte("deep\n"), UID: 65534},
+			),
+		},
+	}
+	for _, img := range images {
+		path := filepath.Join(tmp, strings.NewReplacer("/", "_", ":", "_").Replace(img.Name)+".tar")
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := ociarchive.Write(f, img); err != nil {
+			f.Close()
+			return err
+		}
+		f.Close()
+		out, err := exec.Command(bin, "--address", filepath.Join(tmp, "none.sock"), "--state-dir", stateDir, "import", path).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("crun-ci import %s: %v: %s", path, err, out)
+		}
+		if got := strings.TrimSpace(string(out)); got != img.Name {
+			return fmt.Errorf("crun-ci import printed %q, want %q", got, img.Name)
+		}
+	}
+	return nil
+}
+
+// requireRoot skips a test where the suite cannot run.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+}
+
+// result is one run of the binary.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// crunci runs the binary with the suite's global flags and args.
+func crunci(t *testing.T, args ...string) result {
+	t.Helper()
+	full := append([]string{"--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir}, args...)
+	cmd := exec.Command(bin, full...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("run crun-ci: %v", err)
+	}
+	t.Logf("crun-ci %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	return r
+}
+
+// project writes a build directory: files maps relative paths to contents; a path ending
+// in "/" is a directory.
+func project(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if strings.HasSuffix(name, "/") {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// runSteps runs `crun-ci steps` in dir and checks, whatever the outcome, that the build left
+// nothing behind.
+func runSteps(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	r := crunci(t, append([]string{"steps", "--dir", dir}, args...)...)
+	assertClean(t)
+	return r
+}
+
+// assertClean checks that no container, task, active or view snapshot, build lease or
+// build directory of crun-ci remains.
+func assertClean(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	c := ctrd.Client
+	ctrs, err := c.Containers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ctr := range ctrs {
+		t.Errorf("container %s left behind", ctr.ID())
+	}
+	tasks, err := c.TaskService().List(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range tasks.Tasks {
+		t.Errorf("task %s left behind", tk.ID)
+	}
+	err = c.SnapshotService("overlayfs").Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind != snapshots.KindCommitted {
+			t.Errorf("%s snapshot %s left behind (labels %v)", info.Kind, info.Name, info.Labels)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := c.LeasesService().List(ctx, `labels."crun-ci.build"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls {
+		t.Errorf("lease %s of build %s left behind", l.ID, l.Labels["crun-ci.build"])
+	}
+	builds, err := os.ReadDir(filepath.Join(stateDir, "builds"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	for _, b := range builds {
+		t.Errorf("build directory %s left behind", b.Name())
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mounts), stateDir+"/builds") {
+		t.Errorf("a mount below %s/builds is left behind", stateDir)
+	}
+}
+
+// buildID returns the build id the summary names.
+func buildID(t *testing.T, stdout string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^build ([0-9a-f]{10}):$`).FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("no build id in the output")
+	}
+	return m[1]
+}
+
+func wantCode(t *testing.T, r result, code int) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit status %d, want %d", r.code, code)
+	}
+}
+
+func wantContains(t *testing.T, what, s string, subs ...string) {
+	t.Helper()
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			t.Errorf("%s does not contain %q", what, sub)
+		}
+	}
+}
+
+func wantNotContains(t *testing.T, what, s string, subs ...string) {
+	t.Helper()
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			t.Errorf("%s contains %q", what, sub)
+		}
+	}
+}

@@ -1,0 +1,376 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The seed's configuration #1: an anonymous volume shared through volumes_from lives for
+// one step; the next step starts with an empty one.
+func TestAnonymousVolumeIsSharedWithinAStepAndGoneAfterIt(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+data:
+  image: crunci/seeded:1
+  volumes:
+    - /artifacts
+myapp:
+  image: busybox
+  volumes_from:
+    - data
+`,
+		"codeship-steps.yml": `
+- name: write
+  service: myapp
+  command: sh -c 'cat /artifacts/from-image.txt && echo step1 > /artifacts/out.txt'
+- name: read
+  service: myapp
+  command: sh -c 'ls -A /artifacts; test ! -e /artifacts/out.txt && echo out.txt is gone'
+`,
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout,
+		"write/myapp | from the image\n", // data's volume, filled from data's image, seen by myapp
+		"read/myapp | from-image.txt\n",
+		"read/myapp | out.txt is gone\n",
+		"PASSED      write (myapp)", "PASSED      read (myapp)", "2 passed")
+}
+
+// The seed's configuration #2: a host volume relative to the build directory persists
+// across steps and after the build.
+func TestHostVolumePersistsAcrossStepsAndAfterTheBuild(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+data:
+  image: busybox
+  volumes:
+    - ./tmp/artifacts:/artifacts
+deployer:
+  image: busybox
+  volumes_from:
+    - data
+`,
+		"codeship-steps.yml": `
+- service: data
+  command: sh -c 'echo "built by $CI_NAME" > /artifacts/stamp'
+- service: deployer
+  command: cat /artifacts/stamp
+`,
+		"tmp/artifacts/.gitkeep": "",
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "deployer_1/deployer | built by crun-ci\n")
+	got, err := os.ReadFile(filepath.Join(dir, "tmp/artifacts/stamp"))
+	if err != nil || string(got) != "built by crun-ci\n" {
+		t.Errorf("host file after the build: %q, %v", got, err)
+	}
+}
+
+func TestImageContentIsCopiedIntoANewAnonymousVolume(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+app:
+  image: crunci/seeded:1
+  volumes: [/artifacts]
+empty:
+  image: crunci/seeded:1
+  volumes: ["/artifacts:nocopy"]
+`,
+		"codeship-steps.yml": `
+- service: app
+  command: sh -c 'cat /artifacts/from-image.txt; stat -c "%u %a" /artifacts/sub/deep.txt; cat /artifacts/sub/deep.txt; grep " /artifacts " /proc/mounts | wc -l'
+- service: empty
+  command: sh -c 'ls -A /artifacts | wc -l'
+`,
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout,
+		"app_1/app | from the image\n",
+		"app_1/app | 65534 600\n", // owner and mode kept
+		"app_1/app | deep\n",
+		"app_1/app | 1\n", // it is a mount, not the image's directory
+		"empty_1/empty | 0\n")
+}
+
+func TestMissingHostDirectoryIsAPreconditionError(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n  volumes:\n    - ./missing:/x\n",
+		"codeship-steps.yml":    "- service: app\n  command: 'true'\n",
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr, `codeship-services.yml:4: service "app": volume "./missing:/x": host path `+filepath.Join(dir, "missing")+` does not exist`)
+	wantNotContains(t, "stdout", r.stdout, "PASSED")
+}
+
+func TestEscapesFromTheBuildDirectoryAreRefusedAllAtOnce(t *testing.T) {
+	requireRoot(t)
+	outside := t.TempDir()
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+app:
+  image: busybox
+  volumes:
+    - ../` + filepath.Base(outside) + `:/a
+    - ` + outside + `:/b
+    - ./link:/c
+`,
+		"codeship-steps.yml": "- service: app\n  command: 'true'\n",
+	})
+	if err := os.Symlink(outside, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	r := runSteps(t, dir)
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr,
+		`codeship-services.yml:5: service "app": volume "../`+filepath.Base(outside)+`:/a": host path `,
+		`outside the build directory`,
+		`codeship-services.yml:6: service "app": volume "`+outside+`:/b": host path `+outside+` is absolute and no --allow-host-path grants it`,
+		`codeship-services.yml:7: service "app": volume "./link:/c": host path `+filepath.Join(dir, "link")+` resolves to `+outside)
+	if strings.Count(r.stderr, "\n") < 3 {
+		t.Errorf("want the three violations on three lines")
+	}
+
+	// A grant lets the same pipeline run.
+	r = runSteps(t, dir, "--allow-host-path", outside)
+	wantCode(t, r, 0)
+}
+
+func TestReadOnlyVolumesCannotBeWritten(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+data:
+  image: busybox
+  volumes: ["./shared:/shared"]
+ro:
+  image: busybox
+  volumes: ["./shared:/shared:ro"]
+rofrom:
+  image: busybox
+  volumes_from: ["data:ro"]
+rw:
+  image: busybox
+  volumes: ["./shared:/shared:rw"]
+`,
+		"codeship-steps.yml": `
+- type: parallel
+  steps:
+  - name: ro-write
+    service: ro
+    command: sh -c 'touch /shared/x 2>&1; echo status $?'
+  - name: rofrom-write
+    service: rofrom
+    command: sh -c 'touch /shared/y 2>&1; echo status $?'
+  - name: rw-write
+    service: rw
+    command: touch /shared/z
+`,
+		"shared/": "",
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "ro-write/ro | status 1\n", "rofrom-write/rofrom | status 1\n", "Read-only file system")
+	for name, want := range map[string]bool{"x": false, "y": false, "z": true} {
+		_, err := os.Stat(filepath.Join(dir, "shared", name))
+		if (err == nil) != want {
+			t.Errorf("shared/%s exists: %v, want %v", name, err == nil, want)
+		}
+	}
+}
+
+func TestAFailingStepStopsTheSerialChainWhileParallelSiblingsFinish(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n  volumes: [./out:/out]\n",
+		"codeship-steps.yml": `
+- name: first
+  service: app
+  command: touch /out/first
+- type: parallel
+  steps:
+  - name: fails
+    service: app
+    command: sh -c 'exit 3'
+  - name: slow-sibling
+    service: app
+    command: sh -c 'sleep 1; touch /out/sibling'
+  on_fail:
+  - name: cleanup-hook
+    service: app
+    command: touch /out/on_fail
+- name: never
+  service: app
+  command: touch /out/never
+`,
+		"out/": "",
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 1)
+	wantContains(t, "stdout", r.stdout,
+		"PASSED      first (app)",
+		"FAILED      fails (app)", ": exit code 3",
+		"PASSED      slow-sibling (app)",
+		"PASSED      cleanup-hook (app)",
+		"NOT RUN     never (app): an earlier step failed")
+	for name, want := range map[string]bool{"first": true, "sibling": true, "on_fail": true, "never": false} {
+		_, err := os.Stat(filepath.Join(dir, "out", name))
+		if (err == nil) != want {
+			t.Errorf("out/%s exists: %v, want %v", name, err == nil, want)
+		}
+	}
+}
+
+func TestTagAndExcludeSelectSteps(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n",
+		"codeship-steps.yml": `
+- {name: always, service: app, command: echo always}
+- {name: on-master, service: app, tag: master, command: echo on-master}
+- {name: on-feature, service: app, tag: ^feature/, command: echo on-feature}
+- {name: not-master, service: app, exclude: master, command: echo not-master}
+- type: serial
+  tag: ^(master|release)$
+  steps:
+  - {name: group-child, service: app, command: echo group-child}
+`,
+	})
+	for _, tc := range []struct {
+		tag         string
+		ran, notRan []string
+	}{
+		{"", []string{"always", "not-master"}, []string{"on-master", "on-feature", "group-child"}},
+		{"master", []string{"always", "on-master", "group-child"}, []string{"on-feature", "not-master"}},
+		{"feature/x", []string{"always", "on-feature", "not-master"}, []string{"on-master", "group-child"}},
+	} {
+		t.Run("tag "+tc.tag, func(t *testing.T) {
+			args := []string{}
+			if tc.tag != "" {
+				args = append(args, "--tag", tc.tag)
+			}
+			r := runSteps(t, dir, args...)
+			wantCode(t, r, 0)
+			for _, s := range tc.ran {
+				wantContains(t, "stdout", r.stdout, s+"/app | "+s+"\n")
+			}
+			for _, s := range tc.notRan {
+				wantNotContains(t, "stdout", r.stdout, s+"/app | ")
+			}
+		})
+	}
+}
+
+func TestEnvironmentReachesContainers(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+listed:
+  image: busybox
+  environment:
+    - FROM_LIST=list value
+    - OVERRIDDEN=service
+mapped:
+  image: busybox
+  environment:
+    FROM_MAP: map value
+    PATH: /custom:/bin
+`,
+		"codeship-steps.yml": `
+- name: list
+  service: listed
+  command: sh -c 'echo "$FROM_LIST|$OVERRIDDEN|$FROM_FLAG|$CI|$CI_NAME|$CI_BRANCH|$CI_BUILD_ID"'
+- name: map
+  service: mapped
+  command: sh -c 'echo "$FROM_MAP|$PATH"'
+`,
+	})
+	r := runSteps(t, dir, "--tag", "main", "-e", "OVERRIDDEN=flag", "--env", "FROM_FLAG=x=y")
+	wantCode(t, r, 0)
+	id := buildID(t, r.stdout)
+	wantContains(t, "stdout", r.stdout,
+		"list/listed | list value|flag|x=y|true|crun-ci|main|"+id+"\n",
+		"map/mapped | map value|/custom:/bin\n")
+}
+
+func TestOutputKeepsTheLastLinesOfShortLivedContainers(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n",
+		"codeship-steps.yml": `
+- name: burst
+  service: app
+  command: sh -c 'seq 1 5000; printf "no newline at the end"; echo to-stderr >&2'
+`,
+	})
+	for i := 0; i < 3; i++ {
+		r := runSteps(t, dir)
+		wantCode(t, r, 0)
+		if n := strings.Count(r.stdout, "burst/app | "); n != 5002 {
+			t.Errorf("run %d: %d prefixed lines, want 5002", i, n)
+		}
+		wantContains(t, "stdout", r.stdout, "burst/app | 5000\n", "burst/app | no newline at the end\n", "burst/app | to-stderr\n")
+	}
+}
+
+func TestMissingImageIsAPreconditionErrorNamingTheService(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\nother:\n  image: example.com/nope:1\n",
+		"codeship-steps.yml":    "- service: app\n  command: 'true'\n- service: other\n  command: 'true'\n",
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr, `codeship-services.yml:3: service "other": image example.com/nope:1 is not in containerd's image store (add it with crun-ci import)`)
+	wantNotContains(t, "stdout", r.stdout, "app_1/app")
+}
+
+func TestUserAndWorkingDirectoryAndEntrypoint(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+app:
+  image: busybox
+  user: nobody
+  working_dir: /tmp
+  entrypoint: ["sh", "-c"]
+  command: ['echo "$(id -u):$(id -g) in $(pwd)"']
+numeric:
+  image: busybox
+  user: "123:456"
+  command: id
+`,
+		"codeship-steps.yml": "- service: app\n- service: numeric\n",
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "app_1/app | 65534:65534 in /tmp\n", "numeric_1/numeric | uid=123 gid=456")
+}
+
+func TestValidateReportsEveryErrorWithoutContainerd(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n  imgae: typo\n  volumes: ['./x:/y:zz']\n",
+		"codeship-steps.yml":    "- service: nope\n  command: 'true'\n",
+	})
+	r := crunci(t, "validate", "--dir", dir)
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr,
+		`codeship-services.yml:3: service "app": unknown key "imgae"`,
+		`codeship-steps.yml:1:`, `"nope"`)
+	// steps reports the same problems before touching containerd.
+	s := crunci(t, "steps", "--dir", dir)
+	wantCode(t, s, 2)
+	if s.stderr != r.stderr {
+		t.Errorf("steps and validate report differently:\nsteps:\n%s\nvalidate:\n%s", s.stderr, r.stderr)
+	}
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up a Debian 12 machine, as root, for crun-ci: Debian's containerd, runc and
+# busybox-static (for the offline test image), then builds bin/crun-ci and bin/mkimage.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "setup: run as root (containerd, runc and overlay mounts need it)" >&2
+	exit 2
+fi
+
+missing=()
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || missing+=(busybox-static)
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "setup: installing ${missing[*]}" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Go 1.26 or newer: on PATH, or where the Go distribution installs itself.
+export PATH="$PATH:/usr/local/go/bin"
+if ! command -v go >/dev/null; then
+	echo "setup: Go 1.26 or newer is needed (Debian 12's golang-go is too old); install it in /usr/local/go" >&2
+	exit 2
+fi
+
+mkdir -p bin
+go build -o bin/crun-ci ./cmd/crun-ci
+go build -o bin/mkimage ./cmd/mkimage
+echo "setup: built bin/crun-ci ($(bin/crun-ci version))" >&2

@@ -1,0 +1,32 @@
+package steps
+
+import (
+	"fmt"
+
+	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/mounts"
+)
+
+// Check runs the checks that need no containerd on every service of the project: volume
+// specs parse, host paths exist and stay inside the build directory or a grant. It returns
+// every problem, as errors.Join of *config.Error.
+func Check(p *config.Project, allow []string) error {
+	guard := mounts.Guard{BuildDir: p.Dir, Allow: allow}
+	var errs []error
+	for _, name := range p.Order {
+		svc := p.Services[name]
+		for _, v := range svc.Volumes {
+			vol, err := mounts.Parse(v.Spec)
+			if err == nil && !vol.Anonymous() {
+				_, err = guard.HostPath(vol.Source)
+			}
+			if err != nil {
+				errs = append(errs, &config.Error{Pos: v.Pos, Service: name, Err: fmt.Errorf("volume %q: %w", v.Spec, err)})
+			}
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return &PreconditionError{Errs: errs}
+}

@@ -1,0 +1,252 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/mounts"
+	"github.com/crun-ci/crun-ci/oci"
+	"github.com/crun-ci/crun-ci/task"
+)
+
+// cleanupTimeout bounds the teardown of one step, which runs even when the build was
+// interrupted.
+const cleanupTimeout = 60 * time.Second
+
+// run runs one run step on fresh containers and records its result.
+func (b *build) run(ctx context.Context, s *config.Step) bool {
+	select {
+	case b.sem <- struct{}{}:
+	case <-ctx.Done():
+		b.notRun(s, "the build was interrupted")
+		return false
+	}
+	defer func() { <-b.sem }()
+
+	start := time.Now()
+	r := Result{Step: s.Name, Service: s.Service}
+	code, err := b.exec(ctx, s)
+	r.Duration = time.Since(start)
+	switch {
+	case ctx.Err() != nil:
+		r.Status = Interrupted
+	case err != nil:
+		r.Status, r.Err = Failed, err
+	case code != 0:
+		r.Status, r.ExitCode = Failed, code
+	default:
+		r.Status = Passed
+	}
+	b.record(s, r)
+	return r.Status == Passed
+}
+
+// exec makes the step's volumes and containers, runs its service's command and tears
+// everything down again, whatever happened.
+func (b *build) exec(ctx context.Context, s *config.Step) (_ uint32, retErr error) {
+	seq := b.seq.Add(1)
+	volumes := filepath.Join(b.dir, "volumes", strconv.FormatInt(seq, 10))
+	plan, err := mounts.ForStep(b.msvc, s.Service, volumes)
+	if err != nil {
+		return 0, err
+	}
+	var ctrs []Container
+	// Teardown leaves the critical path: the next step starts while this one's
+	// containers, snapshots and volumes are removed. Run waits for every teardown.
+	defer func() { b.teardown(ctx, ctrs, volumes) }()
+	for _, a := range plan.Anon {
+		if err := os.MkdirAll(a.Dir, 0o755); err != nil {
+			return 0, fmt.Errorf("make anonymous volume %s: %w", a.Target, err)
+		}
+		if tmpl, ok := b.services[a.Service].templates[volumeIndex(a.Dir)]; ok {
+			if _, err := mounts.Copy(a.Dir, tmpl); err != nil {
+				return 0, fmt.Errorf("fill anonymous volume %s from the image: %w", a.Target, err)
+			}
+		}
+	}
+
+	var main Container
+	for _, name := range plan.Containers {
+		id := fmt.Sprintf("crunci-%s-%d-%s", b.o.BuildID, seq, sanitize(name))
+		c, err := b.create(ctx, s, name, id, plan.Mounts[name], name == s.Service)
+		if err != nil {
+			return 0, err
+		}
+		ctrs = append(ctrs, c)
+		main = c
+	}
+
+	prefix := s.Name + "/" + s.Service + " | "
+	stdout, stderr := b.out.Stream(prefix), b.out.Stream(prefix)
+	defer func() {
+		retErr = errors.Join(retErr, stdout.Close(), stderr.Close())
+	}()
+	if err := main.Start(ctx, stdout, stderr); err != nil {
+		return 0, err
+	}
+	code, err := main.Wait(ctx)
+	if err != nil && ctx.Err() != nil {
+		return 0, b.stop(main)
+	}
+	return code, err
+}
+
+// teardown removes a step's containers (with their tasks and snapshots), then its
+// anonymous volumes, in the background; errors are kept for Run to report. A volume
+// directory that is still a mount point is kept.
+func (b *build) teardown(ctx context.Context, ctrs []Container, volumes string) {
+	if b.o.NoRemove {
+		return
+	}
+	b.cleanup.Go(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		var errs []error
+		for i := len(ctrs) - 1; i >= 0; i-- {
+			errs = append(errs, ctrs[i].Delete(ctx))
+		}
+		if err := errors.Join(errs...); err != nil {
+			// The containers may still use the volumes.
+			b.cleanupFailed(fmt.Errorf("keep %s: %w", volumes, err))
+			return
+		}
+		if m, err := mountedBelow(volumes); err != nil || m != "" {
+			b.cleanupFailed(errors.Join(err, fmtErrIf(m != "", "keep %s: %s is still mounted", volumes, m)))
+			return
+		}
+		if err := os.RemoveAll(volumes); err != nil {
+			b.cleanupFailed(err)
+		}
+	})
+}
+
+func (b *build) cleanupFailed(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cleanupErrs = append(b.cleanupErrs, err)
+}
+
+// stop ends an interrupted step's task: SIGTERM, then SIGKILL after the stop timeout.
+func (b *build) stop(c Container) error {
+	ctx, cancel := context.WithTimeout(context.Background(), b.o.StopTimeout+cleanupTimeout)
+	defer cancel()
+	if err := c.Kill(ctx, syscall.SIGTERM); err != nil {
+		return err
+	}
+	wctx, wcancel := context.WithTimeout(ctx, b.o.StopTimeout)
+	defer wcancel()
+	if _, err := c.Wait(wctx); err == nil {
+		return nil
+	}
+	if err := c.Kill(ctx, syscall.SIGKILL); err != nil {
+		return err
+	}
+	_, err := c.Wait(ctx)
+	return err
+}
+
+// create makes one container of the step. The step's own service runs the step's
+// command; the others are made only for their volumes.
+func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms []specs.Mount, main bool) (Container, error) {
+	svc := b.services[name]
+	command := svc.cfg.Command
+	if main && s.Command != nil {
+		command = s.Command
+	}
+	args, err := oci.Args(svc.image.Config, svc.cfg.Entrypoint, command)
+	if err != nil {
+		if main {
+			return nil, fmt.Errorf("service %q: %w", name, err)
+		}
+		args = []string{"true"} // never started
+	}
+	spec, err := oci.Spec(ctx, oci.Container{
+		ID:         id,
+		Namespace:  b.o.Namespace,
+		Hostname:   hostname(name),
+		Image:      svc.image.Config,
+		Args:       args,
+		Env:        b.env(svc.cfg),
+		WorkingDir: svc.cfg.WorkingDir,
+		User:       svc.user,
+		Mounts:     ms,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("service %q: %w", name, err)
+	}
+	labels := map[string]string{LabelBuild: b.o.BuildID, LabelStep: s.Name, LabelService: name}
+	log.G(ctx).WithField("step", s.Name).Debugf("create container %s", id)
+	return b.rt.Create(ctx, task.Options{ID: id, Image: svc.image, Spec: spec, Labels: labels})
+}
+
+// env is what a container gets on top of its image's environment: the CI variables, the
+// service's environment, then the build's -e entries; a later key wins.
+func (b *build) env(svc *config.Service) []string {
+	env := []string{
+		"CI=true",
+		"CI_NAME=crun-ci",
+		"CI_BUILD_ID=" + b.o.BuildID,
+		"CI_BRANCH=" + b.o.Tag,
+	}
+	for _, e := range svc.Environment {
+		if e.Value != nil {
+			env = append(env, e.Key+"="+*e.Value)
+		} else if v, ok := os.LookupEnv(e.Key); ok {
+			env = append(env, e.Key+"="+v)
+		}
+	}
+	return append(env, b.o.Env...)
+}
+
+// volumeIndex returns the index that ends an anonymous volume's directory name.
+func volumeIndex(dir string) int {
+	i, _ := strconv.Atoi(filepath.Base(dir))
+	return i
+}
+
+// sanitize makes a service name fit containerd's identifier rules: letters and digits
+// separated by single '.', '_' or '-', at most 40 characters.
+func sanitize(name string) string {
+	var sb strings.Builder
+	sep := false
+	for _, r := range name {
+		ok := r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		switch {
+		case ok:
+			if sep && sb.Len() > 0 {
+				sb.WriteByte('-')
+			}
+			sep = false
+			sb.WriteRune(r)
+		default:
+			sep = true
+		}
+	}
+	out := sb.String()
+	if len(out) > 40 {
+		out = strings.TrimRight(out[:40], "-")
+	}
+	if out == "" {
+		out = "svc"
+	}
+	return out
+}
+
+// hostname is the service name cut to the 63 bytes a hostname may have.
+func hostname(name string) string {
+	if len(name) > 63 {
+		return name[:63]
+	}
+	return name
+}

@@ -1,0 +1,85 @@
+package steps
+
+import (
+	"bytes"
+	"io"
+	"sync"
+)
+
+// maxLine bounds how much of a line without a newline is held back; a longer line is
+// printed in pieces of this size, each with the prefix, so memory stays bounded.
+const maxLine = 64 << 10
+
+// Output serialises the container output of all steps onto one writer, a whole line at a
+// time, so that parallel steps never interleave within a line.
+type Output struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewOutput returns an Output writing to w.
+func NewOutput(w io.Writer) *Output { return &Output{w: w} }
+
+// Stream returns a writer for one stream of one container; every line it is given is
+// printed with prefix in front. Close prints what is left of an unterminated last line.
+func (o *Output) Stream(prefix string) *Stream {
+	return &Stream{out: o, prefix: []byte(prefix)}
+}
+
+// Stream is one container stream, see Output.Stream. A Stream is used by one goroutine.
+type Stream struct {
+	out    *Output
+	prefix []byte
+	buf    []byte
+}
+
+// Write prints each complete line of p with the prefix and keeps the rest for later.
+func (s *Stream) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			room := maxLine - len(s.buf)
+			if len(p) < room {
+				s.buf = append(s.buf, p...)
+				return n, nil
+			}
+			s.buf = append(s.buf, p[:room]...)
+			p = p[room:]
+			if err := s.flush(true); err != nil {
+				return n, err
+			}
+			continue
+		}
+		s.buf = append(s.buf, p[:i+1]...)
+		p = p[i+1:]
+		if err := s.flush(false); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Close prints an unterminated last line, with a newline added.
+func (s *Stream) Close() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	return s.flush(true)
+}
+
+func (s *Stream) flush(addNewline bool) error {
+	line := make([]byte, 0, len(s.prefix)+len(s.buf)+1)
+	line = append(append(line, s.prefix...), s.buf...)
+	if addNewline {
+		line = append(line, '\n')
+	}
+	s.buf = s.buf[:0]
+	if cap(s.buf) > maxLine {
+		s.buf = nil
+	}
+	s.out.mu.Lock()
+	defer s.out.mu.Unlock()
+	_, err := s.out.w.Write(line)
+	return err
+}

@@ -1,0 +1,52 @@
+package steps
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/crun-ci/crun-ci/config"
+)
+
+// Plan returns the steps that run for a build with the given tag: steps (and groups)
+// whose tag does not match, or whose exclude does, are dropped, and so are groups left
+// empty. The input is not changed.
+func Plan(steps []*config.Step, tag string) []*config.Step {
+	var out []*config.Step
+	for _, s := range steps {
+		if !Selected(s, tag) {
+			continue
+		}
+		if s.Type == config.Serial || s.Type == config.Parallel {
+			c := *s
+			c.Steps = Plan(s.Steps, tag)
+			if len(c.Steps) == 0 {
+				continue
+			}
+			s = &c
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Selected reports whether step s runs for a build with the given tag.
+func Selected(s *config.Step, tag string) bool {
+	if s.Tag != "" && (tag == "" || !Match(s.Tag, tag)) {
+		return false
+	}
+	if s.Exclude != "" && tag != "" && Match(s.Exclude, tag) {
+		return false
+	}
+	return true
+}
+
+// Match applies a tag or exclude pattern to the build's tag. A pattern holding "^" or "$"
+// is a regular expression (the loader has checked that it compiles); any other is matched
+// exactly.
+func Match(pattern, tag string) bool {
+	if strings.ContainsAny(pattern, "^$") {
+		re, err := regexp.Compile(pattern)
+		return err == nil && re.MatchString(tag)
+	}
+	return pattern == tag
+}

@@ -1,0 +1,177 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/containerd/continuity/fs"
+
+	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/mounts"
+	"github.com/crun-ci/crun-ci/oci"
+	"github.com/crun-ci/crun-ci/task"
+)
+
+// prepare checks every precondition of the plan before anything runs, and gathers what
+// the steps need: images, resolved host paths, users and the images' content for
+// anonymous volumes. All problems are reported together.
+func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
+	var errs []error
+	fail := func(pos config.Pos, svc string, err error) {
+		errs = append(errs, &config.Error{Pos: pos, Service: svc, Err: err})
+	}
+	// The services the plan runs, and the volumes_from sources they need.
+	var names []string
+	seen := map[string]bool{}
+	var add func(name string)
+	add = func(name string) {
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		names = append(names, name)
+		if svc, ok := b.o.Project.Services[name]; ok {
+			for _, f := range svc.VolumesFrom {
+				add(f.Service)
+			}
+		}
+	}
+	var walk func([]*config.Step)
+	walk = func(steps []*config.Step) {
+		for _, s := range steps {
+			if s.Type == config.Run {
+				add(s.Service)
+			}
+			walk(s.Steps)
+			walk(s.OnFail)
+		}
+	}
+	walk(plan)
+
+	guard := mounts.Guard{BuildDir: b.o.Project.Dir, Allow: b.o.Allow}
+	images := map[string]*task.Image{}
+	imageErr := map[string]bool{}
+	for _, name := range names {
+		cfg, ok := b.o.Project.Services[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("service %q: not defined", name))
+			continue
+		}
+		svc := &service{cfg: cfg, templates: map[int]string{}}
+		img, ok := images[cfg.Image]
+		if !ok && !imageErr[cfg.Image] {
+			var err error
+			img, err = b.rt.Image(ctx, cfg.Image)
+			if err != nil {
+				fail(cfg.Pos, name, err)
+				imageErr[cfg.Image] = true
+			} else {
+				images[cfg.Image] = img
+			}
+		}
+		svc.image = img
+		ms := mounts.Service{}
+		for _, v := range cfg.Volumes {
+			vol, err := mounts.Parse(v.Spec)
+			if err != nil {
+				fail(v.Pos, name, fmt.Errorf("volume %q: %w", v.Spec, err))
+				continue
+			}
+			host := ""
+			if !vol.Anonymous() {
+				host, err = guard.HostPath(vol.Source)
+				if err != nil {
+					fail(v.Pos, name, fmt.Errorf("volume %q: %w", v.Spec, err))
+					continue
+				}
+			}
+			ms.Volumes = append(ms.Volumes, vol)
+			ms.Hosts = append(ms.Hosts, host)
+		}
+		for _, f := range cfg.VolumesFrom {
+			ms.VolumesFrom = append(ms.VolumesFrom, mounts.From{Service: f.Service, ReadOnly: f.ReadOnly})
+		}
+		b.msvc[name] = ms
+		b.services[name] = svc
+	}
+	if len(errs) > 0 {
+		return &PreconditionError{Errs: errs}
+	}
+
+	// Users by name and the image content of anonymous volumes need a look into the
+	// image: one read-only view per service that needs it.
+	for _, name := range names {
+		svc := b.services[name]
+		user := svc.cfg.User
+		if user == "" {
+			user = svc.image.Config.User
+		}
+		var anon []int
+		for i, v := range b.msvc[name].Volumes {
+			if v.Anonymous() && !v.NoCopy {
+				anon = append(anon, i)
+			}
+		}
+		if !oci.NeedsLookup(user) && len(anon) == 0 {
+			u, err := oci.User(user, nil, nil)
+			if err != nil {
+				fail(svc.cfg.Pos, name, err)
+			}
+			svc.user = u
+			continue
+		}
+		key := fmt.Sprintf("crunci-%s-view-%s", b.o.BuildID, sanitize(name))
+		labels := map[string]string{LabelBuild: b.o.BuildID, LabelService: name}
+		err := b.rt.View(ctx, svc.image, key, labels, func(root string) error {
+			passwd, _ := readInRoot(root, "/etc/passwd")
+			group, _ := readInRoot(root, "/etc/group")
+			u, err := oci.User(user, passwd, group)
+			if err != nil {
+				return err
+			}
+			svc.user = u
+			for _, i := range anon {
+				src, err := inRoot(root, b.msvc[name].Volumes[i].Target)
+				if err != nil {
+					return err
+				}
+				dst := filepath.Join(b.dir, "templates", sanitize(name), strconv.Itoa(i))
+				if err := os.MkdirAll(dst, 0o755); err != nil {
+					return err
+				}
+				any, err := mounts.Copy(dst, src)
+				if err != nil {
+					return err
+				}
+				if any {
+					svc.templates[i] = dst
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			fail(svc.cfg.Pos, name, fmt.Errorf("image %s: %w", svc.image.Name, err))
+		}
+	}
+	if len(errs) > 0 {
+		return &PreconditionError{Errs: errs}
+	}
+	return nil
+}
+
+// inRoot resolves an absolute path inside a mounted image filesystem at root, following
+// symlinks as the container would see them, never out of root.
+func inRoot(root, p string) (string, error) {
+	return fs.RootPath(root, p)
+}
+
+func readInRoot(root, p string) ([]byte, error) {
+	real, err := inRoot(root, p)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(real)
+}

@@ -1,0 +1,367 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/task"
+)
+
+// fake is a Runtime whose containers "run" their args: `exit N` exits with N, `sleep`
+// sleeps 30 ms, `echo WORDS` prints WORDS; everything else exits 0.
+type fake struct {
+	mu         sync.Mutex
+	images     map[string]*task.Image
+	root       string // the image filesystem View shows
+	started    []string
+	live       map[string]bool
+	running    int
+	maxRunning int
+	leases     int
+}
+
+func newFake(t *testing.T) *fake {
+	return &fake{
+		images: map[string]*task.Image{"busybox": {Name: "docker.io/library/busybox:latest"}},
+		root:   t.TempDir(),
+		live:   map[string]bool{},
+	}
+}
+
+func (f *fake) Image(_ context.Context, ref string) (*task.Image, error) {
+	if img, ok := f.images[ref]; ok {
+		return img, nil
+	}
+	return nil, fmt.Errorf("image %s: %w", ref, errdefs.ErrNotFound)
+}
+
+func (f *fake) View(_ context.Context, _ *task.Image, _ string, _ map[string]string, fn func(string) error) error {
+	return fn(f.root)
+}
+
+func (f *fake) Lease(ctx context.Context, _ map[string]string, _ time.Duration) (context.Context, func(context.Context) error, error) {
+	f.mu.Lock()
+	f.leases++
+	f.mu.Unlock()
+	return ctx, func(context.Context) error {
+		f.mu.Lock()
+		f.leases--
+		f.mu.Unlock()
+		return nil
+	}, nil
+}
+
+func (f *fake) Create(_ context.Context, o task.Options) (Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.live[o.ID] = true
+	return &fakeContainer{f: f, id: o.ID, args: o.Spec.Process.Args, env: o.Spec.Process.Env}, nil
+}
+
+type fakeContainer struct {
+	f      *fake
+	id     string
+	args   []string
+	env    []string
+	stdout io.Writer
+}
+
+func (c *fakeContainer) ID() string { return c.id }
+
+func (c *fakeContainer) Start(_ context.Context, stdout, _ io.Writer) error {
+	c.f.mu.Lock()
+	c.f.started = append(c.f.started, strings.Join(c.args, " "))
+	c.f.running++
+	c.f.maxRunning = max(c.f.maxRunning, c.f.running)
+	c.f.mu.Unlock()
+	c.stdout = stdout
+	return nil
+}
+
+func (c *fakeContainer) Wait(context.Context) (uint32, error) {
+	defer func() {
+		c.f.mu.Lock()
+		c.f.running--
+		c.f.mu.Unlock()
+	}()
+	switch c.args[0] {
+	case "exit":
+		var code uint32
+		fmt.Sscan(c.args[1], &code)
+		return code, nil
+	case "sleep":
+		time.Sleep(30 * time.Millisecond)
+	case "echo":
+		fmt.Fprintln(c.stdout, strings.Join(c.args[1:], " "))
+	case "env":
+		for _, e := range c.env {
+			fmt.Fprintln(c.stdout, e)
+		}
+	}
+	return 0, nil
+}
+
+func (c *fakeContainer) Kill(context.Context, syscall.Signal) error { return nil }
+
+func (c *fakeContainer) Delete(context.Context) error {
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
+	delete(c.f.live, c.id)
+	return nil
+}
+
+// load writes a project into a temporary build directory and loads it.
+func load(t *testing.T, services, steps string) *config.Project {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range map[string]string{"codeship-services.yml": services, "codeship-steps.yml": steps} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := config.Load(dir, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func run(t *testing.T, f *fake, p *config.Project, o Options) (*Summary, string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	o.Project = p
+	o.Namespace = "test"
+	o.StateDir = t.TempDir()
+	o.Output = &out
+	sum, err := Run(context.Background(), f, o)
+	if len(f.live) != 0 {
+		t.Errorf("containers left: %v", f.live)
+	}
+	if f.leases != 0 {
+		t.Errorf("%d leases left", f.leases)
+	}
+	if builds, _ := os.ReadDir(filepath.Join(o.StateDir, "builds")); len(builds) != 0 {
+		t.Errorf("build directories left: %v", builds)
+	}
+	return sum, out.String(), err
+}
+
+type outcome struct {
+	Step   string
+	Status Status
+	Code   uint32
+}
+
+func outcomes(s *Summary) []outcome {
+	var out []outcome
+	for _, r := range s.Results {
+		out = append(out, outcome{r.Step, r.Status, r.ExitCode})
+	}
+	return out
+}
+
+const oneService = "app:\n  image: busybox\n"
+
+func TestRunStopsASerialChainAtTheFirstFailureAndRunsOnFail(t *testing.T) {
+	f := newFake(t)
+	p := load(t, oneService, `
+- {name: a, service: app, command: exit 0}
+- name: b
+  service: app
+  command: exit 3
+  on_fail:
+  - {name: hook, command: echo hooked}
+- {name: c, service: app, command: exit 0}
+`)
+	sum, out, err := run(t, f, p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []outcome{{"a", Passed, 0}, {"b", Failed, 3}, {"hook", Passed, 0}, {"c", NotRun, 0}}
+	if diff := cmp.Diff(want, outcomes(sum)); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+	if sum.Passed() {
+		t.Error("summary passed, want failed")
+	}
+	if !strings.Contains(out, "hook/app | hooked\n") {
+		t.Errorf("on_fail output missing:\n%s", out)
+	}
+}
+
+func TestRunLetsParallelSiblingsFinishAndFailsTheGroup(t *testing.T) {
+	f := newFake(t)
+	p := load(t, oneService, `
+- type: parallel
+  steps:
+  - {name: fails, service: app, command: exit 1}
+  - {name: slow, service: app, command: sleep}
+  - {name: fine, service: app, command: exit 0}
+- {name: after, service: app, command: exit 0}
+`)
+	sum, _, err := run(t, f, p, Options{MaxParallel: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []outcome{{"fails", Failed, 1}, {"slow", Passed, 0}, {"fine", Passed, 0}, {"after", NotRun, 0}}
+	if diff := cmp.Diff(want, outcomes(sum)); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+}
+
+func TestRunHonoursMaxParallel(t *testing.T) {
+	f := newFake(t)
+	var sb strings.Builder
+	sb.WriteString("- type: parallel\n  steps:\n")
+	for i := 0; i < 6; i++ {
+		sb.WriteString("  - {service: app, command: sleep}\n")
+	}
+	p := load(t, oneService, sb.String())
+	if _, _, err := run(t, f, p, Options{MaxParallel: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if f.maxRunning != 2 {
+		t.Errorf("at most %d steps ran at once, want 2", f.maxRunning)
+	}
+}
+
+func TestRunReportsEveryPreconditionBeforeStartingAnything(t *testing.T) {
+	f := newFake(t)
+	p := load(t, `
+app:
+  image: busybox
+  volumes: ["./missing:/x"]
+other:
+  image: nope
+`, "- {service: app, command: exit 0}\n- {service: other, command: exit 0}\n")
+	_, _, err := run(t, f, p, Options{})
+	var pe *PreconditionError
+	if !errors.As(err, &pe) {
+		t.Fatalf("error %v, want a *PreconditionError", err)
+	}
+	var got []string
+	for _, e := range pe.Errs {
+		got = append(got, e.Error())
+	}
+	want := []string{
+		`codeship-services.yml:4: service "app": volume "./missing:/x": host path ` + filepath.Join(p.Dir, "missing") + ` does not exist (create it, e.g. with a .gitkeep in the repository)`,
+		`codeship-services.yml:5: service "other": image nope: not found`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+	if len(f.started) != 0 {
+		t.Errorf("started %v before the preconditions held", f.started)
+	}
+}
+
+func TestRunGivesContainersTheCIVariablesServiceEnvironmentAndFlags(t *testing.T) {
+	f := newFake(t)
+	p := load(t, "app:\n  image: busybox\n  environment: {A: service, B: service}\n", "- {name: e, service: app, command: env}\n")
+	_, out, err := run(t, f, p, Options{Tag: "main", BuildID: "0123456789", Env: []string{"B=flag"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		got = append(got, strings.TrimPrefix(l, "e/app | "))
+	}
+	sort.Strings(got)
+	want := []string{"A=service", "B=flag", "CI=true", "CI_BRANCH=main", "CI_BUILD_ID=0123456789", "CI_NAME=crun-ci", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("environment (-want +got):\n%s", diff)
+	}
+}
+
+func TestRunSkipsPushStepsWithANotice(t *testing.T) {
+	f := newFake(t)
+	p := load(t, oneService, "- {type: push, service: app, image_name: x/app}\n")
+	sum, _, err := run(t, f, p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Results) != 1 || sum.Results[0].Status != Skipped || !sum.Passed() {
+		t.Errorf("results %+v, want one skipped push step and a passed build", sum.Results)
+	}
+}
+
+func TestPlanFiltersByTagAndExclude(t *testing.T) {
+	p := load(t, oneService, `
+- {name: plain, service: app}
+- {name: exact, service: app, tag: master}
+- {name: regex, service: app, tag: ^release/}
+- {name: excluded, service: app, exclude: ^master$}
+- type: parallel
+  tag: nope
+  steps:
+  - {name: in-dropped-group, service: app}
+- type: serial
+  steps:
+  - {name: only-child-dropped, service: app, tag: nope}
+`)
+	names := func(steps []*config.Step) []string {
+		var out []string
+		var walk func([]*config.Step)
+		walk = func(ss []*config.Step) {
+			for _, s := range ss {
+				if s.Type == config.Run {
+					out = append(out, s.Name)
+				}
+				walk(s.Steps)
+			}
+		}
+		walk(steps)
+		return out
+	}
+	for _, tc := range []struct {
+		tag  string
+		want []string
+	}{
+		{"", []string{"plain", "excluded"}},
+		{"master", []string{"plain", "exact"}},
+		{"release/1.0", []string{"plain", "regex", "excluded"}},
+		{"master-2", []string{"plain", "excluded"}},
+	} {
+		if diff := cmp.Diff(tc.want, names(Plan(p.Steps, tc.tag))); diff != "" {
+			t.Errorf("tag %q (-want +got):\n%s", tc.tag, diff)
+		}
+	}
+}
+
+func TestOutputPrefixesWholeLinesAndBoundsLongOnes(t *testing.T) {
+	var buf bytes.Buffer
+	o := NewOutput(&buf)
+	s := o.Stream("p | ")
+	for _, chunk := range []string{"one\ntw", "o\n", "three", " and more\nlast"} {
+		s.Write([]byte(chunk))
+	}
+	s.Close()
+	want := "p | one\np | two\np | three and more\np | last\n"
+	if got := buf.String(); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+
+	buf.Reset()
+	s = o.Stream("p | ")
+	s.Write(bytes.Repeat([]byte("x"), maxLine*2+10))
+	s.Close()
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 3 || len(lines[0]) != len("p | ")+maxLine || len(lines[2]) != len("p | ")+10 {
+		t.Errorf("a line of 2×maxLine+10 bytes came out as %d lines", len(lines))
+	}
+}
