@@ -42,25 +42,22 @@ func Copy(dst, src string) (bool, error) {
 		target := filepath.Join(dst, rel)
 		if rel == "." {
 			// The volume directory takes the mode and owner of the image's directory.
-			return chown(target, info, os.Chmod(target, info.Mode().Perm()|info.Mode()&(fs.ModeSticky|fs.ModeSetgid|fs.ModeSetuid)))
+			return own(target, info, nil)
 		}
 		any = true
 		switch m := info.Mode(); {
 		case m.IsDir():
-			if err := os.Mkdir(target, 0o700); err != nil {
-				return err
-			}
-			return chown(target, info, os.Chmod(target, m.Perm()|m&(fs.ModeSticky|fs.ModeSetgid|fs.ModeSetuid)))
+			return own(target, info, os.Mkdir(target, 0o700))
 		case m&fs.ModeSymlink != 0:
 			link, err := os.Readlink(p)
 			if err != nil {
 				return err
 			}
-			return chown(target, info, os.Symlink(link, target))
+			return own(target, info, os.Symlink(link, target))
 		case m.IsRegular():
-			return chown(target, info, copyFile(target, p, m))
+			return own(target, info, copyFile(target, p))
 		case m&fs.ModeNamedPipe != 0:
-			return chown(target, info, unix.Mkfifo(target, uint32(m.Perm())))
+			return own(target, info, unix.Mkfifo(target, 0o600))
 		default:
 			return nil
 		}
@@ -71,7 +68,7 @@ func Copy(dst, src string) (bool, error) {
 	return any, nil
 }
 
-func copyFile(dst, src string, mode fs.FileMode) error {
+func copyFile(dst, src string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -85,20 +82,24 @@ func copyFile(dst, src string, mode fs.FileMode) error {
 		out.Close()
 		return err
 	}
-	if err := out.Chmod(mode.Perm() | mode&(fs.ModeSticky|fs.ModeSetgid|fs.ModeSetuid)); err != nil {
-		out.Close()
-		return err
-	}
 	return out.Close()
 }
 
-// chown gives target the owner of info, after the step that made target (err) succeeded.
-func chown(target string, info fs.FileInfo, err error) error {
+// own gives target the owner, then the mode of info, after the step that made target (err)
+// succeeded. The mode comes last because chown clears the setuid and setgid bits of a
+// file, even for root. A symlink has no mode of its own.
+func own(target string, info fs.FileInfo, err error) error {
 	if err != nil {
 		return err
 	}
 	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		return os.Lchown(target, int(st.Uid), int(st.Gid))
+		if err := os.Lchown(target, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
 	}
-	return nil
+	m := info.Mode()
+	if m&fs.ModeSymlink != 0 {
+		return nil
+	}
+	return os.Chmod(target, m.Perm()|m&(fs.ModeSticky|fs.ModeSetgid|fs.ModeSetuid))
 }

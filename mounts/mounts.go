@@ -34,23 +34,31 @@ func Parse(spec string) (Volume, error) {
 	parts := strings.Split(spec, ":")
 	var v Volume
 	var opts string
+	// hasSource and hasOpts say which parts the spec has, so that an empty one is an
+	// error rather than a missing one (":/x:ro" is not the anonymous volume "/x:ro").
+	var hasSource, hasOpts bool
 	switch len(parts) {
 	case 1:
 		v.Target = parts[0]
 	case 2:
-		if isPath(parts[0]) && !isPath(parts[1]) {
-			// "/path:ro" is an anonymous volume with options.
-			v.Target, opts = parts[0], parts[1]
+		if strings.HasPrefix(parts[0], "/") && !isPath(parts[1]) {
+			// "/path:ro" is an anonymous volume with options; "./tmp:x" is a host volume
+			// with a relative target, not the anonymous volume "./tmp".
+			v.Target, opts, hasOpts = parts[0], parts[1], true
 		} else {
-			v.Source, v.Target = parts[0], parts[1]
+			v.Source, v.Target, hasSource = parts[0], parts[1], true
 		}
 	case 3:
 		v.Source, v.Target, opts = parts[0], parts[1], parts[2]
+		hasSource, hasOpts = true, true
 	default:
 		return Volume{}, errors.New("too many colons")
 	}
-	if parts := len(parts); parts > 1 && v.Source == "" && opts == "" {
+	if hasSource && v.Source == "" {
 		return Volume{}, errors.New("empty host path")
+	}
+	if hasOpts && opts == "" {
+		return Volume{}, errors.New("empty options after the last colon")
 	}
 	if v.Source != "" {
 		switch {
@@ -72,7 +80,7 @@ func Parse(spec string) (Volume, error) {
 	if v.Target == "/" {
 		return Volume{}, errors.New("container path \"/\" cannot be a volume")
 	}
-	if opts != "" {
+	if hasOpts {
 		mode := ""
 		for _, o := range strings.Split(opts, ",") {
 			switch o {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -75,8 +76,9 @@ func Spec(ctx context.Context, c Container) (*specs.Spec, error) {
 	opts := []ctroci.SpecOpts{
 		ctroci.WithDefaultSpec(),
 		ctroci.WithProcessArgs(c.Args...),
-		ctroci.WithEnv(env),
-		ctroci.WithEnv(c.Env),
+		// One merged list: containerd's WithEnv replaces a key of the spec's environment
+		// but appends a key twice when the added entries repeat it.
+		ctroci.WithEnv(mergeEnv(env, c.Env)),
 		ctroci.WithProcessCwd(cwd),
 		withUser(c.User),
 		ctroci.WithHostNamespace(specs.NetworkNamespace),
@@ -94,6 +96,33 @@ func Spec(ctx context.Context, c Container) (*specs.Spec, error) {
 	return ctroci.GenerateSpec(ctx, nil, &containers.Container{ID: c.ID}, opts...)
 }
 
+// mergeEnv returns the entries of the lists in order, a later KEY=VALUE replacing an earlier
+// one with the same key in its place, and an entry without "=" unsetting its key, as
+// containerd's WithEnv does.
+func mergeEnv(lists ...[]string) []string {
+	var out []string
+	at := map[string]int{}
+	for _, list := range lists {
+		for _, e := range list {
+			k, _, ok := strings.Cut(e, "=")
+			i, seen := at[k]
+			switch {
+			case !ok:
+				if seen {
+					out[i] = "" // no kept entry is empty: each has "="
+					delete(at, k)
+				}
+			case seen:
+				out[i] = e
+			default:
+				at[k] = len(out)
+				out = append(out, e)
+			}
+		}
+	}
+	return slices.DeleteFunc(out, func(e string) bool { return e == "" })
+}
+
 func withUser(u specs.User) ctroci.SpecOpts {
 	return func(_ context.Context, _ ctroci.Client, _ *containers.Container, s *ctroci.Spec) error {
 		s.Process.User = u
@@ -101,8 +130,8 @@ func withUser(u specs.User) ctroci.SpecOpts {
 	}
 }
 
-// NeedsLookup reports whether user names a user or group by name, so that the image's
-// /etc/passwd and /etc/group are needed to resolve it.
+// NeedsLookup reports whether resolving user needs the image's /etc/passwd and /etc/group:
+// it names a user or group by name, or it is a bare uid, whose primary group passwd gives.
 func NeedsLookup(user string) bool {
 	if user == "" {
 		return false
@@ -116,9 +145,9 @@ func NeedsLookup(user string) bool {
 		_, gerr := strconv.ParseUint(g, 10, 32)
 		return gerr != nil
 	}
-	// A numeric uid alone: its primary group and supplementary groups come from passwd
-	// when the image has it, but root is assumed otherwise.
-	return false
+	// A numeric uid alone: its primary group comes from passwd when the image has an
+	// entry for it; root's group is assumed otherwise.
+	return true
 }
 
 // User resolves "user", "user:group", "uid" or "uid:gid" against the contents of an image's
@@ -146,10 +175,9 @@ func User(user string, passwd, group []byte) (specs.User, error) {
 		if perr != nil {
 			return specs.User{}, fmt.Errorf("user %q: no such user in the image's /etc/passwd", user)
 		}
-		out.UID, out.GID = uint32(uid), uint32(uid)
-		if uid == 0 {
-			out.GID = 0
-		}
+		// A uid that passwd does not list gets the root group, as in Docker and
+		// containerd's WithUserID.
+		out.UID, out.GID = uint32(uid), 0
 	}
 	if hasGroup {
 		grent, err := lookup(group, grp, 2)

@@ -177,7 +177,7 @@ func layerTar(files []File) ([]byte, digest.Digest, error) {
 		f := byPath[p]
 		h := &tar.Header{
 			Name:    strings.TrimPrefix(p, "/"),
-			Mode:    int64(f.Mode.Perm()),
+			Mode:    tarMode(f.Mode),
 			Uid:     f.UID,
 			Gid:     f.GID,
 			ModTime: epoch,
@@ -202,6 +202,22 @@ func layerTar(files []File) ([]byte, digest.Digest, error) {
 		return nil, "", err
 	}
 	return gz.Bytes(), digest.NewDigest(digest.SHA256, sum), nil
+}
+
+// tarMode is the mode field of a tar header for m: the permission bits and the setuid,
+// setgid and sticky bits (a sticky /tmp, a setuid su), which Perm alone drops.
+func tarMode(m fs.FileMode) int64 {
+	mode := int64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		mode |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		mode |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		mode |= 0o1000
+	}
+	return mode
 }
 
 func writeEntry(tw *tar.Writer, h *tar.Header, data []byte) error {
