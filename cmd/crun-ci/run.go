@@ -294,6 +294,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		env         []string
 		noRemove    bool
 		maxParallel int
+		stopTimeout time.Duration
 	)
 	fs := commandFlags("steps", &g, stderr, "")
 	p.add(fs)
@@ -301,11 +302,15 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	fs.StringArrayVarP(&env, "env", "e", nil, "KEY=VAL added to every container's environment (repeatable)")
 	fs.BoolVar(&noRemove, "no-remove", false, "keep containers, snapshots and anonymous volumes after each step")
 	fs.IntVar(&maxParallel, "max-parallel", runtime.NumCPU(), "how many steps may run at once")
+	fs.DurationVar(&stopTimeout, "stop-timeout", 10*time.Second, "when interrupted, how long running steps get after SIGTERM before SIGKILL")
 	if err := parse(fs, &g, args, stderr); err != nil {
 		return quietHelp(err)
 	}
 	if fs.NArg() > 0 {
 		return usageError("steps takes no arguments, got %q", fs.Args())
+	}
+	if stopTimeout <= 0 {
+		return usageError("--stop-timeout %s: want a positive duration", stopTimeout)
 	}
 	if maxParallel < 1 {
 		return usageError("--max-parallel %d: want at least 1", maxParallel)
@@ -338,7 +343,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		Namespace:   g.namespace,
 		StateDir:    stateDir,
 		Output:      stdout,
-		StopTimeout: 10 * time.Second,
+		StopTimeout: stopTimeout,
 	})
 	var pe *steps.PreconditionError
 	if errors.As(err, &pe) {
