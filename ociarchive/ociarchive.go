@@ -275,3 +275,62 @@ func BusyboxConfig() ocispec.ImageConfig {
 		Cmd: []string{"sh"},
 	}
 }
+
+// WriteDockerSave writes img in the layout `docker save` wrote before it adopted OCI:
+// manifest.json, the config as <hex>.json and the layer, uncompressed, as
+// <hex>/layer.tar; no index.json and no oci-layout. Tests use it to prove that such
+// archives load too.
+func WriteDockerSave(w io.Writer, img Image) error {
+	if img.Name == "" {
+		return errors.New("write docker save archive: no name")
+	}
+	gz, diffID, err := layerTar(img.Files)
+	if err != nil {
+		return fmt.Errorf("write docker save archive %s: %w", img.Name, err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return err
+	}
+	layer, err := io.ReadAll(zr)
+	if err != nil {
+		return err
+	}
+	created := epoch
+	cfgJSON, err := json.Marshal(ocispec.Image{
+		Created:  &created,
+		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Config:   img.Config,
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
+	})
+	if err != nil {
+		return err
+	}
+	cfgName := digest.FromBytes(cfgJSON).Encoded() + ".json"
+	layerName := diffID.Encoded() + "/layer.tar"
+	manifestJSON, err := json.Marshal([]struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}{{Config: cfgName, RepoTags: []string{img.Name}, Layers: []string{layerName}}})
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	if err := writeEntry(tw, &tar.Header{Name: diffID.Encoded() + "/", Mode: 0o755, Typeflag: tar.TypeDir}, nil); err != nil {
+		return err
+	}
+	for _, e := range []struct {
+		name string
+		data []byte
+	}{
+		{"manifest.json", manifestJSON},
+		{cfgName, cfgJSON},
+		{layerName, layer},
+	} {
+		if err := writeEntry(tw, &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Typeflag: tar.TypeReg}, e.data); err != nil {
+			return fmt.Errorf("write docker save archive %s: %w", img.Name, err)
+		}
+	}
+	return tw.Close()
+}

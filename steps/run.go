@@ -323,8 +323,12 @@ func unescapeMountinfo(s string) string {
 func (b *build) serial(ctx context.Context, steps []*config.Step) bool {
 	for i, s := range steps {
 		if ctx.Err() != nil || !b.node(ctx, s) {
+			why := "an earlier step failed"
+			if ctx.Err() != nil {
+				why = "the build was interrupted"
+			}
 			for _, rest := range steps[i+1:] {
-				b.notRun(rest, "an earlier step failed")
+				b.notRun(rest, why)
 			}
 			if ctx.Err() != nil && !b.done(s) {
 				b.notRun(s, "the build was interrupted")

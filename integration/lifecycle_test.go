@@ -1,0 +1,153 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/crun-ci/crun-ci/ociarchive"
+)
+
+func TestImportLoadsDockerSaveArchives(t *testing.T) {
+	requireRoot(t)
+	files, err := ociarchive.Busybox(ociarchive.BusyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, ociarchive.File{Path: "/marker", Mode: 0o644, Data: []byte("from a docker save archive\n")})
+	archive := filepath.Join(t.TempDir(), "saved.tar")
+	f, err := os.Create(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ociarchive.WriteDockerSave(f, ociarchive.Image{Name: "crunci/dockersave:2", Config: ociarchive.BusyboxConfig(), Files: files}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	r := crunci(t, "import", archive)
+	wantCode(t, r, 0)
+	if got := strings.TrimSpace(r.stdout); got != "docker.io/crunci/dockersave:2" {
+		t.Errorf("import printed %q, want docker.io/crunci/dockersave:2", got)
+	}
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: crunci/dockersave:2\n",
+		"codeship-steps.yml":    "- service: app\n  command: cat /marker\n",
+	})
+	r = runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "app_1/app | from a docker save archive\n")
+}
+
+func TestImportOfANonArchiveFailsClearly(t *testing.T) {
+	requireRoot(t)
+	bad := filepath.Join(t.TempDir(), "not-an-archive.tar")
+	if err := os.WriteFile(bad, []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := crunci(t, "import", bad)
+	if r.code == 0 {
+		t.Fatal("import of a non-archive succeeded")
+	}
+	wantContains(t, "stderr", r.stderr, "crun-ci: import "+bad+": ")
+	r = crunci(t, "import", bad+".missing")
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr, "no such file or directory")
+}
+
+// An interrupted build stops its running steps (SIGTERM, then SIGKILL after
+// --stop-timeout), removes everything, says which steps were interrupted and exits with
+// 128 + the signal.
+func TestInterruptStopsRunningStepsAndCleansUp(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n  volumes: [/scratch, ./out:/out]\n",
+		"codeship-steps.yml": `
+- type: parallel
+  steps:
+  - name: traps
+    service: app
+    command: sh -c 'trap "echo got TERM; exit 7" TERM; echo started; while true; do sleep 0.1; done'
+  - name: ignores
+    service: app
+    command: sh -c 'echo started; sleep 60'
+- name: later
+  service: app
+  command: touch /out/later
+`,
+		"out/": "",
+	})
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		t.Run(tc.sig.String(), func(t *testing.T) {
+			cmd := exec.Command(bin, "--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir,
+				"steps", "--dir", dir, "--stop-timeout", "1s")
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			var out strings.Builder
+			started := make(chan struct{}, 2)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				sc := bufio.NewScanner(stdout)
+				for sc.Scan() {
+					mu.Lock()
+					out.WriteString(sc.Text() + "\n")
+					mu.Unlock()
+					if strings.HasSuffix(sc.Text(), "| started") {
+						started <- struct{}{}
+					}
+				}
+			}()
+			for i := 0; i < 2; i++ {
+				select {
+				case <-started:
+				case <-time.After(30 * time.Second):
+					cmd.Process.Kill()
+					t.Fatalf("steps did not start")
+				}
+			}
+			sent := time.Now()
+			cmd.Process.Signal(tc.sig)
+			<-done
+			err = cmd.Wait()
+			elapsed := time.Since(sent)
+			code := cmd.ProcessState.ExitCode()
+			mu.Lock()
+			stdoutText := out.String()
+			mu.Unlock()
+			t.Logf("exit %d after %s (%v)\nstdout:\n%s\nstderr:\n%s", code, elapsed, err, stdoutText, stderr.String())
+			if code != tc.code {
+				t.Errorf("exit status %d, want %d", code, tc.code)
+			}
+			wantContains(t, "stdout", stdoutText,
+				"traps/app | got TERM\n",
+				"INTERRUPTED traps (app)", "INTERRUPTED ignores (app)",
+				"NOT RUN     later (app): the build was interrupted")
+			if elapsed > 15*time.Second {
+				t.Errorf("stopping took %s; the stop timeout is 1s", elapsed)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "out", "later")); err == nil {
+				t.Error("the step after the interrupted group ran")
+			}
+			assertClean(t)
+		})
+	}
+}
