@@ -94,6 +94,7 @@ func parseServices(name string, data []byte) *servicesFile {
 		}
 	}
 	var entries []pair
+	badServices := false // `services:` is not a mapping: its services can't be known
 	for _, p := range top {
 		switch k := p.key.Value; {
 		case k == "version":
@@ -107,12 +108,16 @@ func parseServices(name string, data []byte) *servicesFile {
 			case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null":
 			default:
 				f.errorf(v, where{}, "key \"services\": want a mapping of services, got %s", kind(v))
+				badServices = true
 			}
 		case k == "volumes" || k == "networks":
 			r.ignored = append(r.ignored, Ignored{Pos: f.pos(p.key), Key: k})
 		default:
 			f.errorf(p.key, where{}, "unknown top-level key %q (services go under \"services\")", k)
 		}
+	}
+	if badServices {
+		return r
 	}
 	r.named = true
 	if len(entries) == 0 {
@@ -304,6 +309,10 @@ func checkEnvKey(k string) error {
 func (f *file) volumes(v *yaml.Node, w where) []Volume {
 	var out []Volume
 	for _, item := range f.list("volumes", v, w) {
+		if text, why := misreadVolume(item); why != "" {
+			f.errorf(item, w, "key \"volumes\": %q reads as a mapping in YAML because %s", text, why)
+			continue
+		}
 		if item.Kind == yaml.MappingNode {
 			f.add(f.pos(item), w, fmt.Errorf("key \"volumes\": the long syntax (a mapping): %w", ErrNotSupported))
 			continue
@@ -316,6 +325,27 @@ func (f *file) volumes(v *yaml.Node, w where) []Volume {
 		out = append(out, Volume{Spec: s, Pos: f.pos(item)})
 	}
 	return out
+}
+
+// misreadVolume recognises a short-syntax volume that YAML read as a one-entry mapping,
+// `./tmp:/x:` (key "./tmp:/x", null) or `./tmp: /x`, and returns it as written and why
+// YAML read it so, with the way out ("" when it is no such volume). The long syntax has
+// keys such as `type` and `target` and is not taken for one.
+func misreadVolume(item *yaml.Node) (text, why string) {
+	if item.Kind != yaml.MappingNode || len(item.Content) != 2 {
+		return "", ""
+	}
+	k, v := item.Content[0], resolve(item.Content[1])
+	if k.Kind != yaml.ScalarNode || v.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" {
+		return "", ""
+	}
+	switch {
+	case v.ShortTag() == "!!null" && v.Value == "" && strings.Contains(k.Value, "/"):
+		return k.Value + ":", "it ends with \":\"; remove the final \":\""
+	case strings.HasPrefix(k.Value, "/") || strings.HasPrefix(k.Value, ".") || strings.HasPrefix(k.Value, "~"):
+		return k.Value + ": " + v.Value, "of the space after \":\"; remove the space"
+	}
+	return "", ""
 }
 
 // volumesFrom reads `volumes_from`: `service`, `service:ro` or `service:rw`.

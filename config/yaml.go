@@ -67,7 +67,7 @@ func (f *file) decode(data []byte) *yaml.Node {
 		if errors.Is(err, io.EOF) {
 			f.add(filePos, where{}, errors.New("empty file"))
 		} else {
-			f.add(f.yamlErrorPos(err))
+			f.add(f.yamlErrorPos(err, data))
 		}
 		return nil
 	}
@@ -77,7 +77,7 @@ func (f *file) decode(data []byte) *yaml.Node {
 		f.errorf(&next, where{}, "more than one YAML document (a second one starts here)")
 		return nil
 	case !errors.Is(err, io.EOF):
-		f.add(f.yamlErrorPos(err))
+		f.add(f.yamlErrorPos(err, data))
 		return nil
 	}
 	root := &doc
@@ -121,18 +121,51 @@ var parserProblems = set(
 	"found duplicate %TAG directive",
 )
 
-// yamlErrorPos turns an error of the YAML parser into a positioned problem.
-func (f *file) yamlErrorPos(err error) (Pos, where, error) {
+// tabProblems are the scanner's complaints about a tab in the indentation. yaml.v3 gives
+// the line where the scalar before the tab starts; the tab is on a later line.
+var tabProblems = set(
+	"found a tab character that violates indentation",
+	"found a tab character where an indentation space is expected",
+)
+
+// quoteProblems are the scanner's complaints about a quoted string that is not closed,
+// which the bare message doesn't say. yaml.v3 gives the line where the string starts
+// (the end of the file when it starts on line 1).
+var quoteProblems = set(
+	"found unexpected end of stream",
+	"found unexpected document indicator",
+)
+
+// yamlErrorPos turns an error of the YAML parser on data into a positioned problem.
+func (f *file) yamlErrorPos(err error, data []byte) (Pos, where, error) {
 	p := Pos{File: f.name}
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		p.Line, _ = strconv.Atoi(m[1])
 		msg = "yaml: " + msg[len(m[0]):]
 	}
-	if parserProblems[strings.TrimPrefix(msg, "yaml: ")] {
+	problem := strings.TrimPrefix(msg, "yaml: ")
+	switch {
+	case parserProblems[problem]:
 		p.Line++
+	case tabProblems[problem]:
+		p.Line = tabLine(data, p.Line)
+		msg += " (indent with spaces)"
+	case quoteProblems[problem]:
+		msg += " (a quoted string is not closed)"
 	}
 	return p, where{}, errors.New(msg)
+}
+
+// tabLine returns the number of the first line from line on whose indentation holds a
+// tab, or line when there is none.
+func tabLine(data []byte, line int) int {
+	for i, l := range strings.Split(string(data), "\n") {
+		if i+1 >= line && strings.Contains(l[:len(l)-len(strings.TrimLeft(l, " \t"))], "\t") {
+			return i + 1
+		}
+	}
+	return line
 }
 
 // safeDecode decodes the next document, turning a panic of the parser into an error: a
