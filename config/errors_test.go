@@ -250,8 +250,8 @@ cache:
 		},
 		{
 			name:  "an unknown step key",
-			steps: "- name: t\n  service: app\n  timeout: 10\n",
-			want:  `codeship-steps.yml:3: step "t": unknown key "timeout"`,
+			steps: "- name: t\n  service: app\n  retries: 10\n",
+			want:  `codeship-steps.yml:3: step "t": unknown key "retries"`,
 		},
 		{
 			name:  "a step command of the wrong type",
@@ -360,12 +360,12 @@ cache:
 		{
 			name:     "every problem of both files is reported, in file order",
 			services: "app:\n  imgae: alpine\n  volumes: 3\ndb:\n  image: postgres\n  ports: [\"5432\"]\n",
-			steps:    "- name: a\n  service: app\n  timeout: 3\n- name: a\n  service: nope\n",
+			steps:    "- name: a\n  service: app\n  retries: 3\n- name: a\n  service: nope\n",
 			want: `codeship-services.yml:1: service "app": no image` + "\n" +
 				`codeship-services.yml:2: service "app": unknown key "imgae"` + "\n" +
 				`codeship-services.yml:3: service "app": key "volumes": want a list, got a number` + "\n" +
 				`codeship-services.yml:6: service "db": key "ports": links to the host are not supported` + "\n" +
-				`codeship-steps.yml:3: step "a": unknown key "timeout"` + "\n" +
+				`codeship-steps.yml:3: step "a": unknown key "retries"` + "\n" +
 				`codeship-steps.yml:4: step "a": name already used at line 1` + "\n" +
 				`codeship-steps.yml:5: step "a": unknown service "nope"`,
 		},

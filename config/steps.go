@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -152,6 +153,8 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 			s.Tag = f.pattern(k, v, w)
 		case "exclude":
 			s.Exclude = f.pattern(k, v, w)
+		case "timeout":
+			s.Timeout = f.duration(k, v, w)
 		case "image_name":
 			pushKeys = append(pushKeys, p.key)
 			s.ImageName = f.text(k, v, w)
@@ -244,6 +247,27 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 		r.onFail = f.steps(items, inherited || s.Service != "" || !isGroup, refs)
 	}
 	return r
+}
+
+// duration reads a step's timeout: a Go duration ("90s", "10m", "1h30m") or a whole
+// number of seconds. It must be positive.
+func (f *file) duration(k string, v *yaml.Node, w where) time.Duration {
+	text, err := scalar(v)
+	if err != nil {
+		f.errorf(v, w, "key %q: %v", k, err)
+		return 0
+	}
+	d, err := time.ParseDuration(text)
+	if n, nerr := strconv.ParseUint(text, 10, 32); nerr == nil {
+		d, err = time.Duration(n)*time.Second, nil
+	}
+	switch {
+	case err != nil:
+		f.errorf(v, w, "key %q: %q is not a duration (write e.g. 90s, 10m or 600)", k, text)
+	case d <= 0:
+		f.errorf(v, w, "key %q: %q is not positive", k, text)
+	}
+	return d
 }
 
 // serviceList reads the `services` list of a group.

@@ -1,6 +1,9 @@
 package config
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Pos is where a value was written: the file as the user named it (relative to the build
 // directory when it lies inside it) and the 1-based line and column.
@@ -154,6 +157,8 @@ type Step struct {
 	Steps []*Step
 	// OnFail steps run when this step fails; they inherit this step's service.
 	OnFail []*Step
+	// Timeout bounds how long the step (a group: all of it) may run; 0 means no bound.
+	Timeout time.Duration
 	// Push step fields.
 	ImageName string
 	ImageTag  string
