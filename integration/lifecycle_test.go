@@ -1,13 +1,9 @@
 package integration
 
 import (
-	"bufio"
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,7 +70,7 @@ func TestInterruptStopsRunningStepsAndCleansUp(t *testing.T) {
   steps:
   - name: traps
     service: app
-    command: sh -c 'trap "echo got TERM; exit 7" TERM; echo started; while true; do sleep 0.1; done'
+    command: sh -c 'trap "echo got TERM; echo trapped > /out/trap; exit 7" TERM; echo started; while true; do sleep 0.1; done'
   - name: ignores
     service: app
     command: sh -c 'echo started; sleep 60'
@@ -89,51 +85,18 @@ func TestInterruptStopsRunningStepsAndCleansUp(t *testing.T) {
 		code int
 	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
 		t.Run(tc.sig.String(), func(t *testing.T) {
-			cmd := exec.Command(bin, "--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir,
-				"steps", "--dir", dir, "--stop-timeout", "1s")
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			var mu sync.Mutex
-			var out strings.Builder
-			started := make(chan struct{}, 2)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				sc := bufio.NewScanner(stdout)
-				for sc.Scan() {
-					mu.Lock()
-					out.WriteString(sc.Text() + "\n")
-					mu.Unlock()
-					if strings.HasSuffix(sc.Text(), "| started") {
-						started <- struct{}{}
-					}
-				}
-			}()
-			for i := 0; i < 2; i++ {
-				select {
-				case <-started:
-				case <-time.After(30 * time.Second):
-					cmd.Process.Kill()
-					t.Fatalf("steps did not start")
-				}
-			}
+			run := start(t, stateDir, "steps", "--dir", dir, "--stop-timeout", "1s")
+			run.waitFor("| started", 2)
 			sent := time.Now()
-			cmd.Process.Signal(tc.sig)
-			<-done
-			err = cmd.Wait()
+			run.signal(tc.sig)
+			r := run.wait()
 			elapsed := time.Since(sent)
-			code := cmd.ProcessState.ExitCode()
-			mu.Lock()
-			stdoutText := out.String()
-			mu.Unlock()
-			t.Logf("exit %d after %s (%v)\nstdout:\n%s\nstderr:\n%s", code, elapsed, err, stdoutText, stderr.String())
+			code, stdoutText := r.code, r.stdout
+			// The step's TERM handler ran: it got the grace period, not a SIGKILL.
+			if b, err := os.ReadFile(filepath.Join(dir, "out", "trap")); err != nil || string(b) != "trapped\n" {
+				t.Errorf("trap file: %q, %v", b, err)
+			}
+			os.Remove(filepath.Join(dir, "out", "trap"))
 			if code != tc.code {
 				t.Errorf("exit status %d, want %d", code, tc.code)
 			}

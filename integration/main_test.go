@@ -71,6 +71,9 @@ func setup(tmp string) error {
 		return fmt.Errorf("build crun-ci: %w", err)
 	}
 	stateDir = filepath.Join(tmp, "state")
+	if entries, err := os.ReadDir(defaultFIFODir); err == nil {
+		fifosAtStart = len(entries)
+	}
 	var err error
 	// An address where nothing answers: the tests always use the embedded containerd.
 	ctrd, err = daemon.Connect(context.Background(), filepath.Join(tmp, "none.sock"), stateDir, namespace)
@@ -113,6 +116,23 @@ func setup(tmp string) error {
 		}
 	}
 	return nil
+}
+
+// writeBusybox writes the busybox test image archive to path.
+func writeBusybox(t testing.TB, path string) {
+	t.Helper()
+	files, err := ociarchive.Busybox(ociarchive.BusyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := ociarchive.Write(f, ociarchive.Image{Name: "docker.io/library/busybox:latest", Config: ociarchive.BusyboxConfig(), Files: files}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // requireRoot skips a test where the suite cannot run.
@@ -218,12 +238,17 @@ func assertClean(t *testing.T) {
 	for _, l := range ls {
 		t.Errorf("lease %s of build %s left behind", l.ID, l.Labels["crun-ci.build"])
 	}
-	builds, err := os.ReadDir(filepath.Join(stateDir, "builds"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		t.Fatal(err)
+	for _, sub := range []string{"builds", "locks"} {
+		entries, err := os.ReadDir(filepath.Join(stateDir, sub))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			t.Errorf("%s/%s left behind", sub, e.Name())
+		}
 	}
-	for _, b := range builds {
-		t.Errorf("build directory %s left behind", b.Name())
+	if got := fifoDirs(t); got != fifosAtStart {
+		t.Errorf("%d entries in %s, %d before the tests", got, defaultFIFODir, fifosAtStart)
 	}
 	mounts, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -232,6 +257,20 @@ func assertClean(t *testing.T) {
 	if strings.Contains(string(mounts), stateDir+"/builds") {
 		t.Errorf("a mount below %s/builds is left behind", stateDir)
 	}
+}
+
+// defaultFIFODir is where containerd's client makes task FIFOs unless told otherwise;
+// crun-ci makes them in the build's directory, so none may appear here.
+const defaultFIFODir = "/run/containerd/fifo"
+
+var fifosAtStart int
+
+func fifoDirs(t testing.TB) int {
+	entries, err := os.ReadDir(defaultFIFODir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return len(entries)
 }
 
 // buildID returns the build id the summary names.

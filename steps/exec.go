@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,9 +12,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/oci"
@@ -29,7 +32,8 @@ func (b *build) run(ctx context.Context, s *config.Step) bool {
 	select {
 	case b.sem <- struct{}{}:
 	case <-ctx.Done():
-		b.notRun(s, "the build was interrupted")
+		_, why := stopped(ctx)
+		b.notRun(s, why)
 		return false
 	}
 	defer func() { <-b.sem }()
@@ -40,7 +44,9 @@ func (b *build) run(ctx context.Context, s *config.Step) bool {
 	r.Duration = time.Since(start)
 	switch {
 	case ctx.Err() != nil:
-		r.Status = Interrupted
+		r.Status, _ = stopped(ctx)
+	case errdefs.IsUnavailable(err):
+		r.Status, r.Err = Failed, fmt.Errorf("lost containerd: %w", err)
 	case err != nil:
 		r.Status, r.Err = Failed, err
 	case code != 0:
@@ -92,7 +98,10 @@ func (b *build) exec(ctx context.Context, s *config.Step) (_ uint32, retErr erro
 	defer func() {
 		retErr = errors.Join(retErr, stdout.Close(), stderr.Close())
 	}()
-	if err := main.Start(ctx, stdout, stderr); err != nil {
+	// Starting is not cut short by an interrupt: a task that a cancelled Start left
+	// half-started would be killed outright, without the grace of stop. Wait sees the
+	// interrupt next.
+	if err := main.Start(context.WithoutCancel(ctx), stdout, stderr); err != nil {
 		return 0, err
 	}
 	code, err := main.Wait(ctx)
@@ -121,11 +130,7 @@ func (b *build) teardown(ctx context.Context, ctrs []Container, volumes string) 
 			b.cleanupFailed(fmt.Errorf("keep %s: %w", volumes, err))
 			return
 		}
-		if m, err := mountedBelow(volumes); err != nil || m != "" {
-			b.cleanupFailed(errors.Join(err, fmtErrIf(m != "", "keep %s: %s is still mounted", volumes, m)))
-			return
-		}
-		if err := os.RemoveAll(volumes); err != nil {
+		if err := builds.RemoveDir(volumes); err != nil {
 			b.cleanupFailed(err)
 		}
 	})
@@ -137,7 +142,8 @@ func (b *build) cleanupFailed(err error) {
 	b.cleanupErrs = append(b.cleanupErrs, err)
 }
 
-// stop ends an interrupted step's task: SIGTERM, then SIGKILL after the stop timeout.
+// stop ends the task of a step that was interrupted or timed out: SIGTERM, then SIGKILL
+// after the stop timeout, or at once when Hurry is closed.
 func (b *build) stop(c Container) error {
 	ctx, cancel := context.WithTimeout(context.Background(), b.o.StopTimeout+cleanupTimeout)
 	defer cancel()
@@ -146,9 +152,17 @@ func (b *build) stop(c Container) error {
 	}
 	wctx, wcancel := context.WithTimeout(ctx, b.o.StopTimeout)
 	defer wcancel()
+	go func() {
+		select {
+		case <-b.o.Hurry:
+			wcancel()
+		case <-wctx.Done():
+		}
+	}()
 	if _, err := c.Wait(wctx); err == nil {
 		return nil
 	}
+	log.G(ctx).Debugf("container %s: still running after SIGTERM; SIGKILL", c.ID())
 	if err := c.Kill(ctx, syscall.SIGKILL); err != nil {
 		return err
 	}
@@ -185,9 +199,10 @@ func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms 
 	if err != nil {
 		return nil, fmt.Errorf("service %q: %w", name, err)
 	}
-	labels := map[string]string{LabelBuild: b.o.BuildID, LabelStep: s.Name, LabelService: name}
+	labels := maps.Clone(b.labels)
+	labels[builds.LabelStep], labels[builds.LabelService] = s.Name, name
 	log.G(ctx).WithField("step", s.Name).Debugf("create container %s", id)
-	return b.rt.Create(ctx, task.Options{ID: id, Image: svc.image, Spec: spec, Labels: labels})
+	return b.rt.Create(ctx, task.Options{ID: id, Image: svc.image, Spec: spec, Labels: labels, FIFODir: filepath.Join(b.dir, "fifo")})
 }
 
 // env is what a container gets on top of its image's environment: the CI variables, the

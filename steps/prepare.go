@@ -3,12 +3,14 @@ package steps
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/containerd/continuity/fs"
 
+	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/oci"
@@ -124,7 +126,8 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 			continue
 		}
 		key := fmt.Sprintf("crunci-%s-view-%s", b.o.BuildID, sanitize(name))
-		labels := map[string]string{LabelBuild: b.o.BuildID, LabelService: name}
+		labels := maps.Clone(b.labels)
+		labels[builds.LabelService] = name
 		err := b.rt.View(ctx, svc.image, key, labels, func(root string) error {
 			passwd, _ := readInRoot(root, "/etc/passwd")
 			group, _ := readInRoot(root, "/etc/group")

@@ -8,27 +8,20 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/task"
-)
-
-// Labels crun-ci puts on every containerd object it makes.
-const (
-	LabelBuild   = "crun-ci.build"
-	LabelStep    = "crun-ci.step"
-	LabelService = "crun-ci.service"
 )
 
 // Options configure a build.
@@ -53,8 +46,13 @@ type Options struct {
 	// Output receives the containers' output, a prefixed line at a time.
 	Output io.Writer
 	// StopTimeout is how long a task has after SIGTERM before SIGKILL when the build is
-	// interrupted.
+	// interrupted or a step times out.
 	StopTimeout time.Duration
+	// StepTimeout bounds every run step that has no timeout of its own; 0 means none.
+	StepTimeout time.Duration
+	// Hurry, once closed, cuts the stop timeout short: tasks being stopped get SIGKILL
+	// at once (a second Ctrl-C).
+	Hurry <-chan struct{}
 }
 
 // Status is the outcome of one step.
@@ -67,7 +65,11 @@ const (
 	Skipped     Status = "skipped"
 	NotRun      Status = "not run"
 	Interrupted Status = "interrupted"
+	TimedOut    Status = "timed out"
 )
+
+// errTimeout is the cause of a context that ended because a step's timeout passed.
+var errTimeout = errors.New("timed out")
 
 // Result is the outcome of one run or push step.
 type Result struct {
@@ -91,7 +93,7 @@ type Summary struct {
 // Passed reports whether no step failed or was interrupted.
 func (s *Summary) Passed() bool {
 	for _, r := range s.Results {
-		if r.Status == Failed || r.Status == Interrupted {
+		if r.Status == Failed || r.Status == Interrupted || r.Status == TimedOut {
 			return false
 		}
 	}
@@ -114,13 +116,15 @@ func (s *Summary) Print(w io.Writer) {
 			line += ": " + r.Err.Error()
 		case r.Status == Failed:
 			line += fmt.Sprintf(": exit code %d", r.ExitCode)
+		case r.Status == TimedOut:
+			line += fmt.Sprintf(": stopped after %s", r.Duration.Round(time.Millisecond))
 		case r.Note != "":
 			line += ": " + r.Note
 		}
 		fmt.Fprintln(w, line)
 	}
 	var parts []string
-	for _, st := range []Status{Passed, Failed, Interrupted, Skipped, NotRun} {
+	for _, st := range []Status{Passed, Failed, TimedOut, Interrupted, Skipped, NotRun} {
 		if count[st] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", count[st], st))
 		}
@@ -158,6 +162,7 @@ type build struct {
 	rt       Runtime
 	out      *Output
 	dir      string // StateDir/builds/<id>
+	labels   map[string]string
 	services map[string]*service
 	msvc     map[string]mounts.Service
 	sem      chan struct{}
@@ -200,7 +205,8 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		o:        o,
 		rt:       rt,
 		out:      NewOutput(o.Output),
-		dir:      filepath.Join(o.StateDir, "builds", o.BuildID),
+		dir:      builds.Dir(o.StateDir, o.BuildID),
+		labels:   map[string]string{builds.LabelBuild: o.BuildID, builds.LabelState: o.StateDir},
 		services: map[string]*service{},
 		msvc:     map[string]mounts.Service{},
 		sem:      make(chan struct{}, o.MaxParallel),
@@ -210,27 +216,63 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 	plan := Plan(o.Project.Steps, o.Tag)
 	b.index(plan)
 
+	// The lock comes first and goes last: while it is held, no clean-up touches the
+	// build; when this process dies, the next crun-ci removes what is left.
+	lock, err := builds.Acquire(o.StateDir, o.BuildID)
+	if err != nil {
+		return nil, err
+	}
+	leftBehind := o.NoRemove // something of the build stays in containerd or on disk
+	defer func() {
+		if leftBehind || len(b.cleanupErrs) > 0 {
+			// Keep the lock file: `crun-ci cleanup` finds the build by it.
+			retErr = errors.Join(retErr, lock.Close())
+			return
+		}
+		retErr = errors.Join(retErr, lock.Release())
+	}()
 	if err := os.MkdirAll(b.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("make build directory: %w", err)
 	}
 	defer func() {
-		retErr = errors.Join(retErr, b.removeDir())
+		// After a failed teardown, containers may still use the build's volumes and
+		// FIFOs: the directory stays for `crun-ci cleanup`.
+		if !o.NoRemove && len(b.cleanupErrs) == 0 {
+			if err := builds.RemoveDir(b.dir); err != nil {
+				leftBehind = true
+				retErr = errors.Join(retErr, err)
+			}
+		}
 	}()
-	ctx, release, err := rt.Lease(ctx, map[string]string{LabelBuild: o.BuildID}, 24*time.Hour)
+	ctx, release, err := rt.Lease(ctx, b.labels, 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		retErr = errors.Join(retErr, release(cctx))
+		err := release(cctx)
+		if err != nil {
+			leftBehind = true
+		}
+		if errdefs.IsUnavailable(err) && errdefs.IsUnavailable(errors.Join(b.cleanupErrs...)) {
+			return // already said: containerd went away
+		}
+		retErr = errors.Join(retErr, err)
 	}()
 	if err := b.prepare(ctx, plan); err != nil {
 		return nil, err
 	}
 	b.serial(ctx, plan)
 	b.cleanup.Wait()
-	return b.summary(), errors.Join(b.cleanupErrs...)
+	if err := errors.Join(b.cleanupErrs...); err != nil {
+		if errdefs.IsUnavailable(err) {
+			// One line says it all; the rest are the same refused connection.
+			return b.summary(), fmt.Errorf("containerd went away during build %s; the next crun-ci, or crun-ci cleanup, removes what the build left once containerd is back", o.BuildID)
+		}
+		return b.summary(), fmt.Errorf("clean up build %s (crun-ci cleanup tries again): %w", o.BuildID, err)
+	}
+	return b.summary(), nil
 }
 
 // index numbers every step of the plan in file order, so results print in that order.
@@ -258,66 +300,6 @@ func (b *build) summary() *Summary {
 	return s
 }
 
-// removeDir removes the build's working directory unless --no-remove keeps it. It refuses
-// when anything below it is still mounted.
-func (b *build) removeDir() error {
-	if b.o.NoRemove {
-		return nil
-	}
-	if m, err := mountedBelow(b.dir); err != nil || m != "" {
-		return errors.Join(err, fmtErrIf(m != "", "keep %s: %s is still mounted", b.dir, m))
-	}
-	if err := os.RemoveAll(b.dir); err != nil {
-		return fmt.Errorf("remove build directory: %w", err)
-	}
-	return nil
-}
-
-func fmtErrIf(cond bool, format string, args ...any) error {
-	if !cond {
-		return nil
-	}
-	return fmt.Errorf(format, args...)
-}
-
-// mountedBelow returns a mount point at or below dir, or "" when there is none.
-func mountedBelow(dir string) (string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			return mp, nil
-		}
-	}
-	return "", nil
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var sb strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				sb.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		sb.WriteByte(s[i])
-	}
-	return sb.String()
-}
-
 // serial runs steps in order until one fails; it reports whether all passed. Steps after
 // a failure are recorded as not run.
 func (b *build) serial(ctx context.Context, steps []*config.Step) bool {
@@ -325,13 +307,13 @@ func (b *build) serial(ctx context.Context, steps []*config.Step) bool {
 		if ctx.Err() != nil || !b.node(ctx, s) {
 			why := "an earlier step failed"
 			if ctx.Err() != nil {
-				why = "the build was interrupted"
+				_, why = stopped(ctx)
 			}
 			for _, rest := range steps[i+1:] {
 				b.notRun(rest, why)
 			}
 			if ctx.Err() != nil && !b.done(s) {
-				b.notRun(s, "the build was interrupted")
+				b.notRun(s, why)
 			}
 			return false
 		}
@@ -356,23 +338,43 @@ func (b *build) parallel(ctx context.Context, steps []*config.Step) bool {
 
 // node runs one step of any type, then its on_fail steps if it failed.
 func (b *build) node(ctx context.Context, s *config.Step) bool {
+	body := ctx
+	timeout := s.Timeout
+	if timeout == 0 && s.Type == config.Run {
+		timeout = b.o.StepTimeout
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		body, cancel = context.WithTimeoutCause(ctx, timeout, errTimeout)
+		defer cancel()
+	}
 	var ok bool
 	switch s.Type {
 	case config.Run:
-		ok = b.run(ctx, s)
+		ok = b.run(body, s)
 	case config.Push:
 		b.record(s, Result{Step: s.Name, Service: s.Service, Status: Skipped, Note: "push steps run with --push, which is not supported yet"})
 		log.G(ctx).Infof("step %q: push step skipped (pushing is not supported yet)", s.Name)
 		ok = true
 	case config.Serial:
-		ok = b.serial(ctx, s.Steps)
+		ok = b.serial(body, s.Steps)
 	case config.Parallel:
-		ok = b.parallel(ctx, s.Steps)
+		ok = b.parallel(body, s.Steps)
 	}
+	// A step that timed out has failed, and its on_fail steps run, unless the whole
+	// build was interrupted.
 	if !ok && len(s.OnFail) > 0 && ctx.Err() == nil {
 		b.serial(ctx, s.OnFail)
 	}
 	return ok
+}
+
+// stopped says why ctx ended: a step's timeout, or an interrupt of the build.
+func stopped(ctx context.Context) (Status, string) {
+	if errors.Is(context.Cause(ctx), errTimeout) {
+		return TimedOut, "a timeout passed"
+	}
+	return Interrupted, "the build was interrupted"
 }
 
 // done reports whether s (or, for a group, any step in it) has a result.

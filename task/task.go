@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -106,14 +108,19 @@ type Options struct {
 	Image  *Image
 	Spec   *specs.Spec
 	Labels map[string]string
+	// FIFODir is where the FIFOs of the task's output are made; "" means containerd's
+	// default. Keeping them under the build's directory means a killed crun-ci leaves
+	// none elsewhere.
+	FIFODir string
 }
 
 // Container is a created container, and its task once started.
 type Container struct {
-	client *Client
-	ctr    client.Container
-	task   client.Task
-	exit   <-chan client.ExitStatus
+	client  *Client
+	fifoDir string
+	ctr     client.Container
+	task    client.Task
+	exit    <-chan client.ExitStatus
 }
 
 // Create makes a fresh snapshot of the image and the container on it. On error nothing is
@@ -137,7 +144,7 @@ func (c *Client) Create(ctx context.Context, o Options) (_ *Container, retErr er
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", o.ID, err)
 	}
-	return &Container{client: c, ctr: ctr}, nil
+	return &Container{client: c, ctr: ctr, fifoDir: o.FIFODir}, nil
 }
 
 // ID returns the container id.
@@ -145,7 +152,14 @@ func (c *Container) ID() string { return c.ctr.ID() }
 
 // Start creates the task with its stdout and stderr copied to the writers, and starts it.
 func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer) (retErr error) {
-	t, err := c.ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, stdout, stderr)))
+	opts := []cio.Opt{cio.WithStreams(nil, stdout, stderr)}
+	if c.fifoDir != "" {
+		if err := os.MkdirAll(c.fifoDir, 0o700); err != nil {
+			return fmt.Errorf("create task %s: %w", c.ID(), err)
+		}
+		opts = append(opts, cio.WithFIFODir(c.fifoDir))
+	}
+	t, err := c.ctr.NewTask(ctx, cio.NewCreator(opts...))
 	if err != nil {
 		return fmt.Errorf("create task %s: %w", c.ID(), err)
 	}
@@ -172,7 +186,9 @@ func (c *Container) Wait(ctx context.Context) (uint32, error) {
 	case st := <-c.exit:
 		code, _, err := st.Result()
 		if err != nil {
-			return 0, fmt.Errorf("wait for task %s: %w", c.ID(), err)
+			// The error is containerd's gRPC status; ToNative makes it an errdefs
+			// error, so that a lost connection reads as errdefs.ErrUnavailable.
+			return 0, fmt.Errorf("wait for task %s: %w", c.ID(), errgrpc.ToNative(err))
 		}
 		// The shim closes the output pipes once the process and every holder of its
 		// stdout and stderr are gone; wait for the copy to drain them, so that the last

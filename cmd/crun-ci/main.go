@@ -22,6 +22,9 @@ func main() {
 		s := <-signals
 		sig.Store(s)
 		cancel()
+		// A second signal skips the grace period of running steps; clean-up still runs.
+		<-signals
+		close(hurry)
 	}()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	code := exitCode(err)
@@ -33,6 +36,9 @@ func main() {
 	}
 	os.Exit(code)
 }
+
+// hurry is closed on a second SIGINT or SIGTERM.
+var hurry = make(chan struct{})
 
 // exitCode maps run's error to the exit status: 0 passed, 1 a step failed, 2 bad
 // configuration, usage or a missing precondition.

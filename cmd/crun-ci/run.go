@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 
+	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/daemon"
 	"github.com/crun-ci/crun-ci/steps"
@@ -31,6 +32,7 @@ Commands:
   steps      run the pipeline of a build directory
   validate   check the services and steps files, printing every error
   import     load image archives (OCI layout or docker save tar) into containerd
+  cleanup    remove what builds whose process is gone left behind (--dry-run lists it)
   version    print the version
 
 Global flags:
@@ -170,6 +172,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runValidate(ctx, g, rest, stdout, stderr)
 	case "import":
 		return runImport(ctx, g, rest, stdout, stderr)
+	case "cleanup":
+		return runCleanup(ctx, g, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "crun-ci %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil
@@ -177,7 +181,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return nil
 	}
-	return usageError("unknown command %q (want steps, validate, import or version)", cmd)
+	return usageError("unknown command %q (want steps, validate, import, cleanup or version)", cmd)
 }
 
 func versionString() string {
@@ -295,6 +299,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		noRemove    bool
 		maxParallel int
 		stopTimeout time.Duration
+		stepTimeout time.Duration
 	)
 	fs := commandFlags("steps", &g, stderr, "")
 	p.add(fs)
@@ -302,7 +307,8 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	fs.StringArrayVarP(&env, "env", "e", nil, "KEY=VAL added to every container's environment (repeatable)")
 	fs.BoolVar(&noRemove, "no-remove", false, "keep containers, snapshots and anonymous volumes after each step")
 	fs.IntVar(&maxParallel, "max-parallel", runtime.NumCPU(), "how many steps may run at once")
-	fs.DurationVar(&stopTimeout, "stop-timeout", 10*time.Second, "when interrupted, how long running steps get after SIGTERM before SIGKILL")
+	fs.DurationVar(&stopTimeout, "stop-timeout", 10*time.Second, "when interrupted or timed out, how long running steps get after SIGTERM before SIGKILL")
+	fs.DurationVar(&stepTimeout, "step-timeout", 0, "stop and fail a step that runs longer than this (0: no limit; a step's timeout key wins)")
 	if err := parse(fs, &g, args, stderr); err != nil {
 		return quietHelp(err)
 	}
@@ -311,6 +317,9 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	}
 	if stopTimeout <= 0 {
 		return usageError("--stop-timeout %s: want a positive duration", stopTimeout)
+	}
+	if stepTimeout < 0 {
+		return usageError("--step-timeout %s: want a positive duration or 0", stepTimeout)
 	}
 	if maxParallel < 1 {
 		return usageError("--max-parallel %d: want at least 1", maxParallel)
@@ -330,6 +339,10 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	}
 	defer func() { retErr = errors.Join(retErr, d.Close()) }()
 	stateDir, _ := filepath.Abs(g.stateDir)
+	// What killed builds left behind goes first, so that it cannot pile up.
+	if _, err := cleanup(ctx, d, stateDir, false, stderr); err != nil {
+		log.G(ctx).WithError(err).Warn("clean-up of earlier builds failed; `crun-ci cleanup` tries again")
+	}
 	buildID := steps.NewBuildID()
 	log.G(ctx).Debugf("build %s in %s", buildID, proj.Dir)
 	sum, err := steps.Run(ctx, steps.Containerd(task.New(d.Client)), steps.Options{
@@ -344,6 +357,8 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		StateDir:    stateDir,
 		Output:      stdout,
 		StopTimeout: stopTimeout,
+		StepTimeout: stepTimeout,
+		Hurry:       hurry,
 	})
 	var pe *steps.PreconditionError
 	if errors.As(err, &pe) {
@@ -387,4 +402,59 @@ func quietHelp(err error) error {
 		return nil
 	}
 	return err
+}
+
+func runCleanup(ctx context.Context, g globals, args []string, stdout, stderr io.Writer) (retErr error) {
+	fs := commandFlags("cleanup", &g, stderr, "")
+	dryRun := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
+	if err := parse(fs, &g, args, stderr); err != nil {
+		return quietHelp(err)
+	}
+	if fs.NArg() > 0 {
+		return usageError("cleanup takes no arguments, got %q", fs.Args())
+	}
+	d, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { retErr = errors.Join(retErr, d.Close()) }()
+	stateDir, _ := filepath.Abs(g.stateDir)
+	n, err := cleanup(ctx, d, stateDir, *dryRun, stdout)
+	if err != nil {
+		return err
+	}
+	switch {
+	case n == 0:
+		fmt.Fprintln(stdout, "nothing to clean up")
+	case *dryRun:
+		fmt.Fprintf(stdout, "%d builds would be cleaned up\n", n)
+	default:
+		fmt.Fprintf(stdout, "%d builds cleaned up\n", n)
+	}
+	return nil
+}
+
+// cleanup removes (or, dry, lists on w) what builds of stateDir whose process is gone
+// left behind, and returns how many builds it found. Live builds are never touched.
+func cleanup(ctx context.Context, d *daemon.Daemon, stateDir string, dry bool, w io.Writer) (int, error) {
+	orphans, err := builds.Find(ctx, d.Client, stateDir)
+	if err != nil {
+		return 0, fmt.Errorf("find leftovers of earlier builds: %w", err)
+	}
+	var errs []error
+	for _, o := range orphans {
+		if dry {
+			fmt.Fprintln(w, "would remove "+o.String())
+			continue
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		err := builds.Remove(cctx, d.Client, stateDir, o)
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintln(w, "removed "+o.String())
+	}
+	return len(orphans), errors.Join(errs...)
 }

@@ -1,0 +1,367 @@
+package builds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// Labels on every containerd object of a build.
+const (
+	LabelBuild   = "crun-ci.build"
+	LabelState   = "crun-ci.state"
+	LabelStep    = "crun-ci.step"
+	LabelService = "crun-ci.service"
+)
+
+// Snapshotter is the snapshotter builds use.
+const Snapshotter = "overlayfs"
+
+// Dir returns the working directory of build id.
+func Dir(stateDir, id string) string { return filepath.Join(stateDir, "builds", id) }
+
+func lockPath(stateDir, id string) string { return filepath.Join(stateDir, "locks", id) }
+
+// Lock is the owner's hold on a build.
+type Lock struct {
+	f    *os.File
+	path string
+}
+
+// Acquire takes the lock of a new build. It fails if the build id is taken.
+func Acquire(stateDir, id string) (*Lock, error) {
+	p := lockPath(stateDir, id)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return nil, fmt.Errorf("lock build %s: %w", id, err)
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock build %s: %w", id, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock build %s: %w", id, err)
+	}
+	fmt.Fprintf(f, "%d\n", os.Getpid()) // for people; never trusted
+	return &Lock{f: f, path: p}, nil
+}
+
+// Release deletes the lock file and drops the lock. Call it after everything of the
+// build is removed; a build whose clean-up failed should keep its lock file, and just
+// Close, so that a later clean-up finds it.
+func (l *Lock) Release() error {
+	err := os.Remove(l.path)
+	return errors.Join(err, l.f.Close())
+}
+
+// Close drops the lock and keeps the lock file.
+func (l *Lock) Close() error { return l.f.Close() }
+
+// owned reports whether a live process holds the lock of build id.
+func owned(stateDir, id string) (bool, error) {
+	f, err := os.OpenFile(lockPath(stateDir, id), os.O_RDWR, 0)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	defer f.Close()
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return true, nil
+	}
+	return false, err
+}
+
+// Orphan is what a build whose owner is gone left behind.
+type Orphan struct {
+	ID         string
+	Containers []string
+	Tasks      []string
+	Snapshots  []string
+	Leases     []string
+	// Dir is the build's working directory, "" when gone.
+	Dir string
+	// Lock is the lock file, "" when gone.
+	Lock string
+}
+
+// Empty reports whether nothing of the build is left.
+func (o Orphan) Empty() bool {
+	return len(o.Containers)+len(o.Tasks)+len(o.Snapshots)+len(o.Leases) == 0 && o.Dir == "" && o.Lock == ""
+}
+
+// Count is the number of containerd objects and files left.
+func (o Orphan) Count() int {
+	n := len(o.Containers) + len(o.Tasks) + len(o.Snapshots) + len(o.Leases)
+	if o.Dir != "" {
+		n++
+	}
+	if o.Lock != "" {
+		n++
+	}
+	return n
+}
+
+func (o Orphan) String() string {
+	var parts []string
+	add := func(what string, items []string) {
+		if len(items) > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s (%s)", len(items), what, strings.Join(items, ", ")))
+		}
+	}
+	add("containers", o.Containers)
+	add("tasks", o.Tasks)
+	add("snapshots", o.Snapshots)
+	add("leases", o.Leases)
+	if o.Dir != "" {
+		parts = append(parts, "directory "+o.Dir)
+	}
+	if o.Lock != "" {
+		parts = append(parts, "lock "+o.Lock)
+	}
+	return fmt.Sprintf("build %s: %s", o.ID, strings.Join(parts, ", "))
+}
+
+// Find lists the builds of stateDir whose owner is gone and of which something remains,
+// in containerd (the client's default namespace) or on disk.
+func Find(ctx context.Context, c *client.Client, stateDir string) ([]Orphan, error) {
+	found := map[string]*Orphan{}
+	get := func(id string) *Orphan {
+		if found[id] == nil {
+			found[id] = &Orphan{ID: id}
+		}
+		return found[id]
+	}
+	filter := fmt.Sprintf("labels.%q==%q", LabelState, stateDir)
+	ctrs, err := c.Containers(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	for _, ctr := range ctrs {
+		labels, err := ctr.Labels(ctx)
+		if err != nil {
+			if errdefs.IsNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		o := get(labels[LabelBuild])
+		o.Containers = append(o.Containers, ctr.ID())
+		if _, err := ctr.Task(ctx, nil); err == nil {
+			o.Tasks = append(o.Tasks, ctr.ID())
+		}
+	}
+	err = c.SnapshotService(Snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		o := get(info.Labels[LabelBuild])
+		o.Snapshots = append(o.Snapshots, info.Name)
+		return nil
+	}, filter)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	ls, err := c.LeasesService().List(ctx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("list leases: %w", err)
+	}
+	for _, l := range ls {
+		o := get(l.Labels[LabelBuild])
+		o.Leases = append(o.Leases, l.ID)
+	}
+	for _, sub := range []string{"builds", "locks"} {
+		entries, err := os.ReadDir(filepath.Join(stateDir, sub))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		for _, e := range entries {
+			o := get(e.Name())
+			if sub == "builds" {
+				o.Dir = filepath.Join(stateDir, sub, e.Name())
+			} else {
+				o.Lock = filepath.Join(stateDir, sub, e.Name())
+			}
+		}
+	}
+	var out []Orphan
+	for id, o := range found {
+		if id == "" {
+			continue
+		}
+		live, err := owned(stateDir, id)
+		if err != nil {
+			return nil, fmt.Errorf("check owner of build %s: %w", id, err)
+		}
+		if !live {
+			out = append(out, *o)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Remove removes everything of an orphan: it kills and deletes its tasks, deletes its
+// containers, snapshots and leases, removes its working directory (unless something is
+// still mounted below it) and finally its lock file. It takes the build's lock first, so
+// that two clean-ups never work on one build and a build that came back to life is left
+// alone.
+func Remove(ctx context.Context, c *client.Client, stateDir string, o Orphan) error {
+	lock, err := takeOver(stateDir, o.ID)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range o.Containers {
+		errs = append(errs, deleteContainer(ctx, c, id))
+	}
+	sn := c.SnapshotService(Snapshotter)
+	for _, key := range o.Snapshots {
+		if err := sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove snapshot %s: %w", key, err))
+		}
+	}
+	for _, id := range o.Leases {
+		if err := c.LeasesService().Delete(ctx, leases.Lease{ID: id}); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete lease %s: %w", id, err))
+		}
+	}
+	dir := Dir(stateDir, o.ID)
+	if err := RemoveDir(dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		lock.Close()
+		return fmt.Errorf("clean up build %s: %w", o.ID, err)
+	}
+	return lock.Release()
+}
+
+// takeOver takes the lock of a build whose owner is gone, making the lock file if it was
+// already removed.
+func takeOver(stateDir, id string) (*Lock, error) {
+	p := lockPath(stateDir, id)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock build %s: %w", id, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("build %s is in use by another process", id)
+		}
+		return nil, fmt.Errorf("lock build %s: %w", id, err)
+	}
+	return &Lock{f: f, path: p}, nil
+}
+
+// deleteContainer kills the container's task if it has one, deletes it, and deletes the
+// container with its snapshot.
+func deleteContainer(ctx context.Context, c *client.Client, id string) error {
+	ctr, err := c.LoadContainer(ctx, id)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("load container %s: %w", id, err)
+	}
+	if t, err := ctr.Task(ctx, nil); err == nil {
+		if err := t.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
+			return fmt.Errorf("kill task %s: %w", id, err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if exit, err := t.Wait(wctx); err == nil {
+			select {
+			case <-exit:
+			case <-wctx.Done():
+			}
+		}
+		cancel()
+		if _, err := t.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete task %s: %w", id, err)
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return fmt.Errorf("load task %s: %w", id, err)
+	}
+	if err := ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete container %s: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveDir removes a build's working directory, unless something is still mounted at or
+// below it: removing through a mount would delete what it shows.
+func RemoveDir(dir string) error {
+	m, err := MountedBelow(dir)
+	if err != nil {
+		return err
+	}
+	if m != "" {
+		return fmt.Errorf("keep %s: %s is still mounted", dir, m)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	return nil
+}
+
+// MountedBelow returns a mount point at or below dir, or "" when there is none.
+func MountedBelow(dir string) (string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescape(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			return mp, nil
+		}
+	}
+	return "", nil
+}
+
+// unescape undoes the octal escapes (\040 for a space) of /proc/self/mountinfo.
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var sb strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var n byte
+			ok := true
+			for _, d := range s[i+1 : i+4] {
+				if d < '0' || d > '7' {
+					ok = false
+					break
+				}
+				n = n*8 + byte(d-'0')
+			}
+			if ok {
+				sb.WriteByte(n)
+				i += 3
+				continue
+			}
+		}
+		sb.WriteByte(s[i])
+	}
+	return sb.String()
+}
