@@ -374,3 +374,38 @@ func TestValidateReportsEveryErrorWithoutContainerd(t *testing.T) {
 		t.Errorf("steps and validate report differently:\nsteps:\n%s\nvalidate:\n%s", s.stderr, r.stderr)
 	}
 }
+
+// A step can rewrite the build directory through a host volume. A later step's mount of
+// a path that was checked before the build must not follow what the earlier step put
+// there.
+func TestASymlinkSwappedInAfterTheCheckIsNotMounted(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+writer:
+  image: busybox
+  volumes: ["./work:/work"]
+reader:
+  image: busybox
+  volumes: ["./work/data:/data"]
+`,
+		"codeship-steps.yml": `
+- name: swap
+  service: writer
+  command: sh -c 'rm -rf /work/data && ln -s /etc /work/data'
+- name: read
+  service: reader
+  command: sh -c 'ls /data; cat /data/hostname'
+`,
+		"work/data/.gitkeep": "",
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 1)
+	wantContains(t, "stdout", r.stdout,
+		"PASSED      swap (writer)",
+		"FAILED      read (reader)", "host path "+filepath.Join(dir, "work/data")+" changed since it was checked: a symlink is in it now")
+	wantNotContains(t, "stdout", r.stdout, "read/reader | ")
+	if target, err := os.Readlink(filepath.Join(dir, "work/data")); err != nil || target != "/etc" {
+		t.Errorf("the swap did not happen as planned: %q, %v", target, err)
+	}
+}

@@ -82,6 +82,44 @@ func (b *build) exec(ctx context.Context, s *config.Step) (_ uint32, retErr erro
 		}
 	}
 
+	// Host paths are opened again now, refusing symlinks, and what the main container
+	// mounts is compared with them before its process starts (see mounts.Guard.Open): a
+	// step that swapped a checked directory for a link cannot redirect a later mount.
+	pinned := map[string]*os.File{}
+	defer func() {
+		for _, f := range pinned {
+			f.Close()
+		}
+	}()
+	for _, ms := range plan.Mounts {
+		for _, m := range ms {
+			if _, ok := pinned[m.Source]; ok || strings.HasPrefix(m.Source, volumes+"/") {
+				continue // done, or an anonymous volume made by crun-ci just now
+			}
+			f, err := b.guard.Open(m.Source)
+			if err != nil {
+				return 0, err
+			}
+			pinned[m.Source] = f
+		}
+	}
+	verify := func(pid uint32) error {
+		for _, m := range plan.Mounts[s.Service] {
+			f, ok := pinned[m.Source]
+			if !ok {
+				continue
+			}
+			same, err := mounts.Same(f, fmt.Sprintf("/proc/%d/root", pid), m.Destination)
+			if err != nil {
+				return fmt.Errorf("check the mount at %s: %w", m.Destination, err)
+			}
+			if !same {
+				return fmt.Errorf("host path %s changed since it was checked: the mount at %s shows something else; not started", m.Source, m.Destination)
+			}
+		}
+		return nil
+	}
+
 	var main Container
 	for _, name := range plan.Containers {
 		id := fmt.Sprintf("crunci-%s-%d-%s", b.o.BuildID, seq, sanitize(name))
@@ -101,7 +139,7 @@ func (b *build) exec(ctx context.Context, s *config.Step) (_ uint32, retErr erro
 	// Starting is not cut short by an interrupt: a task that a cancelled Start left
 	// half-started would be killed outright, without the grace of stop. Wait sees the
 	// interrupt next.
-	if err := main.Start(context.WithoutCancel(ctx), stdout, stderr); err != nil {
+	if err := main.Start(context.WithoutCancel(ctx), stdout, stderr, verify); err != nil {
 		return 0, err
 	}
 	code, err := main.Wait(ctx)

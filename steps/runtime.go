@@ -13,8 +13,9 @@ import (
 type Runtime interface {
 	// Image finds an image in the local store, unpacked. Absent is errdefs.ErrNotFound.
 	Image(ctx context.Context, ref string) (*task.Image, error)
-	// View calls fn with the root of a read-only view of img's filesystem.
-	View(ctx context.Context, img *task.Image, key string, labels map[string]string, fn func(root string) error) error
+	// View calls fn with the root of a read-only view of img's filesystem, mounted at
+	// target.
+	View(ctx context.Context, img *task.Image, key string, labels map[string]string, target string, fn func(root string) error) error
 	// Create makes a container on a fresh snapshot of its image.
 	Create(ctx context.Context, o task.Options) (Container, error)
 	// Lease returns ctx under a new lease and the function that removes it.
@@ -24,7 +25,9 @@ type Runtime interface {
 // Container is one created container; see task.Container.
 type Container interface {
 	ID() string
-	Start(ctx context.Context, stdout, stderr io.Writer) error
+	// Start creates the task, calls before with its pid (its mounts are made, its
+	// process has not started; an error stops here), then starts it.
+	Start(ctx context.Context, stdout, stderr io.Writer, before func(pid uint32) error) error
 	Wait(ctx context.Context) (uint32, error)
 	Kill(ctx context.Context, sig syscall.Signal) error
 	Delete(ctx context.Context) error

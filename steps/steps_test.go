@@ -50,7 +50,7 @@ func (f *fake) Image(_ context.Context, ref string) (*task.Image, error) {
 	return nil, fmt.Errorf("image %s: %w", ref, errdefs.ErrNotFound)
 }
 
-func (f *fake) View(_ context.Context, _ *task.Image, _ string, _ map[string]string, fn func(string) error) error {
+func (f *fake) View(_ context.Context, _ *task.Image, _ string, _ map[string]string, _ string, fn func(string) error) error {
 	return fn(f.root)
 }
 
@@ -83,7 +83,7 @@ type fakeContainer struct {
 
 func (c *fakeContainer) ID() string { return c.id }
 
-func (c *fakeContainer) Start(_ context.Context, stdout, _ io.Writer) error {
+func (c *fakeContainer) Start(_ context.Context, stdout, _ io.Writer, _ func(uint32) error) error {
 	c.f.mu.Lock()
 	c.f.started = append(c.f.started, strings.Join(c.args, " "))
 	c.f.running++
@@ -363,5 +363,15 @@ func TestOutputPrefixesWholeLinesAndBoundsLongOnes(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
 	if len(lines) != 3 || len(lines[0]) != len("p | ")+maxLine || len(lines[2]) != len("p | ")+10 {
 		t.Errorf("a line of 2×maxLine+10 bytes came out as %d lines", len(lines))
+	}
+
+	// A line of exactly maxLine bytes, its newline in the next write, is one line.
+	buf.Reset()
+	s = o.Stream("p | ")
+	s.Write(bytes.Repeat([]byte("y"), maxLine))
+	s.Write([]byte("\nnext\n"))
+	s.Close()
+	if got, want := buf.String(), "p | "+strings.Repeat("y", maxLine)+"\np | next\n"; got != want {
+		t.Errorf("a line of exactly maxLine bytes came out as %d lines", strings.Count(got, "\n"))
 	}
 }

@@ -78,9 +78,10 @@ func (c *Client) Image(ctx context.Context, ref string) (*Image, error) {
 	return &Image{Name: name, Config: spec.Config, ChainID: chain}, nil
 }
 
-// View mounts a read-only view of img's filesystem, named key, and calls fn with its root.
-func (c *Client) View(ctx context.Context, img *Image, key string, labels map[string]string, fn func(root string) error) error {
-	return snapshot.View(ctx, c.c, key, img.ChainID, labels, fn)
+// View mounts a read-only view of img's filesystem, named key, at target and calls fn
+// with it.
+func (c *Client) View(ctx context.Context, img *Image, key string, labels map[string]string, target string, fn func(root string) error) error {
+	return snapshot.View(ctx, c.c, key, img.ChainID, labels, target, fn)
 }
 
 // Import loads an image archive (OCI image layout or `docker save` tar) and unpacks the
@@ -150,8 +151,10 @@ func (c *Client) Create(ctx context.Context, o Options) (_ *Container, retErr er
 // ID returns the container id.
 func (c *Container) ID() string { return c.ctr.ID() }
 
-// Start creates the task with its stdout and stderr copied to the writers, and starts it.
-func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer) (retErr error) {
+// Start creates the task with its stdout and stderr copied to the writers, calls before
+// (when not nil) with the pid of the created task, whose mounts are made but whose
+// process has not started, and starts it unless before failed.
+func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer, before func(pid uint32) error) (retErr error) {
 	opts := []cio.Opt{cio.WithStreams(nil, stdout, stderr)}
 	if c.fifoDir != "" {
 		if err := os.MkdirAll(c.fifoDir, 0o700); err != nil {
@@ -170,6 +173,11 @@ func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer) (retErr
 		return fmt.Errorf("wait for task %s: %w", c.ID(), err)
 	}
 	c.exit = exit
+	if before != nil {
+		if err := before(t.Pid()); err != nil {
+			return err
+		}
+	}
 	if err := t.Start(ctx); err != nil {
 		return fmt.Errorf("start task %s: %w", c.ID(), err)
 	}
