@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -238,6 +239,11 @@ func Remove(ctx context.Context, c *client.Client, stateDir string, o Orphan) er
 		}
 	}
 	dir := Dir(stateDir, o.ID)
+	// The owner is gone: what it left mounted below its directory (an image view it was
+	// reading) has no user any more.
+	if err := mount.UnmountRecursive(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("unmount below %s: %w", dir, err))
+	}
 	if err := RemoveDir(dir); err != nil {
 		errs = append(errs, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/mount"
@@ -53,9 +54,11 @@ func Remove(ctx context.Context, c *client.Client, key string) error {
 	return nil
 }
 
-// View mounts a read-only view of the snapshot parent, named key, at a temporary directory
-// and calls fn with it. The view is unmounted and removed before View returns.
-func View(ctx context.Context, c *client.Client, key string, parent digest.Digest, labels map[string]string, fn func(root string) error) (retErr error) {
+// View mounts a read-only view of the snapshot parent, named key, at target (made if
+// needed) and calls fn with it. The view is unmounted and removed before View returns.
+// Callers keep target inside their own directory, so that a view a killed process left
+// mounted is found and unmounted with it, rather than lingering in /tmp.
+func View(ctx context.Context, c *client.Client, key string, parent digest.Digest, labels map[string]string, target string, fn func(root string) error) (retErr error) {
 	sn := c.SnapshotService(Snapshotter)
 	mounts, err := sn.View(ctx, key, parent.String(), snapshots.WithLabels(labels))
 	if err != nil {
@@ -64,5 +67,21 @@ func View(ctx context.Context, c *client.Client, key string, parent digest.Diges
 	defer func() {
 		retErr = errors.Join(retErr, Remove(context.WithoutCancel(ctx), c, key))
 	}()
-	return mount.WithReadonlyTempMount(ctx, mounts, fn)
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return err
+	}
+	for i := range mounts {
+		mounts[i].Options = append(mounts[i].Options, "ro")
+	}
+	if err := mount.All(mounts, target); err != nil {
+		return fmt.Errorf("mount view of %s: %w", parent, err)
+	}
+	defer func() {
+		if err := mount.UnmountAll(target, 0); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("unmount view of %s: %w", parent, err))
+			return
+		}
+		retErr = errors.Join(retErr, os.Remove(target))
+	}()
+	return fn(target)
 }

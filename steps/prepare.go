@@ -53,7 +53,8 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 	}
 	walk(plan)
 
-	guard := mounts.Guard{BuildDir: b.o.Project.Dir, Allow: b.o.Allow}
+	b.guard = mounts.Guard{BuildDir: b.o.Project.Dir, Allow: b.o.Allow}
+	guard := b.guard
 	images := map[string]*task.Image{}
 	imageErr := map[string]bool{}
 	for _, name := range names {
@@ -128,7 +129,7 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 		key := fmt.Sprintf("crunci-%s-view-%s", b.o.BuildID, sanitize(name))
 		labels := maps.Clone(b.labels)
 		labels[builds.LabelService] = name
-		err := b.rt.View(ctx, svc.image, key, labels, func(root string) error {
+		err := b.rt.View(ctx, svc.image, key, labels, filepath.Join(b.dir, "views", sanitize(name)), func(root string) error {
 			passwd, _ := readInRoot(root, "/etc/passwd")
 			group, _ := readInRoot(root, "/etc/group")
 			u, err := oci.User(user, passwd, group)
