@@ -33,27 +33,28 @@ type Stream struct {
 	buf    []byte
 }
 
-// Write prints each complete line of p with the prefix and keeps the rest for later.
+// Write prints each complete line of p with the prefix and keeps the rest for later. A
+// line longer than maxLine is printed in pieces of maxLine bytes, each ended with a
+// newline; a line of exactly a multiple of maxLine bytes gives no empty piece.
 func (s *Stream) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			room := maxLine - len(s.buf)
-			if len(p) < room {
-				s.buf = append(s.buf, p...)
-				return n, nil
-			}
-			s.buf = append(s.buf, p[:room]...)
-			p = p[room:]
-			if err := s.flush(true); err != nil {
+		room := maxLine - len(s.buf)
+		if i := bytes.IndexByte(p, '\n'); i >= 0 && i <= room {
+			s.buf = append(s.buf, p[:i+1]...)
+			p = p[i+1:]
+			if err := s.flush(false); err != nil {
 				return n, err
 			}
 			continue
 		}
-		s.buf = append(s.buf, p[:i+1]...)
-		p = p[i+1:]
-		if err := s.flush(false); err != nil {
+		if len(p) <= room {
+			s.buf = append(s.buf, p...)
+			return n, nil
+		}
+		s.buf = append(s.buf, p[:room]...)
+		p = p[room:]
+		if err := s.flush(true); err != nil {
 			return n, err
 		}
 	}
