@@ -163,6 +163,7 @@ type build struct {
 	out      *Output
 	dir      string // StateDir/builds/<id>
 	labels   map[string]string
+	guard    mounts.Guard
 	services map[string]*service
 	msvc     map[string]mounts.Service
 	sem      chan struct{}
