@@ -20,6 +20,8 @@
 //     [Step.Service] too.
 //   - `on_fail` steps hang from a step or group and run when it fails; they inherit its
 //     service.
+//   - `timeout` (crun-ci's own key) bounds a step or a whole group: a Go duration such as
+//     "90s" or "10m", or a whole number of seconds ([Step.Timeout]).
 //   - The build directory is the directory holding the services file ([Project.Dir]).
 //     Relative host volumes are relative to it, and messages name files relative to it.
 //

@@ -23,6 +23,8 @@ type bgRun struct {
 	stderr bytes.Buffer
 	lines  chan string
 	done   chan struct{}
+	// quiet keeps wait from logging the output (the chaos test runs hundreds).
+	quiet bool
 }
 
 // start runs crun-ci with the suite's global flags (state dir and address as given) in
@@ -114,7 +116,9 @@ func (r *bgRun) wait() result {
 	if ws, ok := r.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		res.code = 128 + int(ws.Signal())
 	}
-	r.t.Logf("crun-ci %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(r.cmd.Args[1:], " "), res.code, res.stdout, res.stderr)
+	if !r.quiet {
+		r.t.Logf("crun-ci %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(r.cmd.Args[1:], " "), res.code, res.stdout, res.stderr)
+	}
 	return res
 }
 
