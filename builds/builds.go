@@ -47,15 +47,22 @@ func Acquire(stateDir, id string) (*Lock, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return nil, fmt.Errorf("lock build %s: %w", id, err)
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	// The file is locked before it gets its name, so no clean-up can ever see it unlocked
+	// while this build lives.
+	f, err := os.CreateTemp(filepath.Dir(p), ".new-")
 	if err != nil {
 		return nil, fmt.Errorf("lock build %s: %w", id, err)
 	}
+	defer os.Remove(f.Name())
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock build %s: %w", id, err)
 	}
 	fmt.Fprintf(f, "%d\n", os.Getpid()) // for people; never trusted
+	if err := os.Link(f.Name(), p); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock build %s: %w", id, err)
+	}
 	return &Lock{f: f, path: p}, nil
 }
 

@@ -98,15 +98,9 @@ func setup(tmp string) error {
 	}
 	for _, img := range images {
 		path := filepath.Join(tmp, strings.NewReplacer("/", "_", ":", "_").Replace(img.Name)+".tar")
-		f, err := os.Create(path)
-		if err != nil {
+		if err := ociarchive.WriteFile(path, img); err != nil {
 			return err
 		}
-		if err := ociarchive.Write(f, img); err != nil {
-			f.Close()
-			return err
-		}
-		f.Close()
 		out, err := exec.Command(bin, "--address", filepath.Join(tmp, "none.sock"), "--state-dir", stateDir, "import", path).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("crun-ci import %s: %v: %s", path, err, out)
@@ -125,12 +119,7 @@ func writeBusybox(t testing.TB, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := ociarchive.Write(f, ociarchive.Image{Name: "docker.io/library/busybox:latest", Config: ociarchive.BusyboxConfig(), Files: files}); err != nil {
+	if err := ociarchive.WriteFile(path, ociarchive.Image{Name: "docker.io/library/busybox:latest", Config: ociarchive.BusyboxConfig(), Files: files}); err != nil {
 		t.Fatal(err)
 	}
 }

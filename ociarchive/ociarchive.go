@@ -334,3 +334,16 @@ func WriteDockerSave(w io.Writer, img Image) error {
 	}
 	return tw.Close()
 }
+
+// WriteFile writes img as an OCI image archive to the file at path, as Write does.
+func WriteFile(path string, img Image) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := Write(f, img); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -270,6 +270,8 @@ func runImport(ctx context.Context, g globals, args []string, stdout, stderr io.
 		return err
 	}
 	defer func() { retErr = errors.Join(retErr, d.Close()) }()
+	stateDir, _ := filepath.Abs(g.stateDir)
+	cleanupEarlier(ctx, d, stateDir, stderr)
 	c := task.New(d.Client)
 	for _, name := range fs.Args() {
 		f, err := os.Open(name)
@@ -339,10 +341,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	}
 	defer func() { retErr = errors.Join(retErr, d.Close()) }()
 	stateDir, _ := filepath.Abs(g.stateDir)
-	// What killed builds left behind goes first, so that it cannot pile up.
-	if _, err := cleanup(ctx, d, stateDir, false, stderr); err != nil {
-		log.G(ctx).WithError(err).Warn("clean-up of earlier builds failed; `crun-ci cleanup` tries again")
-	}
+	cleanupEarlier(ctx, d, stateDir, stderr)
 	buildID := steps.NewBuildID()
 	log.G(ctx).Debugf("build %s in %s", buildID, proj.Dir)
 	sum, err := steps.Run(ctx, steps.Containerd(task.New(d.Client)), steps.Options{
@@ -432,6 +431,14 @@ func runCleanup(ctx context.Context, g globals, args []string, stdout, stderr io
 		fmt.Fprintf(stdout, "%d builds cleaned up\n", n)
 	}
 	return nil
+}
+
+// cleanupEarlier removes what killed builds left behind, so that it cannot pile up; every
+// command that talks to containerd does it first. A failure is only a warning.
+func cleanupEarlier(ctx context.Context, d *daemon.Daemon, stateDir string, w io.Writer) {
+	if _, err := cleanup(ctx, d, stateDir, false, w); err != nil {
+		log.G(ctx).WithError(err).Warn("clean-up of earlier builds failed; `crun-ci cleanup` tries again")
+	}
 }
 
 // cleanup removes (or, dry, lists on w) what builds of stateDir whose process is gone

@@ -56,13 +56,5 @@ func run(out, name, bin string, files, dirs []string) error {
 	for _, d := range dirs {
 		img.Files = append(img.Files, ociarchive.File{Path: d, Mode: fs.ModeDir | 0o755})
 	}
-	w, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	if err := ociarchive.Write(w, img); err != nil {
-		w.Close()
-		return err
-	}
-	return w.Close()
+	return ociarchive.WriteFile(out, img)
 }
