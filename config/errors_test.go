@@ -175,12 +175,29 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:     "keys of later features",
-			services: "app:\n  build: .\n  env_file: x.env\n  cached: true\n  add_docker: true\n  hostname: h\n",
+			services: "app:\n  build: .\n  env_file: x.env\n  cached: true\n  add_docker: true\n",
 			want: `codeship-services.yml:2: service "app": key "build": not supported yet` + "\n" +
 				`codeship-services.yml:3: service "app": key "env_file": not supported yet` + "\n" +
 				`codeship-services.yml:4: service "app": key "cached": not supported yet` + "\n" +
-				`codeship-services.yml:5: service "app": key "add_docker": not supported yet` + "\n" +
-				`codeship-services.yml:6: service "app": key "hostname": not supported yet`,
+				`codeship-services.yml:5: service "app": key "add_docker": not supported yet`,
+		},
+		{
+			name:     "a hostname that is not a host name",
+			services: "app:\n  image: alpine\n  hostname: under_score\n",
+			want:     `codeship-services.yml:3: service "app": key "hostname": "under_score" is not a host name`,
+		},
+		{
+			name:     "a healthcheck without a test",
+			services: "app:\n  image: alpine\n  healthcheck:\n    interval: 1s\n",
+			want:     `codeship-services.yml:4: service "app": key "healthcheck": no "test"`,
+		},
+		{
+			name:     "a healthcheck with odd values",
+			services: "app:\n  image: alpine\n  healthcheck:\n    test: [RUN, x]\n    interval: soon\n    retries: many\n    colour: red\n",
+			want: `codeship-services.yml:4: service "app": key "healthcheck.test": a list must start with "CMD", "CMD-SHELL" or "NONE"` + "\n" +
+				`codeship-services.yml:5: service "app": key "healthcheck.interval": "soon" is not a duration (write e.g. 1s or 1m30s)` + "\n" +
+				`codeship-services.yml:6: service "app": key "healthcheck.retries": "many" is not a whole number` + "\n" +
+				`codeship-services.yml:7: service "app": unknown key "healthcheck.colour"`,
 		},
 		{
 			name:     "refused keys",

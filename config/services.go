@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -27,8 +29,8 @@ var ignoredKeys = set(
 // Service keys of features crun-ci will implement later.
 var laterKeys = set(
 	"build", "env_file", "encrypted_env_file", "encrypted_environment", "dockercfg_service",
-	"encrypted_dockercfg_path", "cached", "default_cache_branch", "add_docker", "hostname",
-	"healthcheck", "dockerfile", "dockerfile_path",
+	"encrypted_dockercfg_path", "cached", "default_cache_branch", "add_docker",
+	"dockerfile", "dockerfile_path",
 )
 
 // Service keys refused for good, with the reason.
@@ -38,6 +40,9 @@ var refusedKeys = map[string]string{
 	"stdin_open":     "links to the host are not supported",
 	"labels":         "labels are not supported",
 }
+
+// hostnameRE is what `hostname:` may be: an RFC 1123 host name.
+var hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
 
 // depends_on conditions of the Compose long form.
 var conditions = set("service_started", "service_healthy", "service_completed_successfully")
@@ -174,6 +179,13 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 			s.DependsOn = f.dependsOn(v, w)
 		case k == "links":
 			s.Links = f.links(v, w)
+		case k == "hostname":
+			s.Hostname = f.text(k, v, w)
+			if !hostnameRE.MatchString(s.Hostname) {
+				f.errorf(v, w, "key \"hostname\": %q is not a host name", s.Hostname)
+			}
+		case k == "healthcheck":
+			s.Healthcheck = f.healthcheck(v, w)
 		case laterKeys[k]:
 			hasBuild = hasBuild || k == "build"
 			f.add(f.pos(p.key), w, fmt.Errorf("key %q: %w", k, ErrNotSupported))
@@ -387,6 +399,7 @@ func (f *file) dependsOn(v *yaml.Node, w where) []Ref {
 		for _, p := range f.pairs(v, w) {
 			name := p.key.Value
 			out = append(out, Ref{Service: name, Pos: f.pos(p.key)})
+			ref := &out[len(out)-1]
 			opts := resolve(p.val)
 			if opts.Kind != yaml.MappingNode {
 				f.errorf(opts, w, "depends_on %q: want a mapping, got %s", name, kind(opts))
@@ -405,6 +418,7 @@ func (f *file) dependsOn(v *yaml.Node, w where) []Ref {
 				if !conditions[c] {
 					f.errorf(resolve(o.val), w, "depends_on %q: unknown condition %q (want service_started, service_healthy or service_completed_successfully)", name, c)
 				}
+				ref.Condition = c
 			}
 		}
 	default:
@@ -433,4 +447,69 @@ func (f *file) links(v *yaml.Node, w where) []Link {
 		out = append(out, l)
 	}
 	return out
+}
+
+// healthcheck reads Compose's `healthcheck:` key.
+func (f *file) healthcheck(v *yaml.Node, w where) *Healthcheck {
+	if v.Kind != yaml.MappingNode {
+		f.errorf(v, w, "key \"healthcheck\": want a mapping, got %s", kind(v))
+		return nil
+	}
+	h := &Healthcheck{Pos: f.pos(v)}
+	for _, p := range f.pairs(v, w) {
+		k, val := p.key.Value, resolve(p.val)
+		key := "healthcheck." + k
+		switch k {
+		case "test":
+			switch val.Kind {
+			case yaml.ScalarNode:
+				h.Test = []string{"CMD-SHELL", f.text(key, val, w)}
+			case yaml.SequenceNode:
+				for _, it := range f.stringList(key, val, w) {
+					h.Test = append(h.Test, it.s)
+				}
+				if len(h.Test) == 0 || (h.Test[0] != "CMD" && h.Test[0] != "CMD-SHELL" && h.Test[0] != "NONE") {
+					f.errorf(val, w, "key %q: a list must start with \"CMD\", \"CMD-SHELL\" or \"NONE\"", key)
+				} else if h.Test[0] != "NONE" && len(h.Test) < 2 {
+					f.errorf(val, w, "key %q: %q needs a command", key, h.Test[0])
+				}
+			default:
+				f.errorf(val, w, "key %q: want a string or a list, got %s", key, kind(val))
+			}
+		case "interval", "timeout", "start_period", "start_interval":
+			text := f.text(key, val, w)
+			d, err := time.ParseDuration(text)
+			if err != nil || d < 0 {
+				f.errorf(val, w, "key %q: %q is not a duration (write e.g. 1s or 1m30s)", key, text)
+			}
+			switch k {
+			case "interval":
+				h.Interval = d
+			case "timeout":
+				h.Timeout = d
+			case "start_period":
+				h.StartPeriod = d
+			}
+		case "retries":
+			text := f.text(key, val, w)
+			n, err := strconv.Atoi(text)
+			if err != nil || n < 0 {
+				f.errorf(val, w, "key %q: %q is not a whole number", key, text)
+			}
+			h.Retries = n
+		case "disable":
+			text := f.text(key, val, w)
+			b, err := strconv.ParseBool(text)
+			if err != nil {
+				f.errorf(val, w, "key %q: %q is not true or false", key, text)
+			}
+			h.Disable = b
+		default:
+			f.errorf(p.key, w, "unknown key %q", key)
+		}
+	}
+	if h.Test == nil && !h.Disable {
+		f.errorf(v, w, "key \"healthcheck\": no \"test\"")
+	}
+	return h
 }

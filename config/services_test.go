@@ -2,6 +2,7 @@ package config
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -135,8 +136,36 @@ app:
     init: {condition: service_completed_successfully}
 `,
 			want: map[string]*Service{"app": {Name: "app", Image: "alpine", DependsOn: []Ref{
-				{Service: "db"}, {Service: "cache"}, {Service: "init"},
+				{Service: "db", Condition: "service_healthy"}, {Service: "cache", Condition: "service_started"}, {Service: "init", Condition: "service_completed_successfully"},
 			}}},
+		},
+		{
+			name: "hostname and healthcheck in both forms",
+			in: `app:
+  image: alpine
+  hostname: app.local
+  healthcheck:
+    test: nc -z localhost 80
+    interval: 2s
+    timeout: 1s
+    retries: 5
+    start_period: 10s
+db:
+  image: alpine
+  healthcheck:
+    test: [CMD, pg_isready]
+cache:
+  image: alpine
+  healthcheck: {disable: true}
+`,
+			want: map[string]*Service{
+				"app": {Name: "app", Image: "alpine", Hostname: "app.local", Healthcheck: &Healthcheck{
+					Test: []string{"CMD-SHELL", "nc -z localhost 80"}, Interval: 2 * time.Second, Timeout: time.Second, Retries: 5, StartPeriod: 10 * time.Second,
+				}},
+				"db":    {Name: "db", Image: "alpine", Healthcheck: &Healthcheck{Test: []string{"CMD", "pg_isready"}}},
+				"cache": {Name: "cache", Image: "alpine", Healthcheck: &Healthcheck{Disable: true}},
+			},
+			wantOrder: []string{"app", "db", "cache"},
 		},
 		{
 			name: "depends_on as a list and links with aliases",

@@ -63,6 +63,11 @@ type Service struct {
 	VolumesFrom []VolumeFrom
 	WorkingDir  string
 	User        string
+	// Hostname inside the service's containers; the service name when empty.
+	Hostname string
+	// Healthcheck is the Compose `healthcheck:` key; nil when absent (the image's
+	// HEALTHCHECK, if any, applies).
+	Healthcheck *Healthcheck
 	// DependsOn and Links name other services; they are checked to exist and to have no
 	// cycles. Starting them is a later feature.
 	DependsOn []Ref
@@ -91,9 +96,25 @@ type VolumeFrom struct {
 	Pos      Pos
 }
 
-// Ref names another service from a list entry.
+// Ref names another service from a list entry. Condition is the depends_on long form's
+// condition: "service_started", "service_healthy", "service_completed_successfully", or ""
+// for the short form (healthy if the service has a health check, else started).
 type Ref struct {
-	Service string
+	Service   string
+	Condition string
+	Pos       Pos
+}
+
+// Healthcheck is a service's health check, as Compose writes it.
+type Healthcheck struct {
+	// Test is the command: ["CMD", args…], ["CMD-SHELL", "command"], or ["NONE"]; a
+	// string in the file is ["CMD-SHELL", string].
+	Test []string
+	// Zero durations and retries mean the default.
+	Interval, Timeout, StartPeriod time.Duration
+	Retries                        int
+	// Disable turns off the image's HEALTHCHECK too.
+	Disable bool
 	Pos     Pos
 }
 
