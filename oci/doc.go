@@ -12,6 +12,7 @@
 // service's, else the image's, else root, resolved against the image's /etc/passwd and
 // /etc/group by User.
 //
-// Containers share the host's network namespace, /etc/resolv.conf and /etc/hosts for now:
-// a step network of their own is planned.
+// A container joins the network namespace it is given (its step's, shared by all the
+// step's containers) and gets the step's hosts file at /etc/hosts; without them it shares
+// the host's network namespace and /etc/hosts. /etc/resolv.conf is always the host's.
 package oci

@@ -35,6 +35,12 @@ type Container struct {
 	Mounts     []specs.Mount
 	// Labels become annotations, so runc's state names the build.
 	Annotations map[string]string
+	// NetNS is the path of the network namespace the container joins (its step's); ""
+	// means the host's.
+	NetNS string
+	// HostsFile is the host file mounted read-only at /etc/hosts (its step's, naming the
+	// step's services); "" means the host's /etc/hosts.
+	HostsFile string
 }
 
 // Args returns the process arguments from the image config and the overrides: entrypoint
@@ -81,9 +87,9 @@ func Spec(ctx context.Context, c Container) (*specs.Spec, error) {
 		ctroci.WithEnv(mergeEnv(env, c.Env)),
 		ctroci.WithProcessCwd(cwd),
 		withUser(c.User),
-		ctroci.WithHostNamespace(specs.NetworkNamespace),
+		withNetwork(c.NetNS),
 		ctroci.WithHostResolvconf,
-		ctroci.WithHostHostsFile,
+		withHosts(c.HostsFile),
 		ctroci.WithMounts(c.Mounts),
 	}
 	if c.Hostname != "" {
@@ -121,6 +127,20 @@ func mergeEnv(lists ...[]string) []string {
 		}
 	}
 	return slices.DeleteFunc(out, func(e string) bool { return e == "" })
+}
+
+func withNetwork(path string) ctroci.SpecOpts {
+	if path == "" {
+		return ctroci.WithHostNamespace(specs.NetworkNamespace)
+	}
+	return ctroci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})
+}
+
+func withHosts(path string) ctroci.SpecOpts {
+	if path == "" {
+		return ctroci.WithHostHostsFile
+	}
+	return ctroci.WithMounts([]specs.Mount{{Type: "bind", Source: path, Destination: "/etc/hosts", Options: []string{"rbind", "ro"}}})
 }
 
 func withUser(u specs.User) ctroci.SpecOpts {

@@ -89,6 +89,19 @@ func TestSpec(t *testing.T) {
 				Annotations: map[string]string{"crun-ci.build": "b1", "crun-ci.step": "test", "crun-ci.service": "app"},
 			},
 		},
+		{
+			// A container of a step network: it joins the step's network namespace and
+			// mounts the step's hosts file read-only at /etc/hosts.
+			name: "step-network",
+			c: Container{
+				ID:        "b1-test-db",
+				Namespace: "crun-ci",
+				Hostname:  "db",
+				Args:      []string{"sh"},
+				NetNS:     "/var/lib/crun-ci/builds/b1/netns/1",
+				HostsFile: "/var/lib/crun-ci/builds/b1/volumes/1/hosts",
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
