@@ -561,7 +561,7 @@ func TestForStep(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ForStep(tt.services, tt.main, vols)
+			got, err := ForStep(tt.services, vols, tt.main)
 			if tt.wantErr != "" {
 				if err == nil {
 					t.Fatalf("ForStep = %+v, want error %q", got, tt.wantErr)

@@ -36,7 +36,8 @@ type Anon struct {
 // Step is the mounts of one step's containers.
 type Step struct {
 	// Containers lists the services of the step in creation order: volumes_from sources
-	// before the services that mount them, the step's own service last.
+	// before the services that mount them, the roots in the order given, each after its
+	// sources.
 	Containers []string
 	// Mounts by service.
 	Mounts map[string][]specs.Mount
@@ -44,12 +45,17 @@ type Step struct {
 	Anon []Anon
 }
 
-// ForStep plans the mounts of a step that runs service main: main's own volumes, and those
-// of every service it names in volumes_from, transitively, each with its own volumes.
+// ForStep plans the mounts of a step that runs the services roots: their own volumes, and
+// those of every service they name in volumes_from, transitively, each with its own
+// volumes.
 // Anonymous volumes get directories below volumes. A service's own volume wins over one
 // with the same target that comes through volumes_from; ":ro" on volumes_from makes every
 // mount it brings read-only.
-func ForStep(services map[string]Service, main, volumes string) (*Step, error) {
+//
+// A step that starts more than one service (its service and its dependencies) names them
+// all as roots: every anonymous volume is made once for the step, so all the containers
+// that reach it through volumes_from share it.
+func ForStep(services map[string]Service, volumes string, roots ...string) (*Step, error) {
 	s := &Step{Mounts: map[string][]specs.Mount{}}
 	state := map[string]int{} // 1 visiting, 2 done
 	var visit func(name string, trail []string) error
@@ -108,8 +114,10 @@ func ForStep(services map[string]Service, main, volumes string) (*Step, error) {
 		s.Containers = append(s.Containers, name)
 		return nil
 	}
-	if err := visit(main, nil); err != nil {
-		return nil, err
+	for _, root := range roots {
+		if err := visit(root, nil); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

@@ -41,6 +41,18 @@ type Image struct {
 	Name   string
 	Config ocispec.ImageConfig
 	Files  []File
+	// Healthcheck is written as Docker writes a Dockerfile HEALTHCHECK: the field
+	// config.Healthcheck of the image config (durations in nanoseconds).
+	Healthcheck *Healthcheck
+}
+
+// Healthcheck is Docker's image-config health check.
+type Healthcheck struct {
+	Test        []string      `json:"Test"`
+	Interval    time.Duration `json:"Interval,omitempty"`
+	Timeout     time.Duration `json:"Timeout,omitempty"`
+	StartPeriod time.Duration `json:"StartPeriod,omitempty"`
+	Retries     int           `json:"Retries,omitempty"`
 }
 
 // epoch keeps archives reproducible: every entry and the config carry this time.
@@ -55,14 +67,8 @@ func Write(w io.Writer, img Image) error {
 	if err != nil {
 		return fmt.Errorf("write image archive %s: %w", img.Name, err)
 	}
-	created := epoch
-	cfg := ocispec.Image{
-		Created:  &created,
-		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		Config:   img.Config,
-		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
-	}
-	cfgJSON, err := json.Marshal(cfg)
+	platform := ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	cfgJSON, err := configJSON(img, diffID)
 	if err != nil {
 		return err
 	}
@@ -79,7 +85,7 @@ func Write(w io.Writer, img Image) error {
 		return err
 	}
 	manifestDesc := descriptor(ocispec.MediaTypeImageManifest, manifestJSON)
-	manifestDesc.Platform = &cfg.Platform
+	manifestDesc.Platform = &platform
 	manifestDesc.Annotations = map[string]string{
 		"io.containerd.image.name": img.Name,
 		ocispec.AnnotationRefName:  refName(img.Name),
@@ -128,6 +134,32 @@ func Write(w io.Writer, img Image) error {
 		}
 	}
 	return tw.Close()
+}
+
+// configJSON is the image config blob of img with one layer: the OCI config, plus
+// Docker's config.Healthcheck when img has one.
+func configJSON(img Image, diffID digest.Digest) ([]byte, error) {
+	created := epoch
+	data, err := json.Marshal(ocispec.Image{
+		Created:  &created,
+		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Config:   img.Config,
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
+	})
+	if err != nil || img.Healthcheck == nil {
+		return data, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, err
+	}
+	cfg, _ := m["config"].(map[string]any)
+	if cfg == nil {
+		cfg = map[string]any{}
+		m["config"] = cfg
+	}
+	cfg["Healthcheck"] = img.Healthcheck
+	return json.Marshal(m)
 }
 
 // refName is the tag part of a reference, as `org.opencontainers.image.ref.name` wants it.
@@ -296,13 +328,7 @@ func WriteDockerSave(w io.Writer, img Image) error {
 	if err != nil {
 		return err
 	}
-	created := epoch
-	cfgJSON, err := json.Marshal(ocispec.Image{
-		Created:  &created,
-		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		Config:   img.Config,
-		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
-	})
+	cfgJSON, err := configJSON(img, diffID)
 	if err != nil {
 		return err
 	}

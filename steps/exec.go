@@ -40,7 +40,7 @@ func (b *build) run(ctx context.Context, s *config.Step) bool {
 
 	start := time.Now()
 	r := Result{Step: s.Name, Service: s.Service}
-	code, err := b.exec(ctx, s)
+	code, err := b.exec(ctx, s, &r)
 	r.Duration = time.Since(start)
 	switch {
 	case ctx.Err() != nil:
@@ -60,10 +60,11 @@ func (b *build) run(ctx context.Context, s *config.Step) bool {
 
 // exec makes the step's volumes and containers, runs its service's command and tears
 // everything down again, whatever happened.
-func (b *build) exec(ctx context.Context, s *config.Step) (_ uint32, retErr error) {
+func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, retErr error) {
 	seq := b.seq.Add(1)
 	volumes := filepath.Join(b.dir, "volumes", strconv.FormatInt(seq, 10))
-	plan, err := mounts.ForStep(b.msvc, s.Service, volumes)
+	deps := dependencies(b.o.Project, s.Service)
+	plan, err := mounts.ForStep(b.msvc, volumes, append(deps, s.Service)...)
 	if err != nil {
 		return 0, err
 	}
@@ -103,24 +104,11 @@ func (b *build) exec(ctx context.Context, s *config.Step) (_ uint32, retErr erro
 			pinned[m.Source] = f
 		}
 	}
-	verify := func(pid uint32) error {
-		for _, m := range plan.Mounts[s.Service] {
-			f, ok := pinned[m.Source]
-			if !ok {
-				continue
-			}
-			same, err := mounts.Same(f, fmt.Sprintf("/proc/%d/root", pid), m.Destination)
-			if err != nil {
-				return fmt.Errorf("check the mount at %s: %w", m.Destination, err)
-			}
-			if !same {
-				return fmt.Errorf("host path %s changed since it was checked: the mount at %s shows something else; not started", m.Source, m.Destination)
-			}
-		}
-		return nil
+	verify := func(service string) func(pid uint32) error {
+		return func(pid uint32) error { return verifyMounts(pid, plan.Mounts[service], pinned) }
 	}
 
-	var main Container
+	byName := map[string]Container{}
 	for _, name := range plan.Containers {
 		id := fmt.Sprintf("crunci-%s-%d-%s", b.o.BuildID, seq, sanitize(name))
 		c, err := b.create(ctx, s, name, id, plan.Mounts[name], name == s.Service)
@@ -128,7 +116,23 @@ func (b *build) exec(ctx context.Context, s *config.Step) (_ uint32, retErr erro
 			return 0, err
 		}
 		ctrs = append(ctrs, c)
-		main = c
+		byName[name] = c
+	}
+	main := byName[s.Service]
+
+	// Dependencies start in their order, each when what it needs is ready; they are
+	// stopped when the step's command has ended, before the teardown.
+	g := b.startDeps(ctx, s, deps, byName, verify)
+	defer func() {
+		g.stop()
+		if len(g.notes) > 0 {
+			r.Note = strings.Join(g.notes, "; ")
+		}
+	}()
+	for _, e := range b.edges(s.Service) {
+		if err := ready(ctx, g.deps[e.service], e.condition); err != nil {
+			return 0, err
+		}
 	}
 
 	prefix := s.Name + "/" + s.Service + " | "
@@ -139,7 +143,7 @@ func (b *build) exec(ctx context.Context, s *config.Step) (_ uint32, retErr erro
 	// Starting is not cut short by an interrupt: a task that a cancelled Start left
 	// half-started would be killed outright, without the grace of stop. Wait sees the
 	// interrupt next.
-	if err := main.Start(context.WithoutCancel(ctx), stdout, stderr, verify); err != nil {
+	if err := main.Start(context.WithoutCancel(ctx), stdout, stderr, verify(s.Service)); err != nil {
 		return 0, err
 	}
 	code, err := main.Wait(ctx)
@@ -147,6 +151,25 @@ func (b *build) exec(ctx context.Context, s *config.Step) (_ uint32, retErr erro
 		return 0, b.stop(main)
 	}
 	return code, err
+}
+
+// verifyMounts checks, for a created task whose process has not started, that each of its
+// mounts of a pinned host path shows the pinned directory.
+func verifyMounts(pid uint32, ms []specs.Mount, pinned map[string]*os.File) error {
+	for _, m := range ms {
+		f, ok := pinned[m.Source]
+		if !ok {
+			continue
+		}
+		same, err := mounts.Same(f, fmt.Sprintf("/proc/%d/root", pid), m.Destination)
+		if err != nil {
+			return fmt.Errorf("check the mount at %s: %w", m.Destination, err)
+		}
+		if !same {
+			return fmt.Errorf("host path %s changed since it was checked: the mount at %s shows something else; not started", m.Source, m.Destination)
+		}
+	}
+	return nil
 }
 
 // teardown removes a step's containers (with their tasks and snapshots), then its

@@ -39,6 +39,12 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 			for _, f := range svc.VolumesFrom {
 				add(f.Service)
 			}
+			for _, r := range svc.DependsOn {
+				add(r.Service)
+			}
+			for _, l := range svc.Links {
+				add(l.Service)
+			}
 		}
 	}
 	var walk func([]*config.Step)
@@ -76,6 +82,9 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 			}
 		}
 		svc.image = img
+		if img != nil {
+			svc.health = healthcheckOf(cfg, img)
+		}
 		ms := mounts.Service{}
 		for _, v := range cfg.Volumes {
 			vol, err := mounts.Parse(v.Spec)
@@ -99,6 +108,14 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 		}
 		b.msvc[name] = ms
 		b.services[name] = svc
+	}
+	// service_healthy needs a health check to wait for.
+	for _, name := range names {
+		for _, r := range b.services[name].cfg.DependsOn {
+			if dep := b.services[r.Service]; r.Condition == condHealthy && dep != nil && dep.image != nil && dep.health == nil {
+				fail(r.Pos, name, fmt.Errorf("depends_on %q: condition service_healthy, but %q has no health check (no healthcheck key, no HEALTHCHECK in its image)", r.Service, r.Service))
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return &PreconditionError{Errs: errs}

@@ -50,6 +50,8 @@ type Options struct {
 	StopTimeout time.Duration
 	// StepTimeout bounds every run step that has no timeout of its own; 0 means none.
 	StepTimeout time.Duration
+	// QuietDeps hides the output of dependencies.
+	QuietDeps bool
 	// Hurry, once closed, cuts the stop timeout short: tasks being stopped get SIGKILL
 	// at once (a second Ctrl-C).
 	Hurry <-chan struct{}
@@ -116,6 +118,9 @@ func (s *Summary) Print(w io.Writer) {
 			line += ": " + r.Err.Error()
 		case r.Status == Failed:
 			line += fmt.Sprintf(": exit code %d", r.ExitCode)
+			if r.Note != "" {
+				line += " (" + r.Note + ")"
+			}
 		case r.Status == TimedOut:
 			line += fmt.Sprintf(": stopped after %s", r.Duration.Round(time.Millisecond))
 		case r.Note != "":
@@ -184,6 +189,8 @@ type service struct {
 	// templates holds, by volume index, a copy of the image's content at the target of
 	// an anonymous volume; absent when the image has nothing there.
 	templates map[int]string
+	// health is the check that tells when the service is ready, nil when it has none.
+	health *task.Healthcheck
 }
 
 // Run runs the pipeline. It returns a *PreconditionError, and runs nothing, when the

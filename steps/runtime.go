@@ -30,6 +30,9 @@ type Container interface {
 	Start(ctx context.Context, stdout, stderr io.Writer, before func(pid uint32) error) error
 	Wait(ctx context.Context) (uint32, error)
 	Kill(ctx context.Context, sig syscall.Signal) error
+	// Exec runs args in the running task and returns its exit code and the end of its
+	// output.
+	Exec(ctx context.Context, id string, args []string) (uint32, []byte, error)
 	Delete(ctx context.Context) error
 }
 

@@ -118,6 +118,10 @@ func (c *fakeContainer) Wait(context.Context) (uint32, error) {
 
 func (c *fakeContainer) Kill(context.Context, syscall.Signal) error { return nil }
 
+func (c *fakeContainer) Exec(context.Context, string, []string) (uint32, []byte, error) {
+	return 0, nil, nil
+}
+
 func (c *fakeContainer) Delete(context.Context) error {
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()

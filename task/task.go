@@ -2,13 +2,16 @@ package task
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 
@@ -41,6 +44,40 @@ type Image struct {
 	Name    string
 	Config  ocispec.ImageConfig
 	ChainID digest.Digest
+	// Healthcheck is the image's HEALTHCHECK, nil when it has none. Docker keeps it in
+	// the image config, where the OCI image spec has no field for it.
+	Healthcheck *Healthcheck
+}
+
+// Healthcheck is a health check as Docker's image config holds it. Test is ["CMD",
+// args…], ["CMD-SHELL", command] or ["NONE"]; zero values mean the defaults.
+type Healthcheck struct {
+	Test        []string      `json:"Test,omitempty"`
+	Interval    time.Duration `json:"Interval,omitempty"`
+	Timeout     time.Duration `json:"Timeout,omitempty"`
+	StartPeriod time.Duration `json:"StartPeriod,omitempty"`
+	Retries     int           `json:"Retries,omitempty"`
+}
+
+// healthcheck reads the Healthcheck field of an image's config blob.
+func healthcheck(ctx context.Context, img client.Image) (*Healthcheck, error) {
+	desc, err := img.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	blob, err := content.ReadBlob(ctx, img.ContentStore(), desc)
+	if err != nil {
+		return nil, err
+	}
+	var cfg struct {
+		Config struct {
+			Healthcheck *Healthcheck
+		}
+	}
+	if err := json.Unmarshal(blob, &cfg); err != nil {
+		return nil, err
+	}
+	return cfg.Config.Healthcheck, nil
 }
 
 // Normalize returns the reference as Docker names it: "busybox" is
@@ -75,7 +112,11 @@ func (c *Client) Image(ctx context.Context, ref string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Image{Name: name, Config: spec.Config, ChainID: chain}, nil
+	hc, err := healthcheck(ctx, img)
+	if err != nil {
+		return nil, fmt.Errorf("read health check of image %s: %w", name, err)
+	}
+	return &Image{Name: name, Config: spec.Config, ChainID: chain, Healthcheck: hc}, nil
 }
 
 // View mounts a read-only view of img's filesystem, named key, at target and calls fn
@@ -255,4 +296,69 @@ func (c *Client) Lease(ctx context.Context, labels map[string]string, expire tim
 		return nil
 	}
 	return leases.WithLease(ctx, l.ID), release, nil
+}
+
+// Exec runs args in the running task with the task's user, environment and working
+// directory, and returns the exit code and the last 4 KiB of its output (stdout and
+// stderr). When ctx ends first, the process is killed and ctx's error returned.
+func (c *Container) Exec(ctx context.Context, id string, args []string) (uint32, []byte, error) {
+	if c.task == nil {
+		return 0, nil, fmt.Errorf("exec in container %s: no task", c.ID())
+	}
+	spec, err := c.ctr.Spec(ctx)
+	if err != nil {
+		return 0, nil, fmt.Errorf("exec in container %s: %w", c.ID(), err)
+	}
+	proc := *spec.Process
+	proc.Args, proc.Terminal = args, false
+	out := &tail{max: 4096}
+	opts := []cio.Opt{cio.WithStreams(nil, out, out)}
+	if c.fifoDir != "" {
+		opts = append(opts, cio.WithFIFODir(c.fifoDir))
+	}
+	p, err := c.task.Exec(ctx, id, &proc, cio.NewCreator(opts...))
+	if err != nil {
+		return 0, nil, fmt.Errorf("exec in container %s: %w", c.ID(), err)
+	}
+	defer p.Delete(context.WithoutCancel(ctx), client.WithProcessKill)
+	exit, err := p.Wait(context.WithoutCancel(ctx))
+	if err != nil {
+		return 0, nil, fmt.Errorf("exec in container %s: %w", c.ID(), err)
+	}
+	if err := p.Start(ctx); err != nil {
+		return 0, nil, fmt.Errorf("exec in container %s: %w", c.ID(), err)
+	}
+	select {
+	case st := <-exit:
+		code, _, err := st.Result()
+		p.IO().Wait()
+		return code, out.bytes(), errgrpc.ToNative(err)
+	case <-ctx.Done():
+		p.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+		<-exit
+		return 0, out.bytes(), ctx.Err()
+	}
+}
+
+// tail keeps the last max bytes written to it; writes may come from two goroutines.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append([]byte(nil), t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) bytes() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]byte(nil), t.b...)
 }

@@ -302,6 +302,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		maxParallel int
 		stopTimeout time.Duration
 		stepTimeout time.Duration
+		quietDeps   bool
 	)
 	fs := commandFlags("steps", &g, stderr, "")
 	p.add(fs)
@@ -310,6 +311,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	fs.BoolVar(&noRemove, "no-remove", false, "keep containers, snapshots and anonymous volumes after each step")
 	fs.IntVar(&maxParallel, "max-parallel", runtime.NumCPU(), "how many steps may run at once")
 	fs.DurationVar(&stopTimeout, "stop-timeout", 10*time.Second, "when interrupted or timed out, how long running steps get after SIGTERM before SIGKILL")
+	fs.BoolVar(&quietDeps, "quiet-deps", false, "hide the output of the services a step depends on")
 	fs.DurationVar(&stepTimeout, "step-timeout", 0, "stop and fail a step that runs longer than this (0: no limit; a step's timeout key wins)")
 	if err := parse(fs, &g, args, stderr); err != nil {
 		return quietHelp(err)
@@ -357,6 +359,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		Output:      stdout,
 		StopTimeout: stopTimeout,
 		StepTimeout: stepTimeout,
+		QuietDeps:   quietDeps,
 		Hurry:       hurry,
 	})
 	var pe *steps.PreconditionError

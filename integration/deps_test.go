@@ -1,0 +1,156 @@
+package integration
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crun-ci/crun-ci/ociarchive"
+)
+
+// The seed's first use case: a file in a shared anonymous volume as the readiness signal
+// between a step's containers. The dependency writes it; the step's command waits for it.
+func TestADependencySignalsReadinessThroughASharedVolume(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+data:
+  image: busybox
+  volumes: [/shared]
+worker:
+  image: busybox
+  volumes_from: [data]
+  command: sh -c 'echo working; sleep 0.5; echo done > /shared/ready; sleep 60'
+app:
+  image: busybox
+  volumes_from: [data]
+  depends_on: [worker]
+`,
+		"codeship-steps.yml": `
+- name: wait-for-worker
+  service: app
+  command: sh -c 'for i in $(seq 1 100); do test -e /shared/ready && break; sleep 0.1; done; cat /shared/ready'
+- name: next-step-starts-empty
+  service: app
+  command: sh -c 'test ! -e /shared/ready || sleep 1; ls -A /shared | wc -l'
+`,
+	})
+	began := time.Now()
+	r := runSteps(t, dir, "--stop-timeout", "1s")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout,
+		"wait-for-worker/worker | working\n", // a dependency's output, with its own prefix
+		"wait-for-worker/app | done\n",
+		"PASSED      wait-for-worker (app)")
+	// sleep 60 in the dependency is stopped when the step's command ends: SIGTERM, which
+	// sh as pid 1 ignores, then SIGKILL after 1s.
+	if took := time.Since(began); took > 20*time.Second {
+		t.Errorf("the build took %s; the dependencies were not stopped", took)
+	}
+
+	r = runSteps(t, dir, "--quiet-deps", "--stop-timeout", "1s")
+	wantCode(t, r, 0)
+	wantNotContains(t, "stdout", r.stdout, "/worker | ")
+}
+
+// A dependency whose image has a HEALTHCHECK holds the step until it is healthy; one that
+// never gets healthy fails the step with the check's last output.
+func TestAHealthcheckGatesTheStep(t *testing.T) {
+	requireRoot(t)
+	files, err := ociarchive.Busybox(ociarchive.BusyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "healthy.tar")
+	err = ociarchive.WriteFile(archive, ociarchive.Image{
+		Name:   "docker.io/crunci/healthy:1",
+		Config: ociarchive.BusyboxConfig(),
+		Files:  files,
+		Healthcheck: &ociarchive.Healthcheck{
+			Test:     []string{"CMD-SHELL", "test -e /shared/ready || { echo not ready yet; exit 1; }"},
+			Interval: 200 * time.Millisecond,
+			Retries:  50,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := crunci(t, "import", archive); r.code != 0 {
+		t.Fatalf("import: exit %d", r.code)
+	}
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+data:
+  image: busybox
+  volumes: [/shared]
+db:
+  image: crunci/healthy:1
+  volumes_from: [data]
+  command: sh -c 'sleep 1; touch /shared/ready; exec sleep 60'
+sick:
+  image: crunci/healthy:1
+  command: sleep 60
+  healthcheck:
+    test: ["CMD", "sh", "-c", "echo still sick; exit 1"]
+    interval: 100ms
+    retries: 3
+migrate:
+  image: busybox
+  command: sh -c 'exit 4'
+app:
+  image: busybox
+  volumes_from: [data]
+  depends_on: [db]
+app-sick:
+  image: busybox
+  depends_on: [sick]
+app-migrated:
+  image: busybox
+  depends_on:
+    migrate: {condition: service_completed_successfully}
+`,
+		"codeship-steps.yml": `
+- type: parallel
+  steps:
+  - name: gated
+    service: app
+    command: test -e /shared/ready
+  - name: unhealthy
+    service: app-sick
+    command: echo never printed
+  - name: migration-failed
+    service: app-migrated
+    command: echo never printed either
+`,
+	})
+	r := runSteps(t, dir, "--stop-timeout", "1s")
+	wantCode(t, r, 1)
+	wantContains(t, "stdout", r.stdout,
+		"PASSED      gated (app)",
+		`FAILED      unhealthy (app-sick)`, `dependency "sick" is unhealthy after 3 checks: exit code 1: still sick`,
+		`FAILED      migration-failed (app-migrated)`, `dependency "migrate" exited with code 4`)
+	wantNotContains(t, "stdout", r.stdout, "never printed")
+}
+
+func TestAFailingDependencyIsReported(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+flaky:
+  image: busybox
+  command: sh -c 'echo crashing; exit 3'
+app:
+  image: busybox
+  depends_on: [flaky]
+`,
+		"codeship-steps.yml": "- {name: uses-flaky, service: app, command: \"sh -c 'sleep 1; exit 1'\"}\n",
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 1)
+	wantContains(t, "stdout", r.stdout, "uses-flaky/flaky | crashing\n", `FAILED      uses-flaky (app) `, `: exit code 1 (dependency "flaky" exited early with code 3)`)
+	wantContains(t, "stderr", r.stderr, `step \"uses-flaky\": dependency \"flaky\" exited early with code 3`)
+	if strings.Count(r.stdout, "crashing") != 1 {
+		t.Errorf("the dependency ran more than once")
+	}
+}

@@ -1,0 +1,376 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/log"
+
+	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/task"
+)
+
+// Conditions under which a dependency is ready for the services that depend on it.
+const (
+	condStarted   = "service_started"
+	condHealthy   = "service_healthy"
+	condCompleted = "service_completed_successfully"
+)
+
+// Health check defaults. Docker checks every 30 s; Codeship checked every second before a
+// step went on, which is what a CI step wants.
+const (
+	defaultInterval = time.Second
+	defaultTimeout  = 30 * time.Second
+	defaultRetries  = 3
+)
+
+// edge is one dependency of a service: the service it needs and when it counts as ready.
+type edge struct {
+	service   string
+	condition string
+}
+
+// edges returns the services name depends on (depends_on, then links), once each, with
+// the condition under which each is ready: the long form's, else healthy when the
+// dependency has a health check, else started.
+func (b *build) edges(name string) []edge {
+	cfg := b.o.Project.Services[name]
+	var out []edge
+	seen := map[string]bool{}
+	add := func(svc, cond string) {
+		if seen[svc] {
+			return
+		}
+		seen[svc] = true
+		if cond == "" {
+			cond = condStarted
+			if b.services[svc] != nil && b.services[svc].health != nil {
+				cond = condHealthy
+			}
+		}
+		out = append(out, edge{svc, cond})
+	}
+	for _, r := range cfg.DependsOn {
+		add(r.Service, r.Condition)
+	}
+	for _, l := range cfg.Links {
+		add(l.Service, "")
+	}
+	return out
+}
+
+// dependencies returns every service that main needs started, transitively, each after
+// the services it needs itself.
+func dependencies(p *config.Project, main string) []string {
+	var out []string
+	seen := map[string]bool{main: true}
+	var visit func(string)
+	visit = func(name string) {
+		cfg := p.Services[name]
+		if cfg == nil {
+			return
+		}
+		var next []string
+		for _, r := range cfg.DependsOn {
+			next = append(next, r.Service)
+		}
+		for _, l := range cfg.Links {
+			next = append(next, l.Service)
+		}
+		for _, n := range next {
+			if !seen[n] {
+				seen[n] = true
+				visit(n)
+				out = append(out, n)
+			}
+		}
+	}
+	visit(main)
+	return out
+}
+
+// dep is a dependency container of a running step.
+type dep struct {
+	name string
+	c    Container
+	// started is closed once the task runs (or could not be started: err says so).
+	started chan struct{}
+	// healthy is closed once the health check passed (at start when there is none), or
+	// failed: err says so.
+	healthy chan struct{}
+	// exited is closed when the task ended; code holds its exit code.
+	exited chan struct{}
+	code   uint32
+
+	mu  sync.Mutex
+	err error
+}
+
+func (d *dep) fail(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err == nil {
+		d.err = err
+	}
+}
+
+func (d *dep) failure() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
+// closeOnce closes ch unless it is closed.
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// ready waits until d is ready for a dependent under cond.
+func ready(ctx context.Context, d *dep, cond string) error {
+	var ch chan struct{}
+	switch cond {
+	case condCompleted:
+		ch = d.exited
+	case condHealthy:
+		ch = d.healthy
+	default:
+		ch = d.started
+	}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := d.failure(); err != nil {
+		return err
+	}
+	if cond == condCompleted && d.code != 0 {
+		return fmt.Errorf("dependency %q exited with code %d", d.name, d.code)
+	}
+	return nil
+}
+
+// depGroup runs the dependencies of one step.
+type depGroup struct {
+	b    *build
+	step *config.Step
+	deps map[string]*dep
+	wg   sync.WaitGroup
+	// mainDone is closed when the step's own command has ended; a dependency that exits
+	// with a failure before is reported.
+	mainDone chan struct{}
+	mu       sync.Mutex
+	notes    []string
+}
+
+// startDeps starts the step's dependencies, each as soon as what it needs is ready,
+// independent ones concurrently. ctrs holds every container of the step by service.
+func (b *build) startDeps(ctx context.Context, s *config.Step, names []string, ctrs map[string]Container, verify func(string) func(uint32) error) *depGroup {
+	g := &depGroup{b: b, step: s, deps: map[string]*dep{}, mainDone: make(chan struct{})}
+	for _, n := range names {
+		g.deps[n] = &dep{name: n, c: ctrs[n], started: make(chan struct{}), healthy: make(chan struct{}), exited: make(chan struct{})}
+	}
+	for _, n := range names {
+		d := g.deps[n]
+		g.wg.Go(func() { g.run(ctx, d, verify(n)) })
+	}
+	return g
+}
+
+// run starts one dependency after what it needs, watches it, and checks its health.
+func (g *depGroup) run(ctx context.Context, d *dep, verify func(uint32) error) {
+	giveUp := func(err error) {
+		d.fail(err)
+		closeOnce(d.started)
+		closeOnce(d.healthy)
+		closeOnce(d.exited)
+	}
+	for _, e := range g.b.edges(d.name) {
+		if err := ready(ctx, g.deps[e.service], e.condition); err != nil {
+			giveUp(fmt.Errorf("dependency %q not started: %w", d.name, err))
+			return
+		}
+	}
+	var out io.Writer = io.Discard
+	var stdout, stderr *Stream
+	if !g.b.o.QuietDeps {
+		prefix := g.step.Name + "/" + d.name + " | "
+		stdout, stderr = g.b.out.Stream(prefix), g.b.out.Stream(prefix)
+	}
+	var so, se io.Writer = out, out
+	if stdout != nil {
+		so, se = stdout, stderr
+	}
+	if err := d.c.Start(context.WithoutCancel(ctx), so, se, verify); err != nil {
+		giveUp(fmt.Errorf("start dependency %q: %w", d.name, err))
+		return
+	}
+	closeOnce(d.started)
+	go func() {
+		code, err := d.c.Wait(context.Background())
+		if stdout != nil {
+			stdout.Close()
+			stderr.Close()
+		}
+		d.code = code
+		if err != nil {
+			d.fail(fmt.Errorf("dependency %q: %w", d.name, err))
+		}
+		select {
+		case <-g.mainDone:
+		default:
+			if code != 0 {
+				note := fmt.Sprintf("dependency %q exited early with code %d", d.name, code)
+				log.G(ctx).Warnf("step %q: %s", g.step.Name, note)
+				g.mu.Lock()
+				g.notes = append(g.notes, note)
+				g.mu.Unlock()
+			}
+		}
+		closeOnce(d.exited)
+	}()
+	hc := g.b.services[d.name].health
+	if hc == nil {
+		closeOnce(d.healthy)
+		return
+	}
+	if err := g.check(ctx, d, hc); err != nil {
+		d.fail(err)
+	}
+	closeOnce(d.healthy)
+}
+
+// check runs the health check of d until it passes, fails retries times after the start
+// period, the container exits, or ctx ends.
+func (g *depGroup) check(ctx context.Context, d *dep, hc *task.Healthcheck) error {
+	interval, timeout, retries := hc.Interval, hc.Timeout, hc.Retries
+	if interval <= 0 {
+		interval = defaultInterval
+	}
+	if timeout <= 0 {
+		timeout = defaultTimeout
+	}
+	if retries <= 0 {
+		retries = defaultRetries
+	}
+	args := hc.Test[1:]
+	if hc.Test[0] == "CMD-SHELL" {
+		args = []string{"/bin/sh", "-c", strings.Join(hc.Test[1:], " ")}
+	}
+	began := time.Now()
+	failures := 0
+	for n := 1; ; n++ {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		code, out, err := d.c.Exec(cctx, fmt.Sprintf("health-%d", n), args)
+		cancel()
+		last := strings.TrimSpace(string(out))
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err == nil && code == 0:
+			return nil
+		case errors.Is(err, context.DeadlineExceeded):
+			last = fmt.Sprintf("timed out after %s", timeout)
+		case err != nil:
+			last = err.Error()
+		default:
+			last = fmt.Sprintf("exit code %d: %s", code, last)
+		}
+		if time.Since(began) >= hc.StartPeriod {
+			failures++
+		}
+		if failures >= retries {
+			return fmt.Errorf("dependency %q is unhealthy after %d checks: %s", d.name, n, last)
+		}
+		select {
+		case <-d.exited:
+			return fmt.Errorf("dependency %q exited with code %d before it was healthy", d.name, d.code)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// stop ends every dependency that runs: SIGTERM, then SIGKILL after the stop timeout (at
+// once when Hurry is closed), all at the same time, and waits for the starts and watches
+// to end.
+func (g *depGroup) stop() {
+	closeOnce(g.mainDone)
+	var wg sync.WaitGroup
+	for _, d := range g.deps {
+		wg.Go(func() {
+			<-d.started
+			g.b.terminate(d.c, d.exited)
+		})
+	}
+	wg.Wait()
+	g.wg.Wait()
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// terminate stops a task whose exit closes exited: SIGTERM, then SIGKILL after the stop
+// timeout, or at once when Hurry is closed. It gives up waiting after cleanupTimeout.
+func (b *build) terminate(c Container, exited chan struct{}) {
+	if isClosed(exited) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.o.StopTimeout+cleanupTimeout)
+	defer cancel()
+	if err := c.Kill(ctx, syscall.SIGTERM); err != nil {
+		log.G(ctx).WithError(err).Debugf("container %s: SIGTERM", c.ID())
+	}
+	grace := time.NewTimer(b.o.StopTimeout)
+	defer grace.Stop()
+	select {
+	case <-exited:
+		return
+	case <-grace.C:
+	case <-b.o.Hurry:
+	case <-ctx.Done():
+	}
+	log.G(ctx).Debugf("container %s: still running after SIGTERM; SIGKILL", c.ID())
+	if err := c.Kill(ctx, syscall.SIGKILL); err != nil {
+		log.G(ctx).WithError(err).Debugf("container %s: SIGKILL", c.ID())
+	}
+	select {
+	case <-exited:
+	case <-ctx.Done():
+	}
+}
+
+// healthcheckOf returns the health check that applies to a service: its healthcheck key,
+// else its image's HEALTHCHECK; nil when there is none or it is disabled.
+func healthcheckOf(cfg *config.Service, img *task.Image) *task.Healthcheck {
+	if h := cfg.Healthcheck; h != nil {
+		if h.Disable || (len(h.Test) > 0 && h.Test[0] == "NONE") {
+			return nil
+		}
+		if len(h.Test) > 0 {
+			return &task.Healthcheck{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
+		}
+	}
+	if h := img.Healthcheck; h != nil && len(h.Test) > 1 && h.Test[0] != "NONE" {
+		return h
+	}
+	return nil
+}
