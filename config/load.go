@@ -24,6 +24,16 @@ var (
 // of *Error values in file order (services file first), not just the first one; the
 // project is then nil.
 func Load(dir, servicesPath, stepsPath string) (*Project, error) {
+	return load(dir, servicesPath, stepsPath, true)
+}
+
+// LoadServices is Load without the steps file, for commands that run one service (crun-ci
+// run): the project has no steps.
+func LoadServices(dir, servicesPath string) (*Project, error) {
+	return load(dir, servicesPath, "", false)
+}
+
+func load(dir, servicesPath, stepsPath string, withSteps bool) (*Project, error) {
 	if dir == "" {
 		dir = "."
 	}
@@ -40,9 +50,13 @@ func Load(dir, servicesPath, stepsPath string) (*Project, error) {
 	} else {
 		svcErrs = append(svcErrs, svcErr)
 	}
-	stepGiven, stepAbs, stepErr := locate(dir, absDir, stepsPath, "steps", stepsNames)
-	if stepErr != nil {
-		stepErrs = append(stepErrs, stepErr)
+	var stepGiven, stepAbs string
+	var stepErr *Error
+	if withSteps {
+		stepGiven, stepAbs, stepErr = locate(dir, absDir, stepsPath, "steps", stepsNames)
+		if stepErr != nil {
+			stepErrs = append(stepErrs, stepErr)
+		}
 	}
 
 	var svc *servicesFile
@@ -56,8 +70,8 @@ func Load(dir, servicesPath, stepsPath string) (*Project, error) {
 			svcErrs = append(svcErrs, checkServices(svc)...)
 		}
 	}
-	var steps *stepsFile
-	if stepErr == nil {
+	steps := &stepsFile{}
+	if withSteps && stepErr == nil {
 		name := displayName(buildDir, stepAbs, stepGiven)
 		if data, err := readFile(stepAbs, name); err != nil {
 			stepErrs = append(stepErrs, err)

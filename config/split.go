@@ -78,3 +78,7 @@ func splitCommand(s string) ([]string, error) {
 	end()
 	return words, nil
 }
+
+// SplitCommand splits a command line as the steps and services files' commands are split
+// (see splitCommand), for commands given on crun-ci's command line.
+func SplitCommand(s string) ([]string, error) { return splitCommand(s) }

@@ -41,6 +41,8 @@ type Container struct {
 	// HostsFile is the host file mounted read-only at /etc/hosts (its step's, naming the
 	// step's services); "" means the host's /etc/hosts.
 	HostsFile string
+	// Terminal gives the process a terminal (crun-ci run on a terminal).
+	Terminal bool
 }
 
 // Args returns the process arguments from the image config and the overrides: entrypoint
@@ -94,6 +96,9 @@ func Spec(ctx context.Context, c Container) (*specs.Spec, error) {
 	}
 	if c.Hostname != "" {
 		opts = append(opts, ctroci.WithHostname(c.Hostname))
+	}
+	if c.Terminal {
+		opts = append(opts, ctroci.WithTTY)
 	}
 	if len(c.Annotations) > 0 {
 		opts = append(opts, ctroci.WithAnnotations(c.Annotations))

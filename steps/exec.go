@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -135,16 +136,25 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 		}
 	}
 
-	prefix := s.Name + "/" + s.Service + " | "
-	stdout, stderr := b.out.Stream(prefix), b.out.Stream(prefix)
-	defer func() {
-		retErr = errors.Join(retErr, stdout.Close(), stderr.Close())
-	}()
+	var stdout, stderr io.Writer
+	if a := b.o.Attach; a != nil {
+		stdout, stderr = a.Stdout, a.Stderr
+	} else {
+		prefix := s.Name + "/" + s.Service + " | "
+		so, se := b.out.Stream(prefix), b.out.Stream(prefix)
+		defer func() {
+			retErr = errors.Join(retErr, so.Close(), se.Close())
+		}()
+		stdout, stderr = so, se
+	}
 	// Starting is not cut short by an interrupt: a task that a cancelled Start left
 	// half-started would be killed outright, without the grace of stop. Wait sees the
 	// interrupt next.
 	if err := main.Start(context.WithoutCancel(ctx), stdout, stderr, verify(s.Service)); err != nil {
 		return 0, err
+	}
+	if a := b.o.Attach; a != nil && a.TTY && a.Resize != nil {
+		a.Resize(func(w, h uint32) error { return main.Resize(ctx, w, h) })
 	}
 	code, err := main.Wait(ctx)
 	if err != nil && ctx.Err() != nil {
@@ -235,11 +245,14 @@ func (b *build) stop(c Container) error {
 // command; the others are made only for their volumes.
 func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms []specs.Mount, main bool) (Container, error) {
 	svc := b.services[name]
-	command := svc.cfg.Command
+	command, entrypoint := svc.cfg.Command, svc.cfg.Entrypoint
 	if main && s.Command != nil {
 		command = s.Command
 	}
-	args, err := oci.Args(svc.image.Config, svc.cfg.Entrypoint, command)
+	if main && b.o.Entrypoint != nil {
+		entrypoint = b.o.Entrypoint
+	}
+	args, err := oci.Args(svc.image.Config, entrypoint, command)
 	if err != nil {
 		if main {
 			return nil, fmt.Errorf("service %q: %w", name, err)
@@ -249,13 +262,14 @@ func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms 
 	spec, err := oci.Spec(ctx, oci.Container{
 		ID:         id,
 		Namespace:  b.o.Namespace,
-		Hostname:   hostname(name),
+		Hostname:   hostname(svc.cfg),
 		Image:      svc.image.Config,
 		Args:       args,
 		Env:        b.env(svc.cfg),
 		WorkingDir: svc.cfg.WorkingDir,
 		User:       svc.user,
 		Mounts:     ms,
+		Terminal:   main && b.o.Attach != nil && b.o.Attach.TTY,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service %q: %w", name, err)
@@ -263,7 +277,11 @@ func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms 
 	labels := maps.Clone(b.labels)
 	labels[builds.LabelStep], labels[builds.LabelService] = s.Name, name
 	log.G(ctx).WithField("step", s.Name).Debugf("create container %s", id)
-	return b.rt.Create(ctx, task.Options{ID: id, Image: svc.image, Spec: spec, Labels: labels, FIFODir: filepath.Join(b.dir, "fifo")})
+	o := task.Options{ID: id, Image: svc.image, Spec: spec, Labels: labels, FIFODir: filepath.Join(b.dir, "fifo")}
+	if a := b.o.Attach; a != nil && main {
+		o.Stdin, o.Terminal = a.Stdin, a.TTY
+	}
+	return b.rt.Create(ctx, o)
 }
 
 // env is what a container gets on top of its image's environment: the CI variables, the
@@ -319,10 +337,14 @@ func sanitize(name string) string {
 	return out
 }
 
-// hostname is the service name cut to the 63 bytes a hostname may have.
-func hostname(name string) string {
-	if len(name) > 63 {
-		return name[:63]
+// hostname is the service's hostname key, else its name cut to the 63 bytes a hostname
+// may have.
+func hostname(svc *config.Service) string {
+	if svc.Hostname != "" {
+		return svc.Hostname
 	}
-	return name
+	if len(svc.Name) > 63 {
+		return svc.Name[:63]
+	}
+	return svc.Name
 }

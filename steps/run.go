@@ -52,9 +52,24 @@ type Options struct {
 	StepTimeout time.Duration
 	// QuietDeps hides the output of dependencies.
 	QuietDeps bool
+	// Attach, for crun-ci run, connects the step's own container to a terminal or pipes.
+	Attach *Attach
+	// Entrypoint, when not nil, replaces the entrypoint of the step's own service.
+	Entrypoint []string
 	// Hurry, once closed, cuts the stop timeout short: tasks being stopped get SIGKILL
 	// at once (a second Ctrl-C).
 	Hurry <-chan struct{}
+}
+
+// Attach is how `crun-ci run` connects the container of its service: its output goes
+// to Stdout and Stderr as it is, without prefixes, and Stdin (when not nil) to its input.
+// With TTY it gets a terminal; Resize, when not nil, is called with a function that sets
+// the terminal's size once the container runs.
+type Attach struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	TTY            bool
+	Resize         func(resize func(width, height uint32) error)
 }
 
 // Status is the outcome of one step.

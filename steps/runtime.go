@@ -30,6 +30,8 @@ type Container interface {
 	Start(ctx context.Context, stdout, stderr io.Writer, before func(pid uint32) error) error
 	Wait(ctx context.Context) (uint32, error)
 	Kill(ctx context.Context, sig syscall.Signal) error
+	// Resize sets the size of the task's terminal.
+	Resize(ctx context.Context, width, height uint32) error
 	// Exec runs args in the running task and returns its exit code and the end of its
 	// output.
 	Exec(ctx context.Context, id string, args []string) (uint32, []byte, error)

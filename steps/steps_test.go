@@ -118,6 +118,8 @@ func (c *fakeContainer) Wait(context.Context) (uint32, error) {
 
 func (c *fakeContainer) Kill(context.Context, syscall.Signal) error { return nil }
 
+func (c *fakeContainer) Resize(context.Context, uint32, uint32) error { return nil }
+
 func (c *fakeContainer) Exec(context.Context, string, []string) (uint32, []byte, error) {
 	return 0, nil, nil
 }

@@ -154,12 +154,19 @@ type Options struct {
 	// default. Keeping them under the build's directory means a killed crun-ci leaves
 	// none elsewhere.
 	FIFODir string
+	// Stdin, when not nil, is copied to the task's standard input; at its end the task's
+	// stdin is closed. Terminal gives the task a terminal (the spec must ask for one
+	// too); its output then comes on stdout only.
+	Stdin    io.Reader
+	Terminal bool
 }
 
 // Container is a created container, and its task once started.
 type Container struct {
-	client  *Client
-	fifoDir string
+	client   *Client
+	fifoDir  string
+	stdin    io.Reader
+	terminal bool
 	ctr     client.Container
 	task    client.Task
 	exit    <-chan client.ExitStatus
@@ -186,7 +193,7 @@ func (c *Client) Create(ctx context.Context, o Options) (_ *Container, retErr er
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", o.ID, err)
 	}
-	return &Container{client: c, ctr: ctr, fifoDir: o.FIFODir}, nil
+	return &Container{client: c, ctr: ctr, fifoDir: o.FIFODir, stdin: o.Stdin, terminal: o.Terminal}, nil
 }
 
 // ID returns the container id.
@@ -196,18 +203,38 @@ func (c *Container) ID() string { return c.ctr.ID() }
 // (when not nil) with the pid of the created task, whose mounts are made but whose
 // process has not started, and starts it unless before failed.
 func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer, before func(pid uint32) error) (retErr error) {
-	opts := []cio.Opt{cio.WithStreams(nil, stdout, stderr)}
+	var stdin io.Reader
+	created := make(chan struct{})
+	var t client.Task
+	defer func() {
+		if t == nil {
+			close(created) // the reader gives up waiting for a task that never came
+		}
+	}()
+	if c.stdin != nil {
+		stdin = &closingReader{r: c.stdin, created: created, close: func() {
+			if c.terminal || t == nil {
+				return // a terminal reads its end of input itself (^D)
+			}
+			t.CloseIO(context.WithoutCancel(ctx), client.WithStdinCloser)
+		}}
+	}
+	opts := []cio.Opt{cio.WithStreams(stdin, stdout, stderr)}
+	if c.terminal {
+		opts = append(opts, cio.WithTerminal)
+	}
 	if c.fifoDir != "" {
 		if err := os.MkdirAll(c.fifoDir, 0o700); err != nil {
 			return fmt.Errorf("create task %s: %w", c.ID(), err)
 		}
 		opts = append(opts, cio.WithFIFODir(c.fifoDir))
 	}
-	t, err := c.ctr.NewTask(ctx, cio.NewCreator(opts...))
+	task, err := c.ctr.NewTask(ctx, cio.NewCreator(opts...))
 	if err != nil {
 		return fmt.Errorf("create task %s: %w", c.ID(), err)
 	}
-	c.task = t
+	t, c.task = task, task
+	close(created)
 	// Wait before Start, so that the exit of a short-lived process is not missed.
 	exit, err := t.Wait(context.WithoutCancel(ctx))
 	if err != nil {
@@ -361,4 +388,32 @@ func (t *tail) bytes() []byte {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return append([]byte(nil), t.b...)
+}
+
+// closingReader calls close, once the task exists, when r is at its end: the task's stdin
+// is then closed, so that a command reading it to the end finishes.
+type closingReader struct {
+	r       io.Reader
+	created chan struct{}
+	close   func()
+	once    sync.Once
+}
+
+func (c *closingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil {
+		c.once.Do(func() {
+			<-c.created
+			c.close()
+		})
+	}
+	return n, err
+}
+
+// Resize sets the size of the task's terminal.
+func (c *Container) Resize(ctx context.Context, width, height uint32) error {
+	if c.task == nil {
+		return nil
+	}
+	return c.task.Resize(ctx, width, height)
 }

@@ -30,6 +30,7 @@ const usage = `usage: crun-ci [global flags] COMMAND [flags] [args]
 
 Commands:
   steps      run the pipeline of a build directory
+  run        run one service (with its dependencies): run SERVICE [COMMAND [ARGS…]]
   validate   check the services and steps files, printing every error
   import     load image archives (OCI layout or docker save tar) into containerd
   cleanup    remove what builds whose process is gone left behind (--dry-run lists it)
@@ -174,6 +175,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runImport(ctx, g, rest, stdout, stderr)
 	case "cleanup":
 		return runCleanup(ctx, g, rest, stdout, stderr)
+	case "run":
+		return runRun(ctx, g, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "crun-ci %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil
@@ -181,7 +184,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return nil
 	}
-	return usageError("unknown command %q (want steps, validate, import, cleanup or version)", cmd)
+	return usageError("unknown command %q (want steps, run, validate, import, cleanup or version)", cmd)
 }
 
 func versionString() string {
