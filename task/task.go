@@ -167,9 +167,9 @@ type Container struct {
 	fifoDir  string
 	stdin    io.Reader
 	terminal bool
-	ctr     client.Container
-	task    client.Task
-	exit    <-chan client.ExitStatus
+	ctr      client.Container
+	task     client.Task
+	exit     <-chan client.ExitStatus
 }
 
 // Create makes a fresh snapshot of the image and the container on it. On error nothing is
