@@ -9,9 +9,11 @@
 //     <state>/builds/<id>.
 //   - A step is a node of the steps file: a run step (a command in a service), a push
 //     step, or a serial or parallel group of steps.
-//   - A step's containers are its service's and those of every service named in its
-//     volumes_from, transitively. The latter are created, so that their volumes exist, but
-//     not started.
+//   - A step's containers are its service's, those of every service in its depends_on
+//     and links (its dependencies), and those of every service named in volumes_from,
+//     all transitively. Dependencies are started, in their order, each when what it needs
+//     is ready (started, healthy or completed); volumes_from sources that are not
+//     dependencies are created, so that their volumes exist, but not started.
 //
 // The rules: a serial group (and the top level) stops at its first failing step; a
 // parallel group runs all its children, at most MaxParallel run steps at a time, and fails
