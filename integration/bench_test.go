@@ -20,7 +20,7 @@ import (
 	"github.com/crun-ci/crun-ci/task"
 )
 
-const benchSteps = 20
+const stepsPerBench = 20
 
 // BenchmarkStepOverhead runs a pipeline of 20 serial steps, each `true` in a service with
 // one anonymous and one host volume, and the same number of bare create/start/wait/delete
@@ -29,6 +29,17 @@ const benchSteps = 20
 //
 //	go test -run NONE -bench StepOverhead -benchtime 5x ./integration
 func BenchmarkStepOverhead(b *testing.B) {
+	benchSteps(b, "app:\n  image: busybox\n  volumes:\n    - /scratch\n    - ./host:/host\n")
+}
+
+// BenchmarkStepOverheadWithDependency is BenchmarkStepOverhead with one dependency per
+// step (a service running `sleep`, started before and stopped after each step's `true`),
+// on the step network of the given mode: its floor is still one bare container.
+func BenchmarkStepOverheadWithDependency(b *testing.B) {
+	benchSteps(b, "db:\n  image: busybox\n  command: sh -c 'trap \"exit 0\" TERM; sleep 3600 & wait'\napp:\n  image: busybox\n  depends_on: [db]\n  volumes:\n    - /scratch\n    - ./host:/host\n", benchNetwork...)
+}
+
+func benchSteps(b *testing.B, services string, network ...string) {
 	if skipReason != "" {
 		b.Skip(skipReason)
 	}
@@ -38,11 +49,11 @@ func BenchmarkStepOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	var sb strings.Builder
-	for i := 0; i < benchSteps; i++ {
+	for i := 0; i < stepsPerBench; i++ {
 		fmt.Fprintf(&sb, "- service: app\n  command: 'true'\n")
 	}
 	files := map[string]string{
-		"codeship-services.yml": "app:\n  image: busybox\n  volumes:\n    - /scratch\n    - ./host:/host\n",
+		"codeship-services.yml": services,
 		"codeship-steps.yml":    sb.String(),
 	}
 	for name, content := range files {
@@ -70,13 +81,13 @@ func BenchmarkStepOverhead(b *testing.B) {
 			StateDir:  stateDir,
 			Output:    io.Discard,
 		})
-		if err != nil || !sum.Passed() || len(sum.Results) != benchSteps {
+		if err != nil || !sum.Passed() || len(sum.Results) != stepsPerBench {
 			b.Fatalf("pipeline: %v", err)
 		}
 		pipeline += time.Since(start)
 
 		start = time.Now()
-		for j := 0; j < benchSteps; j++ {
+		for j := 0; j < stepsPerBench; j++ {
 			if err := bareCycle(ctx, ctrd.Client, img, fmt.Sprintf("floor-%d-%d", i, j)); err != nil {
 				b.Fatal(err)
 			}
@@ -84,8 +95,8 @@ func BenchmarkStepOverhead(b *testing.B) {
 		floor += time.Since(start)
 	}
 	b.StopTimer()
-	perStep := pipeline / time.Duration(b.N*benchSteps)
-	perFloor := floor / time.Duration(b.N*benchSteps)
+	perStep := pipeline / time.Duration(b.N*stepsPerBench)
+	perFloor := floor / time.Duration(b.N*stepsPerBench)
 	b.ReportMetric(float64(perStep.Microseconds())/1000, "ms/step")
 	b.ReportMetric(float64(perFloor.Microseconds())/1000, "ms/floor")
 	b.ReportMetric(float64(perStep)/float64(perFloor), "ratio")
@@ -122,3 +133,6 @@ func bareCycle(ctx context.Context, c *client.Client, img client.Image, id strin
 	_, err = t.Delete(ctx)
 	return err
 }
+
+// benchNetwork is the network mode of the dependency benchmark (none given: the default).
+var benchNetwork []string

@@ -3,6 +3,7 @@ package integration
 import (
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,4 +154,29 @@ app:
 	if strings.Count(r.stdout, "crashing") != 1 {
 		t.Errorf("the dependency ran more than once")
 	}
+}
+
+func TestDependenciesAreRemovedAfterAnInterrupt(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+db:
+  image: busybox
+  command: sh -c 'trap "exit 0" TERM; echo db up; while true; do sleep 0.1; done'
+cache:
+  image: busybox
+  command: sleep 60
+app:
+  image: busybox
+  depends_on: [db, cache]
+`,
+		"codeship-steps.yml": "- {name: long, service: app, command: \"sh -c 'echo started; sleep 60'\"}\n",
+	})
+	run := start(t, stateDir, "steps", "--dir", dir, "--stop-timeout", "1s")
+	run.waitFor("long/app | started", 1)
+	run.signal(syscall.SIGINT)
+	r := run.wait()
+	wantCode(t, r, 130)
+	wantContains(t, "stdout", r.stdout, "long/db | db up\n", "INTERRUPTED long (app)")
+	assertClean(t)
 }

@@ -130,10 +130,15 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 			r.Note = strings.Join(g.notes, "; ")
 		}
 	}()
-	for _, e := range b.edges(s.Service) {
-		if err := ready(ctx, g.deps[e.service], e.condition); err != nil {
-			return 0, err
+	// The step's own task is created while its dependencies start (creating a task is
+	// most of a container's start-up); its process starts once they are ready.
+	before := func(pid uint32) error {
+		for _, e := range b.edges(s.Service) {
+			if err := ready(ctx, g.deps[e.service], e.condition); err != nil {
+				return err
+			}
 		}
+		return verify(s.Service)(pid)
 	}
 
 	var stdout, stderr io.Writer
@@ -150,7 +155,7 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 	// Starting is not cut short by an interrupt: a task that a cancelled Start left
 	// half-started would be killed outright, without the grace of stop. Wait sees the
 	// interrupt next.
-	if err := main.Start(context.WithoutCancel(ctx), stdout, stderr, verify(s.Service)); err != nil {
+	if err := main.Start(context.WithoutCancel(ctx), stdout, stderr, before); err != nil {
 		return 0, err
 	}
 	if a := b.o.Attach; a != nil && a.TTY && a.Resize != nil {
