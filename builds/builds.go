@@ -225,7 +225,11 @@ func Find(ctx context.Context, c *client.Client, stateDir string) ([]Orphan, err
 // still mounted below it) and finally its lock file. It takes the build's lock first, so
 // that two clean-ups never work on one build and a build that came back to life is left
 // alone.
-func Remove(ctx context.Context, c *client.Client, stateDir string, o Orphan) error {
+//
+// removeNetworks, when not nil, undoes the step networks left in the build's directory
+// (network.Manager.RemoveOrphans) after the containers are gone and before the directory
+// is removed; when it fails, the directory stays for a later clean-up.
+func Remove(ctx context.Context, c *client.Client, stateDir string, o Orphan, removeNetworks func(ctx context.Context, dir string) error) error {
 	lock, err := takeOver(stateDir, o.ID)
 	if err != nil {
 		return err
@@ -246,6 +250,12 @@ func Remove(ctx context.Context, c *client.Client, stateDir string, o Orphan) er
 		}
 	}
 	dir := Dir(stateDir, o.ID)
+	if removeNetworks != nil && errors.Join(errs...) == nil {
+		if err := removeNetworks(ctx, dir); err != nil {
+			lock.Close()
+			return fmt.Errorf("clean up build %s: %w", o.ID, err)
+		}
+	}
 	// The owner is gone: what it left mounted below its directory (an image view it was
 	// reading) has no user any more.
 	if err := mount.UnmountRecursive(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, os.ErrNotExist) {

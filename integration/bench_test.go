@@ -16,6 +16,7 @@ import (
 	ctroci "github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/steps"
 	"github.com/crun-ci/crun-ci/task"
 )
@@ -29,19 +30,29 @@ const stepsPerBench = 20
 //
 //	go test -run NONE -bench StepOverhead -benchtime 5x ./integration
 func BenchmarkStepOverhead(b *testing.B) {
-	benchSteps(b, "app:\n  image: busybox\n  volumes:\n    - /scratch\n    - ./host:/host\n")
+	benchSteps(b, "app:\n  image: busybox\n  volumes:\n    - /scratch\n    - ./host:/host\n", network.Host)
+}
+
+// BenchmarkStepOverheadBridge is BenchmarkStepOverhead with each step on its own bridge
+// network (crun-ci's default): what the namespace and CNI cost.
+func BenchmarkStepOverheadBridge(b *testing.B) {
+	benchSteps(b, "app:\n  image: busybox\n  volumes:\n    - /scratch\n    - ./host:/host\n", network.Bridge)
 }
 
 // BenchmarkStepOverheadWithDependency is BenchmarkStepOverhead with one dependency per
 // step (a service running `sleep`, started before and stopped after each step's `true`),
-// on the step network of the given mode: its floor is still one bare container.
+// on a bridge network: its floor is still one bare container.
 func BenchmarkStepOverheadWithDependency(b *testing.B) {
-	benchSteps(b, "db:\n  image: busybox\n  command: sh -c 'trap \"exit 0\" TERM; sleep 3600 & wait'\napp:\n  image: busybox\n  depends_on: [db]\n  volumes:\n    - /scratch\n    - ./host:/host\n", benchNetwork...)
+	benchSteps(b, "db:\n  image: busybox\n  command: sh -c 'trap \"exit 0\" TERM; sleep 3600 & wait'\napp:\n  image: busybox\n  depends_on: [db]\n  volumes:\n    - /scratch\n    - ./host:/host\n", network.Bridge)
 }
 
-func benchSteps(b *testing.B, services string, network ...string) {
+func benchSteps(b *testing.B, services string, mode network.Mode) {
 	if skipReason != "" {
 		b.Skip(skipReason)
+	}
+	nm, err := network.New(mode, network.Config{StateDir: stateDir})
+	if err != nil {
+		b.Fatal(err)
 	}
 	ctx := context.Background()
 	dir := b.TempDir()
@@ -80,6 +91,7 @@ func benchSteps(b *testing.B, services string, network ...string) {
 			Namespace: namespace,
 			StateDir:  stateDir,
 			Output:    io.Discard,
+			Network:   nm,
 		})
 		if err != nil || !sum.Passed() || len(sum.Results) != stepsPerBench {
 			b.Fatalf("pipeline: %v", err)
@@ -133,6 +145,3 @@ func bareCycle(ctx context.Context, c *client.Client, img client.Image, id strin
 	_, err = t.Delete(ctx)
 	return err
 }
-
-// benchNetwork is the network mode of the dependency benchmark (none given: the default).
-var benchNetwork []string

@@ -148,6 +148,9 @@ func leftoverObjects(t *testing.T) []string {
 			left = append(left, "mount "+line)
 		}
 	}
+	for _, ip := range allocatedIPs(t) {
+		left = append(left, "address "+ip)
+	}
 	if n := fifoDirs(t); n != fifosAtStart {
 		left = append(left, fmt.Sprintf("%d FIFO directories in %s", n-fifosAtStart, defaultFIFODir))
 	}

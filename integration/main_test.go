@@ -236,6 +236,9 @@ func assertClean(t *testing.T) {
 			t.Errorf("%s/%s left behind", sub, e.Name())
 		}
 	}
+	for _, ip := range allocatedIPs(t) {
+		t.Errorf("address %s is still allocated", ip)
+	}
 	if got := fifoDirs(t); got != fifosAtStart {
 		t.Errorf("%d entries in %s, %d before the tests", got, defaultFIFODir, fifosAtStart)
 	}
@@ -260,6 +263,22 @@ func fifoDirs(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return len(entries)
+}
+
+// allocatedIPs lists the step addresses that host-local IPAM holds in the suite's state
+// directory (one file per address; its lock and last-reserved files are not addresses).
+func allocatedIPs(t testing.TB) []string {
+	entries, err := os.ReadDir(filepath.Join(stateDir, "cni", "networks", "crun-ci"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var ips []string
+	for _, e := range entries {
+		if n := e.Name(); n != "lock" && !strings.HasPrefix(n, "last_reserved_ip") {
+			ips = append(ips, n)
+		}
+	}
+	return ips
 }
 
 // buildID returns the build id the summary names.

@@ -43,6 +43,9 @@ type Container struct {
 	HostsFile string
 	// Terminal gives the process a terminal (crun-ci run on a terminal).
 	Terminal bool
+	// ResolvConf is the host file mounted read-only at /etc/resolv.conf; "" means the
+	// host's /etc/resolv.conf.
+	ResolvConf string
 }
 
 // Args returns the process arguments from the image config and the overrides: entrypoint
@@ -90,8 +93,8 @@ func Spec(ctx context.Context, c Container) (*specs.Spec, error) {
 		ctroci.WithProcessCwd(cwd),
 		withUser(c.User),
 		withNetwork(c.NetNS),
-		ctroci.WithHostResolvconf,
-		withHosts(c.HostsFile),
+		withFile("/etc/resolv.conf", c.ResolvConf, ctroci.WithHostResolvconf),
+		withFile("/etc/hosts", c.HostsFile, ctroci.WithHostHostsFile),
 		ctroci.WithMounts(c.Mounts),
 	}
 	if c.Hostname != "" {
@@ -141,11 +144,13 @@ func withNetwork(path string) ctroci.SpecOpts {
 	return ctroci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})
 }
 
-func withHosts(path string) ctroci.SpecOpts {
+// withFile mounts the host file path read-only at dest, or applies host (the host's own
+// file) when path is "".
+func withFile(dest, path string, host ctroci.SpecOpts) ctroci.SpecOpts {
 	if path == "" {
-		return ctroci.WithHostHostsFile
+		return host
 	}
-	return ctroci.WithMounts([]specs.Mount{{Type: "bind", Source: path, Destination: "/etc/hosts", Options: []string{"rbind", "ro"}}})
+	return ctroci.WithMounts([]specs.Mount{{Type: "bind", Source: path, Destination: dest, Options: []string{"rbind", "ro"}}})
 }
 
 func withUser(u specs.User) ctroci.SpecOpts {

@@ -98,8 +98,9 @@ func TestSpec(t *testing.T) {
 				Namespace: "crun-ci",
 				Hostname:  "db",
 				Args:      []string{"sh"},
-				NetNS:     "/var/lib/crun-ci/builds/b1/netns/1",
-				HostsFile: "/var/lib/crun-ci/builds/b1/volumes/1/hosts",
+				NetNS:      "/var/lib/crun-ci/builds/b1/netns/1",
+				HostsFile:  "/var/lib/crun-ci/builds/b1/volumes/1/.etc/hosts",
+				ResolvConf: "/var/lib/crun-ci/builds/b1/volumes/1/.etc/resolv.conf",
 			},
 		},
 	}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up a Debian 12 machine, as root, for crun-ci: Debian's containerd, runc and
-# busybox-static (for the offline test image), then builds bin/crun-ci and bin/mkimage.
+# Sets up a Debian 12 machine, as root, for crun-ci: Debian's containerd, runc,
+# containernetworking-plugins and iptables (step networks) and busybox-static (for the
+# offline test image), then builds bin/crun-ci and bin/mkimage.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,9 @@ missing=()
 command -v containerd >/dev/null || missing+=(containerd)
 command -v runc >/dev/null || missing+=(runc)
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || missing+=(busybox-static)
+# Step networks: the CNI plugins (bridge, host-local, loopback) and iptables.
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+command -v iptables >/dev/null || missing+=(iptables)
 if [ "${#missing[@]}" -gt 0 ]; then
 	echo "setup: installing ${missing[*]}" >&2
 	apt-get update -qq

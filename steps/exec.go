@@ -20,6 +20,7 @@ import (
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/mounts"
+	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/task"
 )
@@ -70,9 +71,11 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 		return 0, err
 	}
 	var ctrs []Container
+	var sb *network.Sandbox
 	// Teardown leaves the critical path: the next step starts while this one's
-	// containers, snapshots and volumes are removed. Run waits for every teardown.
-	defer func() { b.teardown(ctx, ctrs, volumes) }()
+	// containers, network, snapshots and volumes are removed. Run waits for every
+	// teardown.
+	defer func() { b.teardown(ctx, ctrs, sb, volumes) }()
 	for _, a := range plan.Anon {
 		if err := os.MkdirAll(a.Dir, 0o755); err != nil {
 			return 0, fmt.Errorf("make anonymous volume %s: %w", a.Target, err)
@@ -109,10 +112,20 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 		return func(pid uint32) error { return verifyMounts(pid, plan.Mounts[service], pinned) }
 	}
 
+	var net stepNet
+	if b.o.Network != nil && b.o.Network.Mode() != network.Host {
+		if sb, err = b.o.Network.Setup(ctx, fmt.Sprintf("%s-%d", b.o.BuildID, seq), filepath.Join(b.dir, "netns")); err != nil {
+			return 0, err
+		}
+		if net, err = b.stepFiles(filepath.Join(volumes, ".etc"), sb, plan.Containers); err != nil {
+			return 0, err
+		}
+	}
+
 	byName := map[string]Container{}
 	for _, name := range plan.Containers {
 		id := fmt.Sprintf("crunci-%s-%d-%s", b.o.BuildID, seq, sanitize(name))
-		c, err := b.create(ctx, s, name, id, plan.Mounts[name], name == s.Service)
+		c, err := b.create(ctx, s, name, id, plan.Mounts[name], name == s.Service, net)
 		if err != nil {
 			return 0, err
 		}
@@ -190,7 +203,7 @@ func verifyMounts(pid uint32, ms []specs.Mount, pinned map[string]*os.File) erro
 // teardown removes a step's containers (with their tasks and snapshots), then its
 // anonymous volumes, in the background; errors are kept for Run to report. A volume
 // directory that is still a mount point is kept.
-func (b *build) teardown(ctx context.Context, ctrs []Container, volumes string) {
+func (b *build) teardown(ctx context.Context, ctrs []Container, sb *network.Sandbox, volumes string) {
 	if b.o.NoRemove {
 		return
 	}
@@ -200,6 +213,9 @@ func (b *build) teardown(ctx context.Context, ctrs []Container, volumes string) 
 		var errs []error
 		for i := len(ctrs) - 1; i >= 0; i-- {
 			errs = append(errs, ctrs[i].Delete(ctx))
+		}
+		if sb != nil && errors.Join(errs...) == nil {
+			errs = append(errs, b.o.Network.Teardown(ctx, sb))
 		}
 		if err := errors.Join(errs...); err != nil {
 			// The containers may still use the volumes.
@@ -248,7 +264,7 @@ func (b *build) stop(c Container) error {
 
 // create makes one container of the step. The step's own service runs the step's
 // command; the others are made only for their volumes.
-func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms []specs.Mount, main bool) (Container, error) {
+func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms []specs.Mount, main bool, net stepNet) (Container, error) {
 	svc := b.services[name]
 	command, entrypoint := svc.cfg.Command, svc.cfg.Entrypoint
 	if main && s.Command != nil {
@@ -275,6 +291,9 @@ func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms 
 		User:       svc.user,
 		Mounts:     ms,
 		Terminal:   main && b.o.Attach != nil && b.o.Attach.TTY,
+		NetNS:      net.netns,
+		HostsFile:  net.hosts,
+		ResolvConf: net.resolv,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service %q: %w", name, err)
@@ -352,4 +371,44 @@ func hostname(svc *config.Service) string {
 		return svc.Name[:63]
 	}
 	return svc.Name
+}
+
+// stepNet is what a step's containers need of its network: the namespace to join and the
+// files for /etc/hosts and /etc/resolv.conf; all "" for the host's.
+type stepNet struct {
+	netns, hosts, resolv string
+}
+
+// stepFiles writes the step's hosts file (every service of the step, its hostname and the
+// aliases its services give them in links, at the step's address) and resolv.conf into
+// dir.
+func (b *build) stepFiles(dir string, sb *network.Sandbox, services []string) (stepNet, error) {
+	var names []string
+	for _, name := range services {
+		cfg := b.o.Project.Services[name]
+		names = append(names, name)
+		if cfg.Hostname != "" {
+			names = append(names, cfg.Hostname)
+		}
+		for _, l := range cfg.Links {
+			if l.Alias != "" {
+				names = append(names, l.Alias)
+			}
+		}
+	}
+	resolv, err := network.ResolvConf(b.o.Network.Mode())
+	if err != nil {
+		return stepNet{}, err
+	}
+	n := stepNet{netns: sb.Path, hosts: filepath.Join(dir, "hosts"), resolv: filepath.Join(dir, "resolv.conf")}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return stepNet{}, err
+	}
+	if err := os.WriteFile(n.hosts, network.Hosts(sb.IP, names), 0o644); err != nil {
+		return stepNet{}, err
+	}
+	if err := os.WriteFile(n.resolv, resolv, 0o644); err != nil {
+		return stepNet{}, err
+	}
+	return n, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/mounts"
+	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/task"
 )
 
@@ -52,6 +53,9 @@ type Options struct {
 	StepTimeout time.Duration
 	// QuietDeps hides the output of dependencies.
 	QuietDeps bool
+	// Network gives every step its network namespace; nil runs the containers in the
+	// host's network namespace with the host's /etc/hosts and /etc/resolv.conf.
+	Network *network.Manager
 	// Attach, for crun-ci run, connects the step's own container to a terminal or pipes.
 	Attach *Attach
 	// Entrypoint, when not nil, replaces the entrypoint of the step's own service.

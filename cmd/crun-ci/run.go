@@ -19,6 +19,7 @@ import (
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/daemon"
+	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/steps"
 	"github.com/crun-ci/crun-ci/task"
 )
@@ -306,9 +307,11 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		stopTimeout time.Duration
 		stepTimeout time.Duration
 		quietDeps   bool
+		netMode     string
 	)
 	fs := commandFlags("steps", &g, stderr, "")
 	p.add(fs)
+	addNetworkFlag(fs, &netMode)
 	fs.StringVar(&tag, "tag", "", "the build's branch or tag, matched by the steps' tag and exclude")
 	fs.StringArrayVarP(&env, "env", "e", nil, "KEY=VAL added to every container's environment (repeatable)")
 	fs.BoolVar(&noRemove, "no-remove", false, "keep containers, snapshots and anonymous volumes after each step")
@@ -340,12 +343,16 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
+	stateDir, _ := filepath.Abs(g.stateDir)
+	nm, err := networkManager(netMode, stateDir)
+	if err != nil {
+		return err
+	}
 	d, err := g.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { retErr = errors.Join(retErr, d.Close()) }()
-	stateDir, _ := filepath.Abs(g.stateDir)
 	cleanupEarlier(ctx, d, stateDir, stderr)
 	buildID := steps.NewBuildID()
 	log.G(ctx).Debugf("build %s in %s", buildID, proj.Dir)
@@ -364,6 +371,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		StepTimeout: stepTimeout,
 		QuietDeps:   quietDeps,
 		Hurry:       hurry,
+		Network:     nm,
 	})
 	var pe *steps.PreconditionError
 	if errors.As(err, &pe) {
@@ -461,7 +469,7 @@ func cleanup(ctx context.Context, d *daemon.Daemon, stateDir string, dry bool, w
 			continue
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		err := builds.Remove(cctx, d.Client, stateDir, o)
+		err := builds.Remove(cctx, d.Client, stateDir, o, removeNetworks(stateDir))
 		cancel()
 		if err != nil {
 			errs = append(errs, err)
@@ -470,4 +478,32 @@ func cleanup(ctx context.Context, d *daemon.Daemon, stateDir string, dry bool, w
 		fmt.Fprintln(w, "removed "+o.String())
 	}
 	return len(orphans), errors.Join(errs...)
+}
+
+func addNetworkFlag(fs *pflag.FlagSet, mode *string) {
+	fs.StringVar(mode, "network", string(network.Bridge), "network of each step: bridge (a namespace per step on the crunci0 bridge), host or none")
+}
+
+// networkManager makes the step networks' manager of a --network value. Its errors say
+// what to do (install the CNI plugins, or use --network host) and exit with 2.
+func networkManager(mode, stateDir string) (*network.Manager, error) {
+	m, err := network.ParseMode(mode)
+	if err != nil {
+		return nil, usageError("--network: %w", err)
+	}
+	nm, err := network.New(m, network.Config{StateDir: stateDir})
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	return nm, nil
+}
+
+// removeNetworks returns the clean-up of the step networks a dead build left in its
+// directory; nil when this host cannot have made any (no CNI plugins).
+func removeNetworks(stateDir string) func(ctx context.Context, dir string) error {
+	nm, err := network.New(network.None, network.Config{StateDir: stateDir})
+	if err != nil {
+		return nil
+	}
+	return nm.RemoveOrphans
 }

@@ -31,8 +31,10 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 		noTTY       bool
 		quietDeps   bool
 		stopTimeout time.Duration
+		netMode     string
 	)
 	fs := commandFlags("run", &g, stderr, " SERVICE [COMMAND [ARGS…]]")
+	addNetworkFlag(fs, &netMode)
 	fs.SetInterspersed(false) // flags after SERVICE belong to the command
 	fs.StringVar(&p.dir, "dir", ".", "build directory")
 	fs.StringVar(&p.servicesPath, "services-path", "", "services file (default: codeship-services.yml, .json or docker-compose.yml in --dir)")
@@ -103,12 +105,16 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 		}
 	}
 
+	stateDir, _ := filepath.Abs(g.stateDir)
+	nm, err := networkManager(netMode, stateDir)
+	if err != nil {
+		return err
+	}
 	d, err := g.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { retErr = errors.Join(retErr, d.Close()) }()
-	stateDir, _ := filepath.Abs(g.stateDir)
 	cleanupEarlier(ctx, d, stateDir, stderr)
 	sum, err := steps.Run(ctx, steps.Containerd(task.New(d.Client)), steps.Options{
 		Project:     proj,
@@ -124,6 +130,7 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 		Hurry:       hurry,
 		Attach:      attach,
 		Entrypoint:  ep,
+		Network:     nm,
 	})
 	var pe *steps.PreconditionError
 	if errors.As(err, &pe) {
