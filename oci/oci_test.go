@@ -94,10 +94,10 @@ func TestSpec(t *testing.T) {
 			// mounts the step's hosts file read-only at /etc/hosts.
 			name: "step-network",
 			c: Container{
-				ID:        "b1-test-db",
-				Namespace: "crun-ci",
-				Hostname:  "db",
-				Args:      []string{"sh"},
+				ID:         "b1-test-db",
+				Namespace:  "crun-ci",
+				Hostname:   "db",
+				Args:       []string{"sh"},
 				NetNS:      "/var/lib/crun-ci/builds/b1/netns/1",
 				HostsFile:  "/var/lib/crun-ci/builds/b1/volumes/1/.etc/hosts",
 				ResolvConf: "/var/lib/crun-ci/builds/b1/volumes/1/.etc/resolv.conf",
