@@ -170,14 +170,17 @@ type depGroup struct {
 	// mainDone is closed when the step's own command has ended; a dependency that exits
 	// with a failure before is reported.
 	mainDone chan struct{}
-	mu       sync.Mutex
-	notes    []string
+	// cancel ends the waits and health checks of dependencies that are not ready yet.
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	notes  []string
 }
 
 // startDeps starts the step's dependencies, each as soon as what it needs is ready,
 // independent ones concurrently. ctrs holds every container of the step by service.
 func (b *build) startDeps(ctx context.Context, s *config.Step, names []string, ctrs map[string]Container, verify func(string) func(uint32) error) *depGroup {
-	g := &depGroup{b: b, step: s, deps: map[string]*dep{}, mainDone: make(chan struct{})}
+	ctx, cancel := context.WithCancel(ctx)
+	g := &depGroup{b: b, step: s, deps: map[string]*dep{}, mainDone: make(chan struct{}), cancel: cancel}
 	for _, n := range names {
 		g.deps[n] = &dep{name: n, c: ctrs[n], started: make(chan struct{}), healthy: make(chan struct{}), exited: make(chan struct{})}
 	}
@@ -308,6 +311,7 @@ func (g *depGroup) check(ctx context.Context, d *dep, hc *task.Healthcheck) erro
 // to end.
 func (g *depGroup) stop() {
 	closeOnce(g.mainDone)
+	g.cancel()
 	var wg sync.WaitGroup
 	for _, d := range g.deps {
 		wg.Go(func() {
