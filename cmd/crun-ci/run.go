@@ -334,26 +334,18 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	if maxParallel < 1 {
 		return usageError("--max-parallel %d: want at least 1", maxParallel)
 	}
-	for _, e := range env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return usageError("--env %q: want KEY=VAL", e)
-		}
+	if err := checkEnv(env); err != nil {
+		return err
 	}
 	proj, err := p.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	stateDir, _ := filepath.Abs(g.stateDir)
-	nm, err := networkManager(netMode, stateDir)
-	if err != nil {
-		return err
-	}
-	d, err := g.connect(ctx)
+	d, nm, stateDir, err := g.startBuild(ctx, netMode, stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { retErr = errors.Join(retErr, d.Close()) }()
-	cleanupEarlier(ctx, d, stateDir, stderr)
 	buildID := steps.NewBuildID()
 	log.G(ctx).Debugf("build %s in %s", buildID, proj.Dir)
 	sum, err := steps.Run(ctx, steps.Containerd(task.New(d.Client)), steps.Options{
@@ -373,10 +365,8 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		Hurry:       hurry,
 		Network:     nm,
 	})
-	var pe *steps.PreconditionError
-	if errors.As(err, &pe) {
-		printErrors(stderr, pe)
-		return &exitError{code: 2, err: fmt.Errorf("%w: preconditions not met", errReported)}
+	if errors.As(err, new(*steps.PreconditionError)) {
+		return preconditions(err, stderr)
 	}
 	if sum != nil {
 		sum.Print(stdout)
@@ -506,4 +496,42 @@ func removeNetworks(stateDir string) func(ctx context.Context, dir string) error
 		return nil
 	}
 	return nm.RemoveOrphans
+}
+
+// checkEnv checks -e entries: KEY=VAL with a key.
+func checkEnv(env []string) error {
+	for _, e := range env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return usageError("--env %q: want KEY=VAL", e)
+		}
+	}
+	return nil
+}
+
+// startBuild makes what a build needs before it starts: the step networks' manager, a
+// containerd connection (the embedded containerd if need be; close it when done), and a
+// clean slate (what dead builds left is removed).
+func (g *globals) startBuild(ctx context.Context, netMode string, stderr io.Writer) (_ *daemon.Daemon, _ *network.Manager, stateDir string, _ error) {
+	stateDir, _ = filepath.Abs(g.stateDir)
+	nm, err := networkManager(netMode, stateDir)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	d, err := g.connect(ctx)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	cleanupEarlier(ctx, d, stateDir, stderr)
+	return d, nm, stateDir, nil
+}
+
+// preconditions prints the problems of a *steps.PreconditionError, one a line, and turns
+// it into exit status 2; other errors pass through.
+func preconditions(err error, stderr io.Writer) error {
+	var pe *steps.PreconditionError
+	if errors.As(err, &pe) {
+		printErrors(stderr, pe)
+		return &exitError{code: 2, err: fmt.Errorf("%w: preconditions not met", errReported)}
+	}
+	return err
 }

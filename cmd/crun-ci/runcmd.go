@@ -7,8 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -51,10 +49,8 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 	if fs.NArg() == 0 {
 		return usageError("run: no service given")
 	}
-	for _, e := range env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return usageError("--env %q: want KEY=VAL", e)
-		}
+	if err := checkEnv(env); err != nil {
+		return err
 	}
 	service, command := fs.Arg(0), fs.Args()[1:]
 	var ep []string
@@ -105,17 +101,11 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 		}
 	}
 
-	stateDir, _ := filepath.Abs(g.stateDir)
-	nm, err := networkManager(netMode, stateDir)
-	if err != nil {
-		return err
-	}
-	d, err := g.connect(ctx)
+	d, nm, stateDir, err := g.startBuild(ctx, netMode, stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { retErr = errors.Join(retErr, d.Close()) }()
-	cleanupEarlier(ctx, d, stateDir, stderr)
 	sum, err := steps.Run(ctx, steps.Containerd(task.New(d.Client)), steps.Options{
 		Project:     proj,
 		MaxParallel: 1,
@@ -132,12 +122,7 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 		Entrypoint:  ep,
 		Network:     nm,
 	})
-	var pe *steps.PreconditionError
-	if errors.As(err, &pe) {
-		printErrors(stderr, pe)
-		return &exitError{code: 2, err: fmt.Errorf("%w: preconditions not met", errReported)}
-	}
-	if err != nil {
+	if err := preconditions(err, stderr); err != nil {
 		return err
 	}
 	if ctx.Err() != nil {
