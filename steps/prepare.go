@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/containerd/continuity/fs"
+	"github.com/containerd/errdefs"
 
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
@@ -61,8 +63,7 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 
 	b.guard = mounts.Guard{BuildDir: b.o.Project.Dir, Allow: b.o.Allow}
 	guard := b.guard
-	images := map[string]*task.Image{}
-	imageErr := map[string]bool{}
+	images := b.images(ctx, names)
 	for _, name := range names {
 		cfg, ok := b.o.Project.Services[name]
 		if !ok {
@@ -70,20 +71,13 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 			continue
 		}
 		svc := &service{cfg: cfg, templates: map[int]string{}}
-		img, ok := images[cfg.Image]
-		if !ok && !imageErr[cfg.Image] {
-			var err error
-			img, err = b.rt.Image(ctx, cfg.Image)
-			if err != nil {
-				fail(cfg.Pos, name, err)
-				imageErr[cfg.Image] = true
-			} else {
-				images[cfg.Image] = img
-			}
+		img := images[cfg.Image]
+		if img.err != nil {
+			fail(cfg.Pos, name, img.err)
 		}
-		svc.image = img
-		if img != nil {
-			svc.health = healthcheckOf(cfg, img)
+		svc.image = img.image
+		if img.image != nil {
+			svc.health = healthcheckOf(cfg, img.image)
 		}
 		ms := mounts.Service{}
 		for _, v := range cfg.Volumes {
@@ -181,6 +175,62 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 		return &PreconditionError{Errs: errs}
 	}
 	return nil
+}
+
+type imageResult struct {
+	image *task.Image
+	err   error
+}
+
+// images finds the images of the services, pulling those that are missing (or all, with
+// PullIfPresent) when a puller is set: each image once, all at the same time.
+func (b *build) images(ctx context.Context, names []string) map[string]imageResult {
+	out := map[string]imageResult{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, name := range names {
+		cfg := b.o.Project.Services[name]
+		if cfg == nil {
+			continue
+		}
+		ref := cfg.Image
+		mu.Lock()
+		_, started := out[ref]
+		out[ref] = imageResult{}
+		mu.Unlock()
+		if started {
+			continue
+		}
+		wg.Go(func() {
+			img, err := b.image(ctx, ref)
+			mu.Lock()
+			out[ref] = imageResult{img, err}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// image finds one image, pulling it when it is missing or PullIfPresent asks.
+func (b *build) image(ctx context.Context, ref string) (*task.Image, error) {
+	name, err := task.Normalize(ref)
+	if err != nil {
+		return nil, err
+	}
+	if b.o.Pull != nil && b.o.PullIfPresent {
+		if err := b.o.Pull(ctx, name); err != nil {
+			return nil, fmt.Errorf("pull image %s: %w", name, err)
+		}
+	}
+	img, err := b.rt.Image(ctx, ref)
+	if errdefs.IsNotFound(err) && b.o.Pull != nil && !b.o.PullIfPresent {
+		if err := b.o.Pull(ctx, name); err != nil {
+			return nil, fmt.Errorf("pull image %s: %w", name, err)
+		}
+		img, err = b.rt.Image(ctx, ref)
+	}
+	return img, err
 }
 
 // inRoot resolves an absolute path inside a mounted image filesystem at root, following

@@ -60,6 +60,11 @@ type Options struct {
 	Attach *Attach
 	// Entrypoint, when not nil, replaces the entrypoint of the step's own service.
 	Entrypoint []string
+	// Pull fetches an image that is not in containerd's store (remote.Puller.Pull); nil
+	// means images must be there already. With PullIfPresent, present images are pulled
+	// again too.
+	Pull          func(ctx context.Context, ref string) error
+	PullIfPresent bool
 	// Hurry, once closed, cuts the stop timeout short: tasks being stopped get SIGKILL
 	// at once (a second Ctrl-C).
 	Hurry <-chan struct{}

@@ -20,6 +20,8 @@ import (
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/daemon"
 	"github.com/crun-ci/crun-ci/network"
+	"github.com/crun-ci/crun-ci/remote"
+	"github.com/crun-ci/crun-ci/snapshot"
 	"github.com/crun-ci/crun-ci/steps"
 	"github.com/crun-ci/crun-ci/task"
 )
@@ -308,10 +310,12 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		stepTimeout time.Duration
 		quietDeps   bool
 		netMode     string
+		pf          pullFlags
 	)
 	fs := commandFlags("steps", &g, stderr, "")
 	p.add(fs)
 	addNetworkFlag(fs, &netMode)
+	pf.add(fs)
 	fs.StringVar(&tag, "tag", "", "the build's branch or tag, matched by the steps' tag and exclude")
 	fs.StringArrayVarP(&env, "env", "e", nil, "KEY=VAL added to every container's environment (repeatable)")
 	fs.BoolVar(&noRemove, "no-remove", false, "keep containers, snapshots and anonymous volumes after each step")
@@ -346,24 +350,30 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		return err
 	}
 	defer func() { retErr = errors.Join(retErr, d.Close()) }()
+	puller, err := pf.puller(d, stderr)
+	if err != nil {
+		return err
+	}
 	buildID := steps.NewBuildID()
 	log.G(ctx).Debugf("build %s in %s", buildID, proj.Dir)
 	sum, err := steps.Run(ctx, steps.Containerd(task.New(d.Client)), steps.Options{
-		Project:     proj,
-		Tag:         tag,
-		Env:         env,
-		MaxParallel: maxParallel,
-		NoRemove:    noRemove,
-		Allow:       p.allow,
-		BuildID:     buildID,
-		Namespace:   g.namespace,
-		StateDir:    stateDir,
-		Output:      stdout,
-		StopTimeout: stopTimeout,
-		StepTimeout: stepTimeout,
-		QuietDeps:   quietDeps,
-		Hurry:       hurry,
-		Network:     nm,
+		Project:       proj,
+		Tag:           tag,
+		Env:           env,
+		MaxParallel:   maxParallel,
+		NoRemove:      noRemove,
+		Allow:         p.allow,
+		BuildID:       buildID,
+		Namespace:     g.namespace,
+		StateDir:      stateDir,
+		Output:        stdout,
+		StopTimeout:   stopTimeout,
+		StepTimeout:   stepTimeout,
+		QuietDeps:     quietDeps,
+		Hurry:         hurry,
+		Network:       nm,
+		Pull:          puller.Pull,
+		PullIfPresent: pf.ifPresent,
 	})
 	if errors.As(err, new(*steps.PreconditionError)) {
 		return preconditions(err, stderr)
@@ -472,6 +482,27 @@ func cleanup(ctx context.Context, d *daemon.Daemon, stateDir string, dry bool, w
 
 func addNetworkFlag(fs *pflag.FlagSet, mode *string) {
 	fs.StringVar(mode, "network", string(network.Bridge), "network of each step: bridge (a namespace per step on the crunci0 bridge), host or none")
+}
+
+// pullFlags say how images are pulled.
+type pullFlags struct {
+	ifPresent bool
+	insecure  []string
+}
+
+func (p *pullFlags) add(fs *pflag.FlagSet) {
+	fs.BoolVar(&p.ifPresent, "pull-if-present", false, "pull images even when they are in containerd's store")
+	fs.StringArrayVar(&p.insecure, "insecure-registry", nil, "registry (HOST[:PORT]) to reach over plain HTTP; loopback registries always are (repeatable)")
+}
+
+// puller makes the image puller of a build: credentials from Docker's config files,
+// progress on stderr.
+func (p *pullFlags) puller(d *daemon.Daemon, stderr io.Writer) (*remote.Puller, error) {
+	creds, err := remote.LoadCredentials("")
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	return &remote.Puller{Client: d.Client, Credentials: creds, Insecure: p.insecure, Progress: stderr, Snapshotter: snapshot.Snapshotter}, nil
 }
 
 // networkManager makes the step networks' manager of a --network value. Its errors say

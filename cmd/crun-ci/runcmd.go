@@ -30,9 +30,11 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 		quietDeps   bool
 		stopTimeout time.Duration
 		netMode     string
+		pf          pullFlags
 	)
 	fs := commandFlags("run", &g, stderr, " SERVICE [COMMAND [ARGS…]]")
 	addNetworkFlag(fs, &netMode)
+	pf.add(fs)
 	fs.SetInterspersed(false) // flags after SERVICE belong to the command
 	fs.StringVar(&p.dir, "dir", ".", "build directory")
 	fs.StringVar(&p.servicesPath, "services-path", "", "services file (default: codeship-services.yml, .json or docker-compose.yml in --dir)")
@@ -106,21 +108,27 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 		return err
 	}
 	defer func() { retErr = errors.Join(retErr, d.Close()) }()
+	puller, err := pf.puller(d, stderr)
+	if err != nil {
+		return err
+	}
 	sum, err := steps.Run(ctx, steps.Containerd(task.New(d.Client)), steps.Options{
-		Project:     proj,
-		MaxParallel: 1,
-		NoRemove:    noRemove,
-		Allow:       p.allow,
-		Env:         env,
-		Namespace:   g.namespace,
-		StateDir:    stateDir,
-		Output:      stdout,
-		StopTimeout: stopTimeout,
-		QuietDeps:   quietDeps,
-		Hurry:       hurry,
-		Attach:      attach,
-		Entrypoint:  ep,
-		Network:     nm,
+		Project:       proj,
+		MaxParallel:   1,
+		NoRemove:      noRemove,
+		Allow:         p.allow,
+		Env:           env,
+		Namespace:     g.namespace,
+		StateDir:      stateDir,
+		Output:        stdout,
+		StopTimeout:   stopTimeout,
+		QuietDeps:     quietDeps,
+		Hurry:         hurry,
+		Attach:        attach,
+		Entrypoint:    ep,
+		Network:       nm,
+		Pull:          puller.Pull,
+		PullIfPresent: pf.ifPresent,
 	})
 	if err := preconditions(err, stderr); err != nil {
 		return err

@@ -1,0 +1,149 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	ggcrremote "github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/crun-ci/crun-ci/ociarchive"
+)
+
+// testRegistry is an in-process registry on 127.0.0.1 that wants a user and password.
+type testRegistry struct {
+	host     string
+	requests atomic.Int64
+}
+
+func newRegistry(t *testing.T, user, password string) *testRegistry {
+	r := &testRegistry{}
+	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.requests.Add(1)
+		u, p, ok := req.BasicAuth()
+		if !ok || u != user || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="crun-ci test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+			return
+		}
+		inner.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	r.host = strings.TrimPrefix(srv.URL, "http://")
+	return r
+}
+
+// push puts the busybox image, with a marker file, into the registry as repo:tag.
+func (r *testRegistry) push(t *testing.T, repo, user, password string) string {
+	t.Helper()
+	files, err := ociarchive.Busybox(ociarchive.BusyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, ociarchive.File{Path: "/pulled", Mode: 0o644, Data: []byte("from the registry\n")})
+	archive := filepath.Join(t.TempDir(), "image.tar")
+	f, err := os.Create(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ociarchive.WriteDockerSave(f, ociarchive.Image{Name: "docker.io/" + repo, Config: ociarchive.BusyboxConfig(), Files: files}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	img, err := tarball.ImageFromPath(archive, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := r.host + "/" + repo
+	parsed, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ggcrremote.Write(parsed, img, ggcrremote.WithAuth(&authn.Basic{Username: user, Password: password})); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// dockerConfig writes a Docker config.json with a login for host and returns its
+// directory.
+func dockerConfig(t *testing.T, host, user, password string) string {
+	dir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	cfg := fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, host, auth)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestMissingImagesArePulledWithCredentials(t *testing.T) {
+	requireRoot(t)
+	reg := newRegistry(t, "ci", "s3cret")
+	ref := reg.push(t, "crunci/pulled:1", "ci", "s3cret")
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: " + ref + "\nmissing:\n  image: " + reg.host + "/crunci/absent:1\n",
+		"codeship-steps.yml":    "- {name: uses-pulled, service: app, command: cat /pulled}\n",
+		"other-steps.yml":       "- {service: missing, command: 'true'}\n",
+	})
+	steps := func(config string, args ...string) result {
+		t.Helper()
+		full := append([]string{"--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "steps", "--dir", dir}, args...)
+		cmd := exec.Command(bin, full...)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+config)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Run()
+		r := result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+		t.Logf("crun-ci steps %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		assertClean(t)
+		return r
+	}
+	t.Cleanup(func() { crunci(t, "cleanup") })
+
+	// Wrong credentials: the registry's refusal, with the service and the image.
+	r := steps(dockerConfig(t, reg.host, "ci", "wrong"))
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr, `codeship-services.yml:1: service "app": pull image `+ref+`: access denied by the registry`)
+
+	// Right credentials: pulled, unpacked, run.
+	good := dockerConfig(t, reg.host, "ci", "s3cret")
+	r = steps(good)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "uses-pulled/app | from the registry\n")
+	wantContains(t, "stderr", r.stderr, "pulled "+ref+" (")
+
+	// Present now: not pulled again, unless asked.
+	before := reg.requests.Load()
+	r = steps(good)
+	wantCode(t, r, 0)
+	if n := reg.requests.Load() - before; n != 0 {
+		t.Errorf("a present image was pulled again (%d requests)", n)
+	}
+	r = steps(good, "--pull-if-present")
+	wantCode(t, r, 0)
+	if n := reg.requests.Load() - before; n == 0 {
+		t.Errorf("--pull-if-present did not pull")
+	}
+
+	// Not in the registry.
+	r = steps(good, "--steps-path", "other-steps.yml")
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr, `service "missing": pull image `+reg.host+`/crunci/absent:1: not found in the registry`)
+}

@@ -1,0 +1,174 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
+	"github.com/containerd/errdefs"
+)
+
+// Puller pulls images with one set of credentials and insecure registries.
+type Puller struct {
+	Client      *client.Client
+	Credentials Credentials
+	// Insecure lists the registries (host or host:port) reached over plain HTTP besides
+	// loopback ones.
+	Insecure []string
+	// Progress receives a line per layer when it has arrived, and every 5 s a line per
+	// pull in progress; nil discards them.
+	Progress io.Writer
+	// Snapshotter unpacks the pulled image.
+	Snapshotter string
+}
+
+// plainHTTP reports whether host is reached over plain HTTP: a loopback registry or one
+// listed as insecure.
+func (p *Puller) plainHTTP(host string) (bool, error) {
+	for _, h := range p.Insecure {
+		if h == host {
+			return true, nil
+		}
+	}
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	if name == "localhost" {
+		return true, nil
+	}
+	ip := net.ParseIP(name)
+	return ip != nil && ip.IsLoopback(), nil
+}
+
+// Pull fetches ref (normalised) and unpacks it. Its errors carry the registry's own
+// message (denied, not found, rate limited).
+func (p *Puller) Pull(ctx context.Context, ref string) error {
+	hosts := docker.ConfigureDefaultRegistries(
+		docker.WithPlainHTTP(p.plainHTTP),
+		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(p.Credentials.Lookup))),
+	)
+	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: hosts})
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	if p.Progress != nil {
+		wg.Go(func() { p.report(ctx, ref, done) })
+	}
+	began := time.Now()
+	img, err := p.Client.Pull(ctx, ref, client.WithPullUnpack, client.WithResolver(resolver), client.WithPullSnapshotter(p.Snapshotter))
+	close(done)
+	wg.Wait()
+	if err != nil {
+		return pullError(err)
+	}
+	if p.Progress != nil {
+		size, _ := img.Size(ctx)
+		fmt.Fprintf(p.Progress, "pulled %s (%s in %.1fs)\n", ref, bytesText(size), time.Since(began).Seconds())
+	}
+	return nil
+}
+
+// pullError says what the registry said: denied, not found or rate limited, with its own
+// message.
+func pullError(err error) error {
+	var status remoteerrors.ErrUnexpectedStatus
+	if errors.As(err, &status) {
+		msg := strings.TrimSpace(string(status.Body))
+		if msg == "" {
+			msg = status.Status
+		}
+		switch status.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("access denied by the registry (check the credentials in ~/.docker/config.json): %s", msg)
+		case http.StatusTooManyRequests:
+			return fmt.Errorf("rate limited by the registry: %s", msg)
+		case http.StatusNotFound:
+			return fmt.Errorf("not found in the registry: %s", msg)
+		}
+		return fmt.Errorf("the registry answered %s: %s", status.Status, msg)
+	}
+	switch {
+	case errdefs.IsNotFound(err):
+		return fmt.Errorf("not found in the registry: %w", err)
+	case errdefs.IsUnauthorized(err), errdefs.IsPermissionDenied(err):
+		return fmt.Errorf("access denied by the registry (check the credentials in ~/.docker/config.json): %w", err)
+	}
+	return err
+}
+
+// report prints what the content store is fetching for this pull: a line when a layer
+// has arrived, and every 5 s one line with the bytes and rate so far.
+func (p *Puller) report(ctx context.Context, ref string, done <-chan struct{}) {
+	cs := p.Client.ContentStore()
+	seen := map[string]int64{} // active ingests: ref → total
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	last := time.Now()
+	var lastBytes int64
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		statuses, err := cs.ListStatuses(ctx)
+		if err != nil {
+			continue
+		}
+		now := map[string]int64{}
+		var offset, total int64
+		for _, st := range statuses {
+			now[st.Ref] = st.Total
+			offset += st.Offset
+			total += st.Total
+		}
+		var finished []string
+		for r, size := range seen {
+			if _, ok := now[r]; !ok {
+				finished = append(finished, fmt.Sprintf("%s: %s done (%s)", ref, layerName(r), bytesText(size)))
+			}
+		}
+		sort.Strings(finished)
+		for _, f := range finished {
+			fmt.Fprintln(p.Progress, f)
+		}
+		seen = now
+		if time.Since(last) >= 5*time.Second && len(now) > 0 {
+			rate := float64(offset-lastBytes) / time.Since(last).Seconds()
+			fmt.Fprintf(p.Progress, "%s: %d layers downloading, %s of %s, %s/s\n", ref, len(now), bytesText(offset), bytesText(total), bytesText(int64(rate)))
+			last, lastBytes = time.Now(), offset
+		}
+	}
+}
+
+// layerName shortens an ingest ref ("layer-sha256:abc…") to its digest's first 12 hex.
+func layerName(ingest string) string {
+	if i := strings.LastIndex(ingest, ":"); i >= 0 && len(ingest)-i > 12 {
+		return ingest[i+1 : i+13]
+	}
+	return ingest
+}
+
+func bytesText(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
