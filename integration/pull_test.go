@@ -142,6 +142,20 @@ func TestMissingImagesArePulledWithCredentials(t *testing.T) {
 		t.Errorf("--pull-if-present did not pull")
 	}
 
+	// crun-ci load pulls without running anything; it names what it could not get.
+	load := exec.Command(bin, "--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "load", "--dir", dir, "--pull-if-present", "app")
+	load.Env = append(os.Environ(), "DOCKER_CONFIG="+good)
+	out, err := load.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "pulled "+ref) || !strings.HasSuffix(string(out), ref+"\n") {
+		t.Errorf("crun-ci load app: %v\n%s", err, out)
+	}
+	load = exec.Command(bin, "--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "load", "--dir", dir, "missing")
+	load.Env = append(os.Environ(), "DOCKER_CONFIG="+good)
+	out, _ = load.CombinedOutput()
+	if load.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), `crun-ci: service "missing": image `+reg.host+`/crunci/absent:1: not found in the registry`) {
+		t.Errorf("crun-ci load missing: exit %d\n%s", load.ProcessState.ExitCode(), out)
+	}
+
 	// Not in the registry.
 	r = steps(good, "--steps-path", "other-steps.yml")
 	wantCode(t, r, 2)

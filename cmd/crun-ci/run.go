@@ -36,6 +36,7 @@ Commands:
   run        run one service (with its dependencies): run SERVICE [COMMAND [ARGS…]]
   validate   check the services and steps files, printing every error
   import     load image archives (OCI layout or docker save tar) into containerd
+  load       pull the images of services (all, or those named) that are missing
   cleanup    remove what builds whose process is gone left behind (--dry-run lists it)
   version    print the version
 
@@ -180,6 +181,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCleanup(ctx, g, rest, stdout, stderr)
 	case "run":
 		return runRun(ctx, g, rest, stdout, stderr)
+	case "load":
+		return runLoad(ctx, g, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "crun-ci %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil
@@ -187,7 +190,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return nil
 	}
-	return usageError("unknown command %q (want steps, run, validate, import, cleanup or version)", cmd)
+	return usageError("unknown command %q (want steps, run, validate, import, load, cleanup or version)", cmd)
 }
 
 func versionString() string {
