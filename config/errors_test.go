@@ -175,11 +175,18 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:     "keys of later features",
-			services: "app:\n  build: .\n  env_file: x.env\n  cached: true\n  add_docker: true\n",
+			services: "app:\n  build: .\n  dockercfg_service: creds\n  cached: true\n  add_docker: true\n",
 			want: `codeship-services.yml:2: service "app": key "build": not supported yet` + "\n" +
-				`codeship-services.yml:3: service "app": key "env_file": not supported yet` + "\n" +
+				`codeship-services.yml:3: service "app": key "dockercfg_service": not supported yet` + "\n" +
 				`codeship-services.yml:4: service "app": key "cached": not supported yet` + "\n" +
 				`codeship-services.yml:5: service "app": key "add_docker": not supported yet`,
+		},
+		{
+			name:     "env files and encrypted environment of the wrong shape",
+			services: "app:\n  image: alpine\n  env_file: ''\n  encrypted_env_file: [a.encrypted, '']\n  encrypted_environment: abc\n",
+			want: `codeship-services.yml:3: service "app": key "env_file": empty` + "\n" +
+				`codeship-services.yml:4: service "app": key "encrypted_env_file": empty entry` + "\n" +
+				`codeship-services.yml:5: service "app": key "encrypted_environment": want a list of encrypted strings, got a string`,
 		},
 		{
 			name:     "a hostname that is not a host name",

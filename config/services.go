@@ -28,7 +28,7 @@ var ignoredKeys = set(
 
 // Service keys of features crun-ci will implement later.
 var laterKeys = set(
-	"build", "env_file", "encrypted_env_file", "encrypted_environment", "dockercfg_service",
+	"build", "dockercfg_service",
 	"encrypted_dockercfg_path", "cached", "default_cache_branch", "add_docker",
 	"dockerfile", "dockerfile_path",
 )
@@ -186,6 +186,15 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 			}
 		case k == "healthcheck":
 			s.Healthcheck = f.healthcheck(v, w)
+		case k == "env_file":
+			s.EnvFiles = f.values(k, v, w)
+		case k == "encrypted_env_file":
+			s.EncryptedEnvFiles = f.values(k, v, w)
+		case k == "encrypted_environment":
+			s.EncryptedEnvironment = f.values(k, v, w)
+			if v.Kind == yaml.ScalarNode {
+				f.errorf(v, w, "key %q: want a list of encrypted strings, got a string", k)
+			}
 		case laterKeys[k]:
 			hasBuild = hasBuild || k == "build"
 			f.add(f.pos(p.key), w, fmt.Errorf("key %q: %w", k, ErrNotSupported))
@@ -512,4 +521,25 @@ func (f *file) healthcheck(v *yaml.Node, w where) *Healthcheck {
 		f.errorf(v, w, "key \"healthcheck\": no \"test\"")
 	}
 	return h
+}
+
+// values reads a key that is a string or a list of strings (env_file, …).
+func (f *file) values(k string, v *yaml.Node, w where) []Value {
+	if v.Kind == yaml.ScalarNode {
+		text := f.text(k, v, w)
+		if text == "" {
+			f.errorf(v, w, "key %q: empty", k)
+			return nil
+		}
+		return []Value{{Text: text, Pos: f.pos(v)}}
+	}
+	var out []Value
+	for _, it := range f.stringList(k, v, w) {
+		if it.s == "" {
+			f.errorf(it.n, w, "key %q: empty entry", k)
+			continue
+		}
+		out = append(out, Value{Text: it.s, Pos: f.pos(it.n)})
+	}
+	return out
 }

@@ -68,6 +68,12 @@ type Service struct {
 	// Healthcheck is the Compose `healthcheck:` key; nil when absent (the image's
 	// HEALTHCHECK, if any, applies).
 	Healthcheck *Healthcheck
+	// EnvFiles and EncryptedEnvFiles are KEY=value files, relative to the build directory;
+	// EncryptedEnvironment holds encrypted KEY=value texts. Precedence: Environment, then
+	// EnvFiles, then EncryptedEnvFiles and EncryptedEnvironment; later wins.
+	EnvFiles             []Value
+	EncryptedEnvFiles    []Value
+	EncryptedEnvironment []Value
 	// DependsOn and Links name other services; they are checked to exist and to have no
 	// cycles. Starting them is a later feature.
 	DependsOn []Ref
@@ -86,6 +92,12 @@ type EnvVar struct {
 // parses and resolves it.
 type Volume struct {
 	Spec string
+	Pos  Pos
+}
+
+// Value is one string of a key that takes a string or a list, with where it was written.
+type Value struct {
+	Text string
 	Pos  Pos
 }
 
