@@ -311,12 +311,16 @@ func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms 
 // env is what a container gets on top of its image's environment: the CI variables, the
 // service's environment, then the build's -e entries; a later key wins.
 func (b *build) env(svc *config.Service) []string {
-	env := []string{
-		"CI=true",
-		"CI_NAME=crun-ci",
-		"CI_BUILD_ID=" + b.o.BuildID,
-		"CI_BRANCH=" + b.o.Tag,
+	env := b.o.CIEnv
+	if env == nil {
+		env = []string{
+			"CI=true",
+			"CI_NAME=crun-ci",
+			"CI_BUILD_ID=" + b.o.BuildID,
+			"CI_BRANCH=" + b.o.Tag,
+		}
 	}
+	env = append([]string{}, env...)
 	for _, e := range svc.Environment {
 		if e.Value != nil {
 			env = append(env, e.Key+"="+*e.Value)
@@ -324,6 +328,8 @@ func (b *build) env(svc *config.Service) []string {
 			env = append(env, e.Key+"="+v)
 		}
 	}
+	// env_file, then encrypted_env_file and encrypted_environment, as read by prepare.
+	env = append(env, b.services[svc.Name].fileEnv...)
 	return append(env, b.o.Env...)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/oci"
+	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/task"
 )
 
@@ -103,6 +104,18 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 		b.msvc[name] = ms
 		b.services[name] = svc
 	}
+	// Environment files, plain and encrypted, are read and decrypted now; their values
+	// stay in memory.
+	for _, name := range names {
+		svc := b.services[name]
+		if svc == nil {
+			continue
+		}
+		env, errs2 := b.fileEnv(svc.cfg)
+		errs = append(errs, errs2...)
+		svc.fileEnv = env
+	}
+
 	// service_healthy needs a health check to wait for.
 	for _, name := range names {
 		for _, r := range b.services[name].cfg.DependsOn {
@@ -175,6 +188,70 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 		return &PreconditionError{Errs: errs}
 	}
 	return nil
+}
+
+// fileEnv reads a service's env_file, encrypted_env_file and encrypted_environment, in
+// that order, and notes the values of the encrypted ones for masking.
+func (b *build) fileEnv(cfg *config.Service) ([]string, []error) {
+	var env []string
+	var errs []error
+	fail := func(pos config.Pos, err error) {
+		errs = append(errs, &config.Error{Pos: pos, Service: cfg.Name, Err: err})
+	}
+	read := func(v config.Value) ([]byte, bool) {
+		path, err := b.guard.HostPath(v.Text)
+		if err == nil {
+			var data []byte
+			if data, err = os.ReadFile(path); err == nil {
+				return data, true
+			}
+		}
+		fail(v.Pos, fmt.Errorf("read %s: %w", v.Text, err))
+		return nil, false
+	}
+	add := func(v config.Value, data []byte, secret bool) {
+		vars, err := secrets.ParseEnv(data)
+		if err != nil {
+			fail(v.Pos, fmt.Errorf("%s: %w", v.Text, err))
+			return
+		}
+		for _, e := range vars {
+			env = append(env, e.Key+"="+e.Value)
+			if secret && e.Value != "" {
+				b.secrets = append(b.secrets, e.Value)
+			}
+		}
+	}
+	decrypt := func(v config.Value, data []byte, what string) ([]byte, bool) {
+		if b.o.Key == nil {
+			fail(v.Pos, fmt.Errorf("%s needs the key, which is not there (%s)", what, b.o.KeySource))
+			return nil, false
+		}
+		plain, err := secrets.Decrypt(*b.o.Key, data)
+		if err != nil {
+			fail(v.Pos, fmt.Errorf("decrypt %s: %w", what, err))
+			return nil, false
+		}
+		return plain, true
+	}
+	for _, v := range cfg.EnvFiles {
+		if data, ok := read(v); ok {
+			add(v, data, false)
+		}
+	}
+	for _, v := range cfg.EncryptedEnvFiles {
+		if data, ok := read(v); ok {
+			if plain, ok := decrypt(v, data, v.Text); ok {
+				add(v, plain, true)
+			}
+		}
+	}
+	for i, v := range cfg.EncryptedEnvironment {
+		if plain, ok := decrypt(v, []byte(v.Text), fmt.Sprintf("encrypted_environment entry %d", i+1)); ok {
+			add(config.Value{Text: fmt.Sprintf("encrypted_environment entry %d", i+1), Pos: v.Pos}, plain, true)
+		}
+	}
+	return env, errs
 }
 
 type imageResult struct {

@@ -22,6 +22,7 @@ import (
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/network"
+	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/task"
 )
 
@@ -60,6 +61,14 @@ type Options struct {
 	Attach *Attach
 	// Entrypoint, when not nil, replaces the entrypoint of the step's own service.
 	Entrypoint []string
+	// CIEnv holds the CI_* variables of the build (civars.Values.Env); nil gives CI,
+	// CI_NAME, CI_BUILD_ID and CI_BRANCH (the tag).
+	CIEnv []string
+	// Key decrypts encrypted_env_file and encrypted_environment; nil when there is none,
+	// and then a pipeline that needs one fails before it starts. KeySource says where it
+	// would come from, for that error.
+	Key       *secrets.Key
+	KeySource string
 	// Pull fetches an image that is not in containerd's store (remote.Puller.Pull); nil
 	// means images must be there already. With PullIfPresent, present images are pulled
 	// again too.
@@ -199,6 +208,10 @@ type build struct {
 	seq      atomic.Int64
 	order    map[*config.Step]int
 
+	// secrets are the values that came from encrypted sources: masked in all output.
+	secrets []string
+	masks   []*secrets.Masker
+
 	mu          sync.Mutex
 	results     map[int]Result
 	cleanup     sync.WaitGroup // teardowns of finished steps
@@ -215,6 +228,9 @@ type service struct {
 	templates map[int]string
 	// health is the check that tells when the service is ready, nil when it has none.
 	health *task.Healthcheck
+	// fileEnv is what env_file, encrypted_env_file and encrypted_environment give, in
+	// that order (KEY=VALUE).
+	fileEnv []string
 }
 
 // Run runs the pipeline. It returns a *PreconditionError, and runs nothing, when the
@@ -294,6 +310,25 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 	}()
 	if err := b.prepare(ctx, plan); err != nil {
 		return nil, err
+	}
+	if len(b.secrets) > 0 {
+		// Every value from an encrypted source is masked wherever the containers write.
+		mask := func(w io.Writer) io.Writer {
+			m := secrets.NewMasker(w, b.secrets)
+			b.masks = append(b.masks, m)
+			return m
+		}
+		b.out = NewOutput(mask(o.Output))
+		if a := b.o.Attach; a != nil {
+			attach := *a
+			attach.Stdout, attach.Stderr = mask(a.Stdout), mask(a.Stderr)
+			b.o.Attach = &attach
+		}
+		defer func() {
+			for _, m := range b.masks {
+				retErr = errors.Join(retErr, m.Close())
+			}
+		}()
 	}
 	b.serial(ctx, plan)
 	b.cleanup.Wait()

@@ -38,6 +38,9 @@ Commands:
   import     load image archives (OCI layout or docker save tar) into containerd
   load       pull the images of services (all, or those named) that are missing
   cleanup    remove what builds whose process is gone left behind (--dry-run lists it)
+  encrypt    encrypt IN OUT with codeship.aes (Codeship's v2 format)
+  decrypt    decrypt IN OUT (v1 or v2)
+  generate   write a new key to codeship.aes (never over an existing one)
   version    print the version
 
 Global flags:
@@ -183,6 +186,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runRun(ctx, g, rest, stdout, stderr)
 	case "load":
 		return runLoad(ctx, g, rest, stdout, stderr)
+	case "encrypt", "decrypt":
+		return runCrypt(ctx, g, cmd == "encrypt", rest, stdout, stderr)
+	case "generate":
+		return runGenerate(ctx, g, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "crun-ci %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil
@@ -190,7 +197,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return nil
 	}
-	return usageError("unknown command %q (want steps, run, validate, import, load, cleanup or version)", cmd)
+	return usageError("unknown command %q (want steps, run, validate, import, load, cleanup, encrypt, decrypt, generate or version)", cmd)
 }
 
 func versionString() string {
@@ -314,12 +321,16 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		quietDeps   bool
 		netMode     string
 		pf          pullFlags
+		kf          keyFlags
+		ci          = ciFlags{}
 	)
 	fs := commandFlags("steps", &g, stderr, "")
 	p.add(fs)
 	addNetworkFlag(fs, &netMode)
 	pf.add(fs)
-	fs.StringVar(&tag, "tag", "", "the build's branch or tag, matched by the steps' tag and exclude")
+	kf.add(fs)
+	ci.add(fs)
+	fs.StringVar(&tag, "tag", "", "the build's branch or tag, matched by the steps' tag and exclude (default: the git branch, or the tag at HEAD)")
 	fs.StringArrayVarP(&env, "env", "e", nil, "KEY=VAL added to every container's environment (repeatable)")
 	fs.BoolVar(&noRemove, "no-remove", false, "keep containers, snapshots and anonymous volumes after each step")
 	fs.IntVar(&maxParallel, "max-parallel", runtime.NumCPU(), "how many steps may run at once")
@@ -348,6 +359,18 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
+	key, keySource, err := kf.load(proj.Dir)
+	if err != nil {
+		return err
+	}
+	buildID := steps.NewBuildID()
+	civ, err := ci.values(ctx, proj.Dir, buildID, tag)
+	if err != nil {
+		return err
+	}
+	if tag == "" {
+		tag = civ.Branch // the branch, or the tag at HEAD
+	}
 	d, nm, stateDir, err := g.startBuild(ctx, netMode, stderr)
 	if err != nil {
 		return err
@@ -357,7 +380,6 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	buildID := steps.NewBuildID()
 	log.G(ctx).Debugf("build %s in %s", buildID, proj.Dir)
 	sum, err := steps.Run(ctx, steps.Containerd(task.New(d.Client)), steps.Options{
 		Project:       proj,
@@ -377,6 +399,9 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		Network:       nm,
 		Pull:          puller.Pull,
 		PullIfPresent: pf.ifPresent,
+		CIEnv:         civ.Env(),
+		Key:           key,
+		KeySource:     keySource,
 	})
 	if errors.As(err, new(*steps.PreconditionError)) {
 		return preconditions(err, stderr)

@@ -31,10 +31,14 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 		stopTimeout time.Duration
 		netMode     string
 		pf          pullFlags
+		kf          keyFlags
+		ci          = ciFlags{}
 	)
 	fs := commandFlags("run", &g, stderr, " SERVICE [COMMAND [ARGS…]]")
 	addNetworkFlag(fs, &netMode)
 	pf.add(fs)
+	kf.add(fs)
+	ci.add(fs)
 	fs.SetInterspersed(false) // flags after SERVICE belong to the command
 	fs.StringVar(&p.dir, "dir", ".", "build directory")
 	fs.StringVar(&p.servicesPath, "services-path", "", "services file (default: codeship-services.yml, .json or docker-compose.yml in --dir)")
@@ -72,6 +76,15 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 	}
 	if _, ok := proj.Services[service]; !ok {
 		return usageError("run: no service %q in %s", service, rel(proj.Dir, proj.ServicesFile))
+	}
+	key, keySource, err := kf.load(proj.Dir)
+	if err != nil {
+		return err
+	}
+	buildID := steps.NewBuildID()
+	civ, err := ci.values(ctx, proj.Dir, buildID, "")
+	if err != nil {
+		return err
 	}
 	step := &config.Step{Name: "run", Type: config.Run, Service: service}
 	if len(command) > 0 {
@@ -129,6 +142,11 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 		Network:       nm,
 		Pull:          puller.Pull,
 		PullIfPresent: pf.ifPresent,
+		BuildID:       buildID,
+		Tag:           civ.Branch,
+		CIEnv:         civ.Env(),
+		Key:           key,
+		KeySource:     keySource,
 	})
 	if err := preconditions(err, stderr); err != nil {
 		return err

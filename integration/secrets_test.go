@@ -1,0 +1,95 @@
+package integration
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestEncryptedEnvironmentReachesTheStepMaskedAndNowhereElse(t *testing.T) {
+	requireRoot(t)
+	const secret = "hunter2-S3CRET-value"
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+app:
+  image: busybox
+  environment: {FROM_ENV: plain, OVERRIDDEN: environment}
+  env_file: plain.env
+  encrypted_env_file: secret.env.encrypted
+`,
+		"codeship-steps.yml": `- {name: show, service: app, command: "sh -c 'echo token=$TOKEN; echo $OVERRIDDEN $FROM_FILE $FROM_ENV; test ${#TOKEN} = 20 && echo length ok'"}` + "\n",
+		"plain.env":          "FROM_FILE=file\nOVERRIDDEN=env_file\n",
+		"plain-secret.env":   "TOKEN=" + secret + "\nOVERRIDDEN=encrypted\n",
+	})
+	if r := crunci(t, "generate", "--dir", dir); r.code != 0 {
+		t.Fatalf("generate: exit %d", r.code)
+	}
+	if r := crunci(t, "encrypt", "--dir", dir, filepath.Join(dir, "plain-secret.env"), filepath.Join(dir, "secret.env.encrypted")); r.code != 0 {
+		t.Fatalf("encrypt: exit %d", r.code)
+	}
+	os.Remove(filepath.Join(dir, "plain-secret.env"))
+
+	r := runSteps(t, dir, "--debug", "--log-format", "json")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "show/app | token=***\n", "show/app | *** file plain\n" /* OVERRIDDEN: encrypted_env_file wins over env_file and environment, and is masked */, "show/app | length ok\n")
+	for what, text := range map[string]string{"stdout": r.stdout, "stderr (--debug, json)": r.stderr} {
+		if strings.Contains(text, secret) {
+			t.Errorf("the secret is in %s", what)
+		}
+	}
+	// Nothing crun-ci keeps of the build holds it: build directories are gone, and no
+	// file of crun-ci's own state (outside containerd's root) has it.
+	filepath.Walk(stateDir, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() || strings.HasPrefix(p, filepath.Join(stateDir, "containerd")) {
+			return nil
+		}
+		if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(secret)) {
+			t.Errorf("the secret is in %s", p)
+		}
+		return nil
+	})
+
+	// Without the key, the build stops before anything starts, naming the file.
+	os.Remove(filepath.Join(dir, "codeship.aes"))
+	r = runSteps(t, dir)
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr, `codeship-services.yml:6: service "app": secret.env.encrypted needs the key, which is not there (no key file `+filepath.Join(dir, "codeship.aes")+` and CRUNCI_AES_KEY is not set)`)
+}
+
+func TestCIVariablesComeFromTheGitRepository(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n",
+		"codeship-steps.yml": `
+- {name: vars, service: app, command: "sh -c 'echo $CI_BRANCH/$CI_COMMIT_ID/$CI_COMMITTER_NAME/$CI_REPO_NAME/$CI_COMMIT_MESSAGE/$CI_PULL_REQUEST'"}
+- {name: only-on-feature, service: app, tag: feature/x, command: echo tag from git}
+`,
+	})
+	git := func(args ...string) string {
+		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_COMMITTER_NAME=Ada", "GIT_COMMITTER_EMAIL=ada@example.com", "GIT_AUTHOR_NAME=Ada", "GIT_AUTHOR_EMAIL=ada@example.com")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q", "-b", "feature/x")
+	git("add", ".")
+	git("commit", "-q", "-m", "first commit")
+	commit := git("rev-parse", "HEAD")
+
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout,
+		"vars/app | feature/x/"+commit+"/Ada/"+filepath.Base(dir)+"/first commit/false\n",
+		"only-on-feature/app | tag from git\n") // --tag defaults to the branch
+
+	r = runSteps(t, dir, "--ci-branch", "main", "--ci-committer-name", "Bob", "--tag", "release")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "vars/app | main/"+commit+"/Bob/")
+	wantNotContains(t, "stdout", r.stdout, "only-on-feature/app")
+}
