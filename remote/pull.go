@@ -16,6 +16,8 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/sirupsen/logrus"
 )
 
 // Puller pulls images with one set of credentials and insecure registries.
@@ -65,7 +67,7 @@ func (p *Puller) Pull(ctx context.Context, ref string) error {
 		wg.Go(func() { p.report(ctx, ref, done) })
 	}
 	began := time.Now()
-	img, err := p.Client.Pull(ctx, ref, client.WithPullUnpack, client.WithResolver(resolver), client.WithPullSnapshotter(p.Snapshotter))
+	img, err := p.Client.Pull(quiet(ctx), ref, client.WithPullUnpack, client.WithResolver(resolver), client.WithPullSnapshotter(p.Snapshotter))
 	close(done)
 	wg.Wait()
 	if err != nil {
@@ -171,4 +173,19 @@ func bytesText(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// quiet returns ctx with a logger that passes on containerd's resolver messages only
+// from warnings up (at info it reports every failed request, which the pull's error
+// says anyway), unless debugging is on.
+func quiet(ctx context.Context) context.Context {
+	entry := log.G(ctx)
+	if entry.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		return ctx
+	}
+	l := logrus.New()
+	l.SetOutput(entry.Logger.Out)
+	l.SetFormatter(entry.Logger.Formatter)
+	l.SetLevel(logrus.WarnLevel)
+	return log.WithLogger(ctx, logrus.NewEntry(l).WithFields(entry.Data))
 }
