@@ -24,4 +24,6 @@ rm -f examples/host-volumes/tmp/artifacts/build-stamp
 crunci steps --dir examples/host-volumes
 echo "== on the host afterwards: examples/host-volumes/tmp/artifacts/build-stamp"
 cat examples/host-volumes/tmp/artifacts/build-stamp
+echo "== examples/dependencies: a healthy dependency reached by name on the step's network"
+crunci steps --dir examples/dependencies --stop-timeout 1s
 echo "demo: all example pipelines passed"
