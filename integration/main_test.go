@@ -66,6 +66,7 @@ func testMain(m *testing.M) int {
 func setup(tmp string) error {
 	bin = filepath.Join(tmp, "crun-ci")
 	build := exec.Command("go", "build", "-o", bin, "github.com/crun-ci/crun-ci/cmd/crun-ci")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as scripts/setup.sh builds it
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build crun-ci: %w", err)

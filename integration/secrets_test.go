@@ -2,6 +2,8 @@ package integration
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,4 +94,51 @@ func TestCIVariablesComeFromTheGitRepository(t *testing.T) {
 	wantCode(t, r, 0)
 	wantContains(t, "stdout", r.stdout, "vars/app | main/"+commit+"/Bob/")
 	wantNotContains(t, "stdout", r.stdout, "only-on-feature/app")
+}
+
+// A decrypted value never reaches containerd's record of the container or the task's
+// bundle: the process gets it through a FIFO when it starts.
+func TestSecretVariablesStayOutOfTheRuntimeSpec(t *testing.T) {
+	requireRoot(t)
+	const secret = "n0t-in-any-spec-4711"
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n  user: nobody\n  encrypted_env_file: secret.env.encrypted\n",
+		"codeship-steps.yml":    "- {name: hold, service: app, command: \"sh -c 'test ${#TOKEN} = 20 && echo got it; echo started; sleep 2'\"}\n",
+		"plain.env":             "TOKEN=" + secret + "\n",
+	})
+	crunci(t, "generate", "--dir", dir)
+	crunci(t, "encrypt", "--dir", dir, filepath.Join(dir, "plain.env"), filepath.Join(dir, "secret.env.encrypted"))
+	os.Remove(filepath.Join(dir, "plain.env"))
+
+	run := start(t, stateDir, "steps", "--dir", dir)
+	run.waitFor("hold/app | started", 1)
+	ctrs, err := ctrd.Client.Containers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ctrs) == 0 {
+		t.Fatal("no container while the step runs")
+	}
+	for _, c := range ctrs {
+		spec, err := c.Spec(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := json.Marshal(spec)
+		if bytes.Contains(data, []byte(secret)) {
+			t.Errorf("the secret is in the spec of %s", c.ID())
+		}
+	}
+	filepath.Walk(stateDir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() && info.Size() < 64<<20 {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(secret)) {
+				t.Errorf("the secret is on disk in %s", p)
+			}
+		}
+		return nil
+	})
+	r := run.wait()
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "hold/app | got it\n")
+	assertClean(t)
 }

@@ -32,6 +32,7 @@ if ! command -v go >/dev/null; then
 fi
 
 mkdir -p bin
-go build -o bin/crun-ci ./cmd/crun-ci
+# Static: crun-ci mounts itself into containers to hand them their secret variables.
+CGO_ENABLED=0 go build -o bin/crun-ci ./cmd/crun-ci
 go build -o bin/mkimage ./cmd/mkimage
 echo "setup: built bin/crun-ci ($(bin/crun-ci version))" >&2

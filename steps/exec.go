@@ -16,12 +16,14 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/oci"
+	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/task"
 )
 
@@ -122,10 +124,33 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 		}
 	}
 
+	// Secret variables wait in a FIFO per service, held open here until the step ends.
+	handoffs := map[string]string{}
+	defer func() {
+		for _, f := range b.handoffFiles(handoffs) {
+			f.Close()
+		}
+	}()
+	for _, name := range plan.Containers {
+		if env := b.services[name].secretEnv; len(env) > 0 {
+			path, err := b.handoff(filepath.Join(volumes, ".etc"), name, env)
+			if err != nil {
+				return 0, err
+			}
+			handoffs[name] = path
+		}
+	}
+
 	byName := map[string]Container{}
 	for _, name := range plan.Containers {
 		id := fmt.Sprintf("crunci-%s-%d-%s", b.o.BuildID, seq, sanitize(name))
-		c, err := b.create(ctx, s, name, id, plan.Mounts[name], name == s.Service, net)
+		ms := plan.Mounts[name]
+		if path, ok := handoffs[name]; ok {
+			ms = append(append([]specs.Mount{}, ms...),
+				mounts.Bind(b.exe, handoffExe, true),
+				mounts.Bind(path, handoffFIFO, true))
+		}
+		c, err := b.create(ctx, s, name, id, ms, name == s.Service, net, handoffs[name] != "")
 		if err != nil {
 			return 0, err
 		}
@@ -264,7 +289,7 @@ func (b *build) stop(c Container) error {
 
 // create makes one container of the step. The step's own service runs the step's
 // command; the others are made only for their volumes.
-func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms []specs.Mount, main bool, net stepNet) (Container, error) {
+func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms []specs.Mount, main bool, net stepNet, handoff bool) (Container, error) {
 	svc := b.services[name]
 	command, entrypoint := svc.cfg.Command, svc.cfg.Entrypoint
 	if main && s.Command != nil {
@@ -279,6 +304,9 @@ func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms 
 			return nil, fmt.Errorf("service %q: %w", name, err)
 		}
 		args = []string{"true"} // never started
+	}
+	if handoff {
+		args = append([]string{handoffExe, "exec-env", handoffFIFO, "--"}, args...)
 	}
 	spec, err := oci.Spec(ctx, oci.Container{
 		ID:         id,
@@ -328,7 +356,7 @@ func (b *build) env(svc *config.Service) []string {
 			env = append(env, e.Key+"="+v)
 		}
 	}
-	// env_file, then encrypted_env_file and encrypted_environment, as read by prepare.
+	// env_file, as read by prepare; the encrypted sources come through the hand-off.
 	env = append(env, b.services[svc.Name].fileEnv...)
 	return append(env, b.o.Env...)
 }
@@ -417,4 +445,53 @@ func (b *build) stepFiles(dir string, sb *network.Sandbox, services []string) (s
 		return stepNet{}, err
 	}
 	return n, nil
+}
+
+// Where the hand-off of secret variables appears inside a container.
+const (
+	handoffExe  = "/.crun-ci/crun-ci"
+	handoffFIFO = "/.crun-ci/env"
+)
+
+// handoff makes the FIFO through which service name's container gets its secret
+// variables (see secrets.EncodeEnv), owned by the service's user, and writes them into
+// it. The FIFO is kept open (for reading and writing, so that the data waits in the
+// pipe, in memory, until the process reads it) until the step ends; nothing of it is on
+// disk.
+func (b *build) handoff(dir, name string, env []string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "secrets-"+name)
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		return "", fmt.Errorf("make the secret hand-off of %q: %w", name, err)
+	}
+	u := b.services[name].user
+	if err := os.Chown(path, int(u.UID), int(u.GID)); err != nil {
+		return "", fmt.Errorf("make the secret hand-off of %q: %w", name, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return "", fmt.Errorf("open the secret hand-off of %q: %w", name, err)
+	}
+	b.mu.Lock()
+	b.handoffsOpen[path] = f
+	b.mu.Unlock()
+	data := secrets.EncodeEnv(env)
+	go f.Write(data) // more than a pipe holds waits for the reader
+	return path, nil
+}
+
+// handoffFiles takes the open FIFOs of the paths out of the build's list.
+func (b *build) handoffFiles(paths map[string]string) []*os.File {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []*os.File
+	for _, p := range paths {
+		if f, ok := b.handoffsOpen[p]; ok {
+			out = append(out, f)
+			delete(b.handoffsOpen, p)
+		}
+	}
+	return out
 }

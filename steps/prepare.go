@@ -2,11 +2,13 @@ package steps
 
 import (
 	"context"
+	"debug/elf"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/containerd/continuity/fs"
@@ -111,9 +113,17 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 		if svc == nil {
 			continue
 		}
-		env, errs2 := b.fileEnv(svc.cfg)
+		plainEnv, secretEnv, errs2 := b.fileEnv(svc.cfg)
 		errs = append(errs, errs2...)
-		svc.fileEnv = env
+		svc.fileEnv, svc.secretEnv = plainEnv, withoutKeys(secretEnv, b.o.Env)
+		if len(secretEnv) > 0 && b.exe == "" {
+			exe, err := handoffBinary()
+			if err != nil {
+				fail(svc.cfg.Pos, name, err)
+				continue
+			}
+			b.exe = exe
+		}
 	}
 
 	// service_healthy needs a health check to wait for.
@@ -192,8 +202,7 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 
 // fileEnv reads a service's env_file, encrypted_env_file and encrypted_environment, in
 // that order, and notes the values of the encrypted ones for masking.
-func (b *build) fileEnv(cfg *config.Service) ([]string, []error) {
-	var env []string
+func (b *build) fileEnv(cfg *config.Service) (plainEnv, secretEnv []string, _ []error) {
 	var errs []error
 	fail := func(pos config.Pos, err error) {
 		errs = append(errs, &config.Error{Pos: pos, Service: cfg.Name, Err: err})
@@ -216,8 +225,12 @@ func (b *build) fileEnv(cfg *config.Service) ([]string, []error) {
 			return
 		}
 		for _, e := range vars {
-			env = append(env, e.Key+"="+e.Value)
-			if secret && e.Value != "" {
+			if !secret {
+				plainEnv = append(plainEnv, e.Key+"="+e.Value)
+				continue
+			}
+			secretEnv = append(secretEnv, e.Key+"="+e.Value)
+			if e.Value != "" {
 				b.secrets = append(b.secrets, e.Value)
 			}
 		}
@@ -251,7 +264,45 @@ func (b *build) fileEnv(cfg *config.Service) ([]string, []error) {
 			add(config.Value{Text: fmt.Sprintf("encrypted_environment entry %d", i+1), Pos: v.Pos}, plain, true)
 		}
 	}
-	return env, errs
+	return plainEnv, secretEnv, errs
+}
+
+// withoutKeys returns the entries of env whose keys override does not set: -e wins over
+// what the hand-off adds when the process starts.
+func withoutKeys(env, override []string) []string {
+	set := map[string]bool{}
+	for _, e := range override {
+		k, _, _ := strings.Cut(e, "=")
+		set[k] = true
+	}
+	var out []string
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); !set[k] {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// handoffBinary returns crun-ci's own executable, which goes into containers to hand
+// them their secret variables (see secrets.EncodeEnv). It must be statically linked, or
+// it would not run in an image without the host's C library.
+func handoffBinary() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find crun-ci's executable for secret variables: %w", err)
+	}
+	f, err := elf.Open(exe)
+	if err != nil {
+		return "", fmt.Errorf("read crun-ci's executable %s: %w", exe, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return "", fmt.Errorf("secret variables need a statically linked crun-ci (build it with CGO_ENABLED=0, as scripts/setup.sh does); %s is dynamically linked", exe)
+		}
+	}
+	return exe, nil
 }
 
 type imageResult struct {

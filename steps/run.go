@@ -210,7 +210,12 @@ type build struct {
 
 	// secrets are the values that came from encrypted sources: masked in all output.
 	secrets []string
-	masks   []*secrets.Masker
+	// exe is crun-ci's own static executable, mounted into containers that get secret
+	// variables; "" when none does.
+	exe string
+	// handoffsOpen holds the FIFOs of running steps' secret hand-offs, by path.
+	handoffsOpen map[string]*os.File
+	masks        []*secrets.Masker
 
 	mu          sync.Mutex
 	results     map[int]Result
@@ -228,9 +233,10 @@ type service struct {
 	templates map[int]string
 	// health is the check that tells when the service is ready, nil when it has none.
 	health *task.Healthcheck
-	// fileEnv is what env_file, encrypted_env_file and encrypted_environment give, in
-	// that order (KEY=VALUE).
-	fileEnv []string
+	// fileEnv is what env_file gives (KEY=VALUE); secretEnv what encrypted_env_file and
+	// encrypted_environment give, which reaches the process through the hand-off, never
+	// the spec.
+	fileEnv, secretEnv []string
 }
 
 // Run runs the pipeline. It returns a *PreconditionError, and runs nothing, when the
@@ -260,6 +266,8 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		sem:      make(chan struct{}, o.MaxParallel),
 		order:    map[*config.Step]int{},
 		results:  map[int]Result{},
+
+		handoffsOpen: map[string]*os.File{},
 	}
 	plan := Plan(o.Project.Steps, o.Tag)
 	b.index(plan)

@@ -153,6 +153,9 @@ func printErrors(w io.Writer, err error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "exec-env" {
+		return execEnv(args[1:], stderr)
+	}
 	var g globals
 	fs := pflag.NewFlagSet("crun-ci", pflag.ContinueOnError)
 	fs.SetOutput(stderr)

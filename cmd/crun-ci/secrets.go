@@ -7,7 +7,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containerd/log"
@@ -185,4 +189,34 @@ func (c ciFlags) values(ctx context.Context, dir, buildID, tag string) (civars.V
 	v.BuildID = buildID
 	v.Time = time.Now()
 	return v, nil
+}
+
+// execEnv is `crun-ci exec-env FIFO -- COMMAND [ARGS…]`, run inside a container as its
+// process: it reads the secret variables from the hand-off FIFO, adds them to its
+// environment and becomes COMMAND. Not for people: steps set it up (see
+// secrets.EncodeEnv).
+func execEnv(args []string, stderr io.Writer) error {
+	if len(args) < 3 || args[1] != "--" {
+		return usageError("exec-env: want FIFO -- COMMAND [ARGS…]")
+	}
+	env, err := secrets.ReadEnvFile(args[0])
+	if err != nil {
+		return err
+	}
+	environ := os.Environ()
+	for _, e := range env {
+		k, _, _ := strings.Cut(e, "=")
+		environ = slices.DeleteFunc(environ, func(x string) bool { return strings.HasPrefix(x, k+"=") })
+		environ = append(environ, e)
+	}
+	path := args[2]
+	if !strings.Contains(path, "/") {
+		if path, err = exec.LookPath(path); err != nil {
+			fmt.Fprintf(stderr, "%s: not found\n", args[2])
+			return &exitError{code: 127, err: fmt.Errorf("%w: not found", errReported)}
+		}
+	}
+	err = syscall.Exec(path, args[2:], environ)
+	fmt.Fprintf(stderr, "%s: %v\n", args[2], err)
+	return &exitError{code: 126, err: fmt.Errorf("%w: exec failed", errReported)}
 }
