@@ -29,7 +29,7 @@ var ignoredKeys = set(
 // Service keys of features crun-ci will implement later.
 var laterKeys = set(
 	"build", "dockercfg_service",
-	"encrypted_dockercfg_path", "cached", "default_cache_branch", "add_docker",
+	"cached", "default_cache_branch", "add_docker",
 	"dockerfile", "dockerfile_path",
 )
 
@@ -186,6 +186,11 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 			}
 		case k == "healthcheck":
 			s.Healthcheck = f.healthcheck(v, w)
+		case k == "encrypted_dockercfg_path":
+			s.EncryptedDockercfgPath = Value{Text: f.text(k, v, w), Pos: f.pos(v)}
+			if s.EncryptedDockercfgPath.Text == "" {
+				f.errorf(v, w, "key %q: empty", k)
+			}
 		case k == "env_file":
 			s.EnvFiles = f.values(k, v, w)
 		case k == "encrypted_env_file":

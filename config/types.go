@@ -71,7 +71,10 @@ type Service struct {
 	// EnvFiles and EncryptedEnvFiles are KEY=value files, relative to the build directory;
 	// EncryptedEnvironment holds encrypted KEY=value texts. Precedence: Environment, then
 	// EnvFiles, then EncryptedEnvFiles and EncryptedEnvironment; later wins.
-	EnvFiles             []Value
+	// EncryptedDockercfgPath is an encrypted Docker config file (relative to the build
+	// directory) with the credentials to pull the service's image; Text is "" when unset.
+	EncryptedDockercfgPath Value
+	EnvFiles               []Value
 	EncryptedEnvFiles    []Value
 	EncryptedEnvironment []Value
 	// DependsOn and Links name other services; they are checked to exist and to have no

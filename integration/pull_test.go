@@ -161,3 +161,32 @@ func TestMissingImagesArePulledWithCredentials(t *testing.T) {
 	wantCode(t, r, 2)
 	wantContains(t, "stderr", r.stderr, `service "missing": pull image `+reg.host+`/crunci/absent:1: not found in the registry`)
 }
+
+// A service's encrypted_dockercfg_path holds the credentials of its image's registry,
+// decrypted in memory.
+func TestAnEncryptedDockercfgPullsTheServiceImage(t *testing.T) {
+	requireRoot(t)
+	reg := newRegistry(t, "deploy", "pw-4711")
+	ref := reg.push(t, "crunci/private:1", "deploy", "pw-4711")
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: " + ref + "\n  encrypted_dockercfg_path: dockercfg.encrypted\n",
+		"codeship-steps.yml":    "- {name: private, service: app, command: cat /pulled}\n",
+	})
+	cfg := dockerConfig(t, reg.host, "deploy", "pw-4711")
+	crunci(t, "generate", "--dir", dir)
+	if r := crunci(t, "encrypt", "--dir", dir, filepath.Join(cfg, "config.json"), filepath.Join(dir, "dockercfg.encrypted")); r.code != 0 {
+		t.Fatalf("encrypt: exit %d", r.code)
+	}
+	// No credentials of the host's: an empty Docker config directory.
+	cmd := exec.Command(bin, "--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "steps", "--dir", dir)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	t.Logf("crun-ci steps: %v\n%s", err, out)
+	if err != nil || !strings.Contains(string(out), "private/app | from the registry\n") {
+		t.Errorf("the image was not pulled with the encrypted credentials")
+	}
+	if strings.Contains(string(out), "pw-4711") {
+		t.Errorf("the password is in crun-ci's output")
+	}
+	assertClean(t)
+}

@@ -109,6 +109,33 @@ func normalizeHost(h string) string {
 	return h
 }
 
+// ParseCredentials reads the content of a Docker config file, in either format (entries
+// under "auths", or at the top level as in ~/.dockercfg); name names it in errors.
+func ParseCredentials(name string, data []byte) (Credentials, error) {
+	creds := Credentials{}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return nil, fmt.Errorf("read registry credentials %s: %w", name, err)
+	}
+	_, modern := probe["auths"]
+	if err := creds.parse(name, data, modern); err != nil {
+		return nil, err
+	}
+	return creds, nil
+}
+
+// With returns c with the entries of more added, more's winning.
+func (c Credentials) With(more Credentials) Credentials {
+	out := Credentials{}
+	for h, l := range c {
+		out[h] = l
+	}
+	for h, l := range more {
+		out[h] = l
+	}
+	return out
+}
+
 // Lookup returns the user and secret for host, as containerd's authorizer wants them: an
 // identity token is a secret with an empty user.
 func (c Credentials) Lookup(host string) (string, string, error) {

@@ -56,9 +56,16 @@ func (p *Puller) plainHTTP(host string) (bool, error) {
 // Pull fetches ref (normalised) and unpacks it. Its errors carry the registry's own
 // message (denied, not found, rate limited).
 func (p *Puller) Pull(ctx context.Context, ref string) error {
+	return p.PullWith(ctx, ref, nil)
+}
+
+// PullWith is Pull with more credentials, which win over the Puller's (a service's
+// encrypted_dockercfg_path).
+func (p *Puller) PullWith(ctx context.Context, ref string, more Credentials) error {
+	creds := p.Credentials.With(more)
 	hosts := docker.ConfigureDefaultRegistries(
 		docker.WithPlainHTTP(p.plainHTTP),
-		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(p.Credentials.Lookup))),
+		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(creds.Lookup))),
 	)
 	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: hosts})
 	done := make(chan struct{})

@@ -18,6 +18,7 @@ import (
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/oci"
+	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/task"
 )
@@ -66,7 +67,9 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 
 	b.guard = mounts.Guard{BuildDir: b.o.Project.Dir, Allow: b.o.Allow}
 	guard := b.guard
-	images := b.images(ctx, names)
+	creds, credErrs := b.dockercfgs(names)
+	errs = append(errs, credErrs...)
+	images := b.images(ctx, names, creds)
 	for _, name := range names {
 		cfg, ok := b.o.Project.Services[name]
 		if !ok {
@@ -305,6 +308,49 @@ func handoffBinary() (string, error) {
 	return exe, nil
 }
 
+// dockercfgs decrypts the services' encrypted_dockercfg_path files and returns their
+// credentials by image reference (merged when several services share an image); they
+// stay in memory.
+func (b *build) dockercfgs(names []string) (map[string]remote.Credentials, []error) {
+	out := map[string]remote.Credentials{}
+	var errs []error
+	for _, name := range names {
+		cfg := b.o.Project.Services[name]
+		if cfg == nil || cfg.EncryptedDockercfgPath.Text == "" {
+			continue
+		}
+		v := cfg.EncryptedDockercfgPath
+		fail := func(err error) {
+			errs = append(errs, &config.Error{Pos: v.Pos, Service: name, Err: err})
+		}
+		if b.o.Key == nil {
+			fail(fmt.Errorf("%s needs the key, which is not there (%s)", v.Text, b.o.KeySource))
+			continue
+		}
+		path, err := b.guard.HostPath(v.Text)
+		var data []byte
+		if err == nil {
+			data, err = os.ReadFile(path)
+		}
+		if err != nil {
+			fail(fmt.Errorf("read %s: %w", v.Text, err))
+			continue
+		}
+		plain, err := secrets.Decrypt(*b.o.Key, data)
+		if err != nil {
+			fail(fmt.Errorf("decrypt %s: %w", v.Text, err))
+			continue
+		}
+		creds, err := remote.ParseCredentials(v.Text, plain)
+		if err != nil {
+			fail(err)
+			continue
+		}
+		out[cfg.Image] = out[cfg.Image].With(creds)
+	}
+	return out, errs
+}
+
 type imageResult struct {
 	image *task.Image
 	err   error
@@ -312,7 +358,7 @@ type imageResult struct {
 
 // images finds the images of the services, pulling those that are missing (or all, with
 // PullIfPresent) when a puller is set: each image once, all at the same time.
-func (b *build) images(ctx context.Context, names []string) map[string]imageResult {
+func (b *build) images(ctx context.Context, names []string, creds map[string]remote.Credentials) map[string]imageResult {
 	out := map[string]imageResult{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -330,7 +376,7 @@ func (b *build) images(ctx context.Context, names []string) map[string]imageResu
 			continue
 		}
 		wg.Go(func() {
-			img, err := b.image(ctx, ref)
+			img, err := b.image(ctx, ref, creds[ref])
 			mu.Lock()
 			out[ref] = imageResult{img, err}
 			mu.Unlock()
@@ -341,19 +387,19 @@ func (b *build) images(ctx context.Context, names []string) map[string]imageResu
 }
 
 // image finds one image, pulling it when it is missing or PullIfPresent asks.
-func (b *build) image(ctx context.Context, ref string) (*task.Image, error) {
+func (b *build) image(ctx context.Context, ref string, creds remote.Credentials) (*task.Image, error) {
 	name, err := task.Normalize(ref)
 	if err != nil {
 		return nil, err
 	}
 	if b.o.Pull != nil && b.o.PullIfPresent {
-		if err := b.o.Pull(ctx, name); err != nil {
+		if err := b.o.Pull(ctx, name, creds); err != nil {
 			return nil, fmt.Errorf("pull image %s: %w", name, err)
 		}
 	}
 	img, err := b.rt.Image(ctx, ref)
 	if errdefs.IsNotFound(err) && b.o.Pull != nil && !b.o.PullIfPresent {
-		if err := b.o.Pull(ctx, name); err != nil {
+		if err := b.o.Pull(ctx, name, creds); err != nil {
 			return nil, fmt.Errorf("pull image %s: %w", name, err)
 		}
 		img, err = b.rt.Image(ctx, ref)

@@ -22,6 +22,7 @@ import (
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/network"
+	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/task"
 )
@@ -69,10 +70,11 @@ type Options struct {
 	// would come from, for that error.
 	Key       *secrets.Key
 	KeySource string
-	// Pull fetches an image that is not in containerd's store (remote.Puller.Pull); nil
+	// Pull fetches an image that is not in containerd's store (remote.Puller.PullWith,
+	// given the credentials of the services' encrypted_dockercfg_path); nil
 	// means images must be there already. With PullIfPresent, present images are pulled
 	// again too.
-	Pull          func(ctx context.Context, ref string) error
+	Pull          func(ctx context.Context, ref string, creds remote.Credentials) error
 	PullIfPresent bool
 	// Hurry, once closed, cuts the stop timeout short: tasks being stopped get SIGKILL
 	// at once (a second Ctrl-C).

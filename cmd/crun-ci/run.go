@@ -400,7 +400,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		QuietDeps:     quietDeps,
 		Hurry:         hurry,
 		Network:       nm,
-		Pull:          puller.Pull,
+		Pull:          puller.PullWith,
 		PullIfPresent: pf.ifPresent,
 		CIEnv:         civ.Env(),
 		Key:           key,

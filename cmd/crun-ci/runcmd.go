@@ -140,7 +140,7 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 		Attach:        attach,
 		Entrypoint:    ep,
 		Network:       nm,
-		Pull:          puller.Pull,
+		Pull:          puller.PullWith,
 		PullIfPresent: pf.ifPresent,
 		BuildID:       buildID,
 		Tag:           civ.Branch,
