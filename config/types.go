@@ -75,8 +75,8 @@ type Service struct {
 	// directory) with the credentials to pull the service's image; Text is "" when unset.
 	EncryptedDockercfgPath Value
 	EnvFiles               []Value
-	EncryptedEnvFiles    []Value
-	EncryptedEnvironment []Value
+	EncryptedEnvFiles      []Value
+	EncryptedEnvironment   []Value
 	// DependsOn and Links name other services; they are checked to exist and to have no
 	// cycles. Starting them is a later feature.
 	DependsOn []Ref
