@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"sort"
 
 	"github.com/containerd/errdefs"
@@ -46,18 +45,16 @@ func runLoad(ctx context.Context, g globals, args []string, stdout, stderr io.Wr
 			refs[svc.Image] = n
 		}
 	}
-	d, err := g.connect(ctx)
+	sess, err := g.open(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { retErr = errors.Join(retErr, d.Close()) }()
-	stateDir, _ := filepath.Abs(g.stateDir)
-	cleanupEarlier(ctx, d, stateDir, stderr)
-	puller, err := pf.puller(d, stderr)
+	defer func() { retErr = errors.Join(retErr, sess.Close()) }()
+	puller, err := pf.puller(sess.d, stderr)
 	if err != nil {
 		return err
 	}
-	c := task.New(d.Client)
+	c := task.New(sess.d.Client)
 	var images []string
 	for ref := range refs {
 		images = append(images, ref)

@@ -284,14 +284,12 @@ func runImport(ctx context.Context, g globals, args []string, stdout, stderr io.
 	if fs.NArg() == 0 {
 		return usageError("import: no archive given")
 	}
-	d, err := g.connect(ctx)
+	sess, err := g.open(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { retErr = errors.Join(retErr, d.Close()) }()
-	stateDir, _ := filepath.Abs(g.stateDir)
-	cleanupEarlier(ctx, d, stateDir, stderr)
-	c := task.New(d.Client)
+	defer func() { retErr = errors.Join(retErr, sess.Close()) }()
+	c := task.New(sess.d.Client)
 	for _, name := range fs.Args() {
 		f, err := os.Open(name)
 		if err != nil {
@@ -374,17 +372,13 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	if tag == "" {
 		tag = civ.Branch // the branch, or the tag at HEAD
 	}
-	d, nm, stateDir, err := g.startBuild(ctx, netMode, stderr)
+	sess, err := g.startBuild(ctx, netMode, pf, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { retErr = errors.Join(retErr, d.Close()) }()
-	puller, err := pf.puller(d, stderr)
-	if err != nil {
-		return err
-	}
+	defer func() { retErr = errors.Join(retErr, sess.Close()) }()
 	log.G(ctx).Debugf("build %s in %s", buildID, proj.Dir)
-	sum, err := steps.Run(ctx, steps.Containerd(task.New(d.Client)), steps.Options{
+	sum, err := steps.Run(ctx, steps.Containerd(task.New(sess.d.Client)), steps.Options{
 		Project:       proj,
 		Tag:           tag,
 		Env:           env,
@@ -393,14 +387,14 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		Allow:         p.allow,
 		BuildID:       buildID,
 		Namespace:     g.namespace,
-		StateDir:      stateDir,
+		StateDir:      sess.stateDir,
 		Output:        stdout,
 		StopTimeout:   stopTimeout,
 		StepTimeout:   stepTimeout,
 		QuietDeps:     quietDeps,
 		Hurry:         hurry,
-		Network:       nm,
-		Pull:          puller.PullWith,
+		Network:       sess.network,
+		Pull:          sess.puller.PullWith,
 		PullIfPresent: pf.ifPresent,
 		CIEnv:         civ.Env(),
 		Key:           key,
@@ -570,21 +564,50 @@ func checkEnv(env []string) error {
 	return nil
 }
 
-// startBuild makes what a build needs before it starts: the step networks' manager, a
-// containerd connection (the embedded containerd if need be; close it when done), and a
-// clean slate (what dead builds left is removed).
-func (g *globals) startBuild(ctx context.Context, netMode string, stderr io.Writer) (_ *daemon.Daemon, _ *network.Manager, stateDir string, _ error) {
-	stateDir, _ = filepath.Abs(g.stateDir)
-	nm, err := networkManager(netMode, stateDir)
+// session is what a command that runs containers works with.
+type session struct {
+	d        *daemon.Daemon
+	stateDir string
+	network  *network.Manager
+	puller   *remote.Puller
+}
+
+// open connects to containerd (the embedded one if need be; Close the session when done)
+// and clears what dead builds left.
+func (g *globals) open(ctx context.Context, stderr io.Writer) (*session, error) {
+	stateDir, err := filepath.Abs(g.stateDir)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, usageError("--state-dir: %w", err)
 	}
 	d, err := g.connect(ctx)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, err
 	}
 	cleanupEarlier(ctx, d, stateDir, stderr)
-	return d, nm, stateDir, nil
+	return &session{d: d, stateDir: stateDir}, nil
+}
+
+func (s *session) Close() error { return s.d.Close() }
+
+// startBuild opens a session with what a build needs besides: the step networks'
+// manager (checked first, so a missing CNI plugin stops before containerd is touched)
+// and the image puller.
+func (g *globals) startBuild(ctx context.Context, netMode string, pf pullFlags, stderr io.Writer) (*session, error) {
+	stateDir, _ := filepath.Abs(g.stateDir)
+	nm, err := networkManager(netMode, stateDir)
+	if err != nil {
+		return nil, err
+	}
+	s, err := g.open(ctx, stderr)
+	if err != nil {
+		return nil, err
+	}
+	s.network = nm
+	if s.puller, err = pf.puller(s.d, stderr); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // preconditions prints the problems of a *steps.PreconditionError, one a line, and turns

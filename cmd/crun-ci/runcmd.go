@@ -116,31 +116,27 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 		}
 	}
 
-	d, nm, stateDir, err := g.startBuild(ctx, netMode, stderr)
+	sess, err := g.startBuild(ctx, netMode, pf, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { retErr = errors.Join(retErr, d.Close()) }()
-	puller, err := pf.puller(d, stderr)
-	if err != nil {
-		return err
-	}
-	sum, err := steps.Run(ctx, steps.Containerd(task.New(d.Client)), steps.Options{
+	defer func() { retErr = errors.Join(retErr, sess.Close()) }()
+	sum, err := steps.Run(ctx, steps.Containerd(task.New(sess.d.Client)), steps.Options{
 		Project:       proj,
 		MaxParallel:   1,
 		NoRemove:      noRemove,
 		Allow:         p.allow,
 		Env:           env,
 		Namespace:     g.namespace,
-		StateDir:      stateDir,
+		StateDir:      sess.stateDir,
 		Output:        stdout,
 		StopTimeout:   stopTimeout,
 		QuietDeps:     quietDeps,
 		Hurry:         hurry,
 		Attach:        attach,
 		Entrypoint:    ep,
-		Network:       nm,
-		Pull:          puller.PullWith,
+		Network:       sess.network,
+		Pull:          sess.puller.PullWith,
 		PullIfPresent: pf.ifPresent,
 		BuildID:       buildID,
 		Tag:           civ.Branch,
