@@ -190,3 +190,53 @@ func TestAnEncryptedDockercfgPullsTheServiceImage(t *testing.T) {
 	}
 	assertClean(t)
 }
+
+// Push steps run with --push: the service's image goes to its registry under the
+// expanded image_tag.
+func TestPushStepsPushTheServiceImage(t *testing.T) {
+	requireRoot(t)
+	reg := newRegistry(t, "ci", "pw")
+	files, err := ociarchive.Busybox(ociarchive.BusyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := reg.host + "/crunci/pushed:local"
+	archive := filepath.Join(t.TempDir(), "local.tar")
+	if err := ociarchive.WriteFile(archive, ociarchive.Image{Name: local, Config: ociarchive.BusyboxConfig(), Files: files}); err != nil {
+		t.Fatal(err)
+	}
+	if r := crunci(t, "import", archive); r.code != 0 {
+		t.Fatalf("import: exit %d", r.code)
+	}
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: " + local + "\n",
+		"codeship-steps.yml":    "- {service: app, command: 'true'}\n- {name: publish, type: push, service: app, image_name: " + reg.host + "/crunci/pushed, image_tag: \"{{ .Branch }}-{{ .ServiceName }}\"}\n",
+	})
+	steps := func(args ...string) result {
+		full := append([]string{"--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "steps", "--dir", dir}, args...)
+		cmd := exec.Command(bin, full...)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dockerConfig(t, reg.host, "ci", "pw"))
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Run()
+		r := result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+		t.Logf("crun-ci steps %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		assertClean(t)
+		return r
+	}
+	target := reg.host + "/crunci/pushed:main-app"
+	r := steps("--tag", "main")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "SKIPPED     publish (app): push steps run with --push")
+
+	r = steps("--tag", "main", "--push")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "PASSED      publish (app)", "pushed "+target)
+	parsed, err := name.ParseReference(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ggcrremote.Head(parsed, ggcrremote.WithAuth(&authn.Basic{Username: "ci", Password: "pw"})); err != nil {
+		t.Errorf("%s is not in the registry: %v", target, err)
+	}
+}

@@ -56,7 +56,7 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 	var walk func([]*config.Step)
 	walk = func(steps []*config.Step) {
 		for _, s := range steps {
-			if s.Type == config.Run {
+			if s.Type == config.Run || (s.Type == config.Push && b.o.Push != nil) {
 				add(s.Service)
 			}
 			walk(s.Steps)

@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/crun-ci/crun-ci/builds"
+	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/network"
@@ -76,6 +76,10 @@ type Options struct {
 	// again too.
 	Pull          func(ctx context.Context, ref string, creds remote.Credentials) error
 	PullIfPresent bool
+	// Push, when not nil (--push), runs push steps: it pushes the local image source as
+	// target. CI holds the values of image_tag's template.
+	Push func(ctx context.Context, source, target string) error
+	CI   civars.Values
 	// Hurry, once closed, cuts the stop timeout short: tasks being stopped get SIGKILL
 	// at once (a second Ctrl-C).
 	Hurry <-chan struct{}
@@ -430,9 +434,7 @@ func (b *build) node(ctx context.Context, s *config.Step) bool {
 	case config.Run:
 		ok = b.run(body, s)
 	case config.Push:
-		b.record(s, Result{Step: s.Name, Service: s.Service, Status: Skipped, Note: "push steps run with --push, which is not supported yet"})
-		log.G(ctx).Infof("step %q: push step skipped (pushing is not supported yet)", s.Name)
-		ok = true
+		ok = b.push(body, s)
 	case config.Serial:
 		ok = b.serial(body, s.Steps)
 	case config.Parallel:

@@ -18,6 +18,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/task"
 )
@@ -379,5 +380,41 @@ func TestOutputPrefixesWholeLinesAndBoundsLongOnes(t *testing.T) {
 	s.Close()
 	if got, want := buf.String(), "p | "+strings.Repeat("y", maxLine)+"\np | next\n"; got != want {
 		t.Errorf("a line of exactly maxLine bytes came out as %d lines", strings.Count(got, "\n"))
+	}
+}
+
+func TestPushStepsTagTheServiceImageFromTheTemplate(t *testing.T) {
+	f := newFake(t)
+	f.images["registry.example.com/team/app:dev"] = &task.Image{Name: "registry.example.com/team/app:dev"}
+	p := load(t, "app:\n  image: registry.example.com/team/app:dev\nother:\n  image: busybox\n", `
+- {name: tagged, type: push, service: app, image_name: registry.example.com/team/app, image_tag: "{{ .Branch }}/{{ .CommitID }}!"}
+- {name: default-tag, type: push, service: app, image_name: registry.example.com/team/app}
+- {name: wrong-image, type: push, service: other, image_name: registry.example.com/team/app}
+`)
+	var pushed []string
+	push := func(_ context.Context, source, target string) error {
+		pushed = append(pushed, source+" -> "+target)
+		return nil
+	}
+	ci := civars.Values{Branch: "feature-1", CommitID: "abc123"}
+	sum, _, err := run(t, f, p, Options{Push: push, CI: ci})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"registry.example.com/team/app:dev -> registry.example.com/team/app:feature-1abc123",
+		"registry.example.com/team/app:dev -> registry.example.com/team/app:latest",
+	}
+	if diff := cmp.Diff(want, pushed); diff != "" {
+		t.Errorf("pushes (-want +got):\n%s", diff)
+	}
+	if r := sum.Results[2]; r.Status != Failed || r.Err == nil || !strings.Contains(r.Err.Error(), `image_name registry.example.com/team/app is not the image of service "other" (docker.io/library/busybox)`) {
+		t.Errorf("wrong-image: %+v", r)
+	}
+
+	// Without --push they are skipped.
+	sum, _, err = run(t, f, p, Options{})
+	if err != nil || sum.Results[0].Status != Skipped {
+		t.Errorf("without Push: %+v, %v", sum.Results, err)
 	}
 }

@@ -324,8 +324,10 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		pf          pullFlags
 		kf          keyFlags
 		ci          = ciFlags{}
+		push        bool
 	)
 	fs := commandFlags("steps", &g, stderr, "")
+	fs.BoolVar(&push, "push", false, "run push steps (without it they are skipped)")
 	p.add(fs)
 	addNetworkFlag(fs, &netMode)
 	pf.add(fs)
@@ -397,8 +399,10 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		Pull:          sess.puller.PullWith,
 		PullIfPresent: pf.ifPresent,
 		CIEnv:         civ.Env(),
+		CI:            civ,
 		Key:           key,
 		KeySource:     keySource,
+		Push:          pushFunc(push, sess),
 	})
 	if errors.As(err, new(*steps.PreconditionError)) {
 		return preconditions(err, stderr)
@@ -619,4 +623,12 @@ func preconditions(err error, stderr io.Writer) error {
 		return &exitError{code: 2, err: fmt.Errorf("%w: preconditions not met", errReported)}
 	}
 	return err
+}
+
+// pushFunc is what push steps do: nothing without --push.
+func pushFunc(push bool, s *session) func(ctx context.Context, source, target string) error {
+	if !push {
+		return nil
+	}
+	return s.puller.Push
 }

@@ -1,0 +1,75 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/containerd/log"
+	"github.com/distribution/reference"
+
+	"github.com/crun-ci/crun-ci/civars"
+	"github.com/crun-ci/crun-ci/config"
+)
+
+// invalidTagChars are what a Docker tag may not hold; Codeship stripped them from an
+// image_tag after its template was applied.
+var invalidTagChars = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+// push runs a push step: without --push it is skipped with a notice; with it, the
+// service's image is tagged image_name:image_tag (the tag a Go template of the build's
+// values, "latest" by default) and pushed.
+func (b *build) push(ctx context.Context, s *config.Step) bool {
+	if b.o.Push == nil {
+		b.record(s, Result{Step: s.Name, Service: s.Service, Status: Skipped, Note: "push steps run with --push"})
+		log.G(ctx).Infof("step %q: push step skipped (run with --push)", s.Name)
+		return true
+	}
+	start := time.Now()
+	r := Result{Step: s.Name, Service: s.Service}
+	target, err := b.pushTarget(s)
+	if err == nil {
+		err = b.o.Push(ctx, b.services[s.Service].image.Name, target)
+	}
+	r.Duration = time.Since(start)
+	if err != nil {
+		r.Status, r.Err = Failed, fmt.Errorf("push: %w", err)
+	} else {
+		r.Status, r.Note = Passed, "pushed "+target
+	}
+	b.record(s, r)
+	return err == nil
+}
+
+// pushTarget is the reference a push step pushes to. image_name must name the service's
+// image (its repository); the tag is the expanded image_tag with invalid characters
+// stripped.
+func (b *build) pushTarget(s *config.Step) (string, error) {
+	svc := b.services[s.Service]
+	repo, err := reference.ParseNormalizedNamed(s.ImageName)
+	if err != nil {
+		return "", fmt.Errorf("image_name %q: %w", s.ImageName, err)
+	}
+	own, err := reference.ParseNormalizedNamed(svc.image.Name)
+	if err != nil {
+		return "", err
+	}
+	if repo.Name() != own.Name() {
+		return "", fmt.Errorf("image_name %s is not the image of service %q (%s)", repo.Name(), s.Service, own.Name())
+	}
+	tmpl := s.ImageTag
+	if tmpl == "" {
+		tmpl = "latest"
+	}
+	tag, err := civars.TemplateData{Values: b.o.CI, StepName: s.Name, ServiceName: s.Service, ImageName: s.ImageName}.Expand(tmpl)
+	if err != nil {
+		return "", fmt.Errorf("image_tag %q: %w", s.ImageTag, err)
+	}
+	tag = invalidTagChars.ReplaceAllString(tag, "")
+	if tag == "" || len(tag) > 128 {
+		return "", fmt.Errorf("image_tag %q gives no valid tag", s.ImageTag)
+	}
+	return strings.TrimSuffix(repo.Name(), ":") + ":" + tag, nil
+}
