@@ -66,7 +66,8 @@ func TestFiftyStepsLeakNoNetworkState(t *testing.T) {
 	vethsBefore, rulesBefore := veths(t), iptablesLines(t)
 	r := runSteps(t, dir)
 	wantCode(t, r, 0)
-	if got := veths(t); got != vethsBefore {
+	// More would be a leak; fewer can be another test's step ending meanwhile.
+	if got := veths(t); got > vethsBefore {
 		t.Errorf("%d veth interfaces after 50 steps, %d before", got, vethsBefore)
 	}
 	if got := iptablesLines(t); got > rulesBefore+1 { // +1: the masquerade rule of the subnet, made once
