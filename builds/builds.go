@@ -105,16 +105,18 @@ type Orphan struct {
 	Dir string
 	// Lock is the lock file, "" when gone.
 	Lock string
+	// Shims are runc shims of its containers that still run.
+	Shims []Shim
 }
 
 // Empty reports whether nothing of the build is left.
 func (o Orphan) Empty() bool {
-	return len(o.Containers)+len(o.Tasks)+len(o.Snapshots)+len(o.Leases) == 0 && o.Dir == "" && o.Lock == ""
+	return o.Count() == 0
 }
 
 // Count is the number of containerd objects and files left.
 func (o Orphan) Count() int {
-	n := len(o.Containers) + len(o.Tasks) + len(o.Snapshots) + len(o.Leases)
+	n := len(o.Containers) + len(o.Tasks) + len(o.Snapshots) + len(o.Leases) + len(o.Shims)
 	if o.Dir != "" {
 		n++
 	}
@@ -135,6 +137,11 @@ func (o Orphan) String() string {
 	add("tasks", o.Tasks)
 	add("snapshots", o.Snapshots)
 	add("leases", o.Leases)
+	var shimIDs []string
+	for _, sh := range o.Shims {
+		shimIDs = append(shimIDs, sh.ID)
+	}
+	add("shims", shimIDs)
 	if o.Dir != "" {
 		parts = append(parts, "directory "+o.Dir)
 	}
@@ -146,7 +153,10 @@ func (o Orphan) String() string {
 
 // Find lists the builds of stateDir whose owner is gone and of which something remains,
 // in containerd (the client's default namespace) or on disk.
-func Find(ctx context.Context, c *client.Client, stateDir string) ([]Orphan, error) {
+//
+// address and namespace name the containerd the client speaks to, whose runc shims are
+// looked for too.
+func Find(ctx context.Context, c *client.Client, stateDir, address, namespace string) ([]Orphan, error) {
 	found := map[string]*Orphan{}
 	get := func(id string) *Orphan {
 		if found[id] == nil {
@@ -203,6 +213,22 @@ func Find(ctx context.Context, c *client.Client, stateDir string) ([]Orphan, err
 			}
 		}
 	}
+	running, err := ListShims(namespace, address)
+	if err != nil {
+		return nil, fmt.Errorf("list shims: %w", err)
+	}
+	for id, list := range running {
+		// A shim's build is crun-ci's when its state directory knows it (directory or
+		// lock file) or its containerd objects carry this state directory's label.
+		if o := found[id]; o != nil {
+			o.Shims = list
+		} else if _, err := os.Stat(lockPath(stateDir, id)); err == nil {
+			get(id).Shims = list
+		} else if address != "" && strings.HasPrefix(address, stateDir+string(filepath.Separator)) {
+			// The embedded containerd of this state directory serves only its builds.
+			get(id).Shims = list
+		}
+	}
 	var out []Orphan
 	for id, o := range found {
 		if id == "" {
@@ -247,6 +273,13 @@ func Remove(ctx context.Context, c *client.Client, stateDir string, o Orphan, re
 	for _, id := range o.Leases {
 		if err := c.LeasesService().Delete(ctx, leases.Lease{ID: id}); err != nil && !errdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete lease %s: %w", id, err))
+		}
+	}
+	// Shims that containerd no longer speaks for (their task was never registered, or is
+	// gone) are stopped by hand.
+	for _, sh := range o.Shims {
+		if err := sh.stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop shim of %s: %w", sh.ID, err))
 		}
 	}
 	dir := Dir(stateDir, o.ID)

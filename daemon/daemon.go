@@ -28,6 +28,8 @@ type Daemon struct {
 	Address string
 	// Embedded is true when the connection is to crun-ci's own containerd.
 	Embedded bool
+	// Namespace is the client's default containerd namespace.
+	Namespace string
 
 	dir   string   // <state>/containerd, when embedded
 	users *os.File // shared lock held while this process uses the embedded containerd
@@ -41,7 +43,7 @@ const startTimeout = 10 * time.Second
 // The namespace is the client's default.
 func Connect(ctx context.Context, address, stateDir, namespace string) (*Daemon, error) {
 	if c, err := dial(ctx, address, namespace); err == nil {
-		return &Daemon{Client: c, Address: address}, nil
+		return &Daemon{Client: c, Address: address, Namespace: namespace}, nil
 	} else {
 		log.G(ctx).WithError(err).Debugf("no containerd answers at %s; using the embedded one", address)
 	}
@@ -87,7 +89,7 @@ func embedded(ctx context.Context, stateDir, namespace string) (_ *Daemon, retEr
 	}()
 	address := filepath.Join(dir, "containerd.sock")
 	if c, err := dial(ctx, address, namespace); err == nil {
-		return &Daemon{Client: c, Address: address, Embedded: true, dir: dir, users: users}, nil
+		return &Daemon{Client: c, Address: address, Embedded: true, Namespace: namespace, dir: dir, users: users}, nil
 	}
 	bin, err := exec.LookPath("containerd")
 	if err != nil {
@@ -120,7 +122,7 @@ func embedded(ctx context.Context, stateDir, namespace string) (_ *Daemon, retEr
 	for {
 		if c, err := dial(ctx, address, namespace); err == nil {
 			log.G(ctx).Debugf("embedded containerd (pid %d) answers at %s", pid, address)
-			return &Daemon{Client: c, Address: address, Embedded: true, dir: dir, users: users}, nil
+			return &Daemon{Client: c, Address: address, Embedded: true, Namespace: namespace, dir: dir, users: users}, nil
 		}
 		select {
 		case err := <-exited:

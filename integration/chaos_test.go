@@ -151,6 +151,9 @@ func leftoverObjects(t *testing.T) []string {
 	for _, ip := range allocatedIPs(t) {
 		left = append(left, "address "+ip)
 	}
+	for _, sh := range runningShims(t) {
+		left = append(left, fmt.Sprintf("shim of %s (pid %d)", sh.ID, sh.PID))
+	}
 	if n := fifoDirs(t); n != fifosAtStart {
 		left = append(left, fmt.Sprintf("%d FIFO directories in %s", n-fifosAtStart, defaultFIFODir))
 	}

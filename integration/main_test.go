@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/daemon"
 	"github.com/crun-ci/crun-ci/ociarchive"
 )
@@ -240,6 +241,9 @@ func assertClean(t *testing.T) {
 	for _, ip := range allocatedIPs(t) {
 		t.Errorf("address %s is still allocated", ip)
 	}
+	for _, sh := range runningShims(t) {
+		t.Errorf("shim of %s (pid %d) still runs", sh.ID, sh.PID)
+	}
 	if got := fifoDirs(t); got != fifosAtStart {
 		t.Errorf("%d entries in %s, %d before the tests", got, defaultFIFODir, fifosAtStart)
 	}
@@ -264,6 +268,20 @@ func fifoDirs(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return len(entries)
+}
+
+// runningShims lists the runc shims of crun-ci containers that serve the suite's
+// containerd.
+func runningShims(t testing.TB) []builds.Shim {
+	byBuild, err := builds.ListShims(namespace, ctrd.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []builds.Shim
+	for _, list := range byBuild {
+		out = append(out, list...)
+	}
+	return out
 }
 
 // allocatedIPs lists the step addresses that host-local IPAM holds in the suite's state

@@ -487,7 +487,7 @@ func cleanupEarlier(ctx context.Context, d *daemon.Daemon, stateDir string, w io
 // cleanup removes (or, dry, lists on w) what builds of stateDir whose process is gone
 // left behind, and returns how many builds it found. Live builds are never touched.
 func cleanup(ctx context.Context, d *daemon.Daemon, stateDir string, dry bool, w io.Writer) (int, error) {
-	orphans, err := builds.Find(ctx, d.Client, stateDir)
+	orphans, err := builds.Find(ctx, d.Client, stateDir, d.Address, d.Namespace)
 	if err != nil {
 		return 0, fmt.Errorf("find leftovers of earlier builds: %w", err)
 	}
