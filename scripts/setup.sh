@@ -18,6 +18,11 @@ command -v runc >/dev/null || missing+=(runc)
 # Step networks: the CNI plugins (bridge, host-local, loopback) and iptables.
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 command -v iptables >/dev/null || missing+=(iptables)
+# What the tests use besides: git (CI variables), ip (network checks), openssl (an
+# independent implementation of Codeship's encrypted files).
+command -v git >/dev/null || missing+=(git)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
 	echo "setup: installing ${missing[*]}" >&2
 	apt-get update -qq
