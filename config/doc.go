@@ -6,8 +6,20 @@
 // # Words
 //
 //   - A service is one entry of the services file (`codeship-services.yml`, Compose
-//     syntax): an image and how to run a container of it (command, environment, volumes,
-//     the other services it needs).
+//     syntax): an image, or how to build one, and how to run a container of it (command,
+//     environment, volumes, the other services it needs).
+//   - A build is a service's `build:` key ([Build]): the image is built from a Dockerfile
+//     instead of pulled. `build: ./dir` names the context; the mapping form has `image`
+//     (the built image's name), `context` (or `path`), `dockerfile` (or `dockerfile_path`,
+//     relative to the context), `args` (a mapping or a KEY=value list, like
+//     `environment`), `encrypted_args_file` and `encrypted_args`. The context defaults to
+//     the build directory and the Dockerfile to `Dockerfile`; a `dockerfile:` (or
+//     `dockerfile_path:`) next to `build:` sets the Dockerfile too. A service has an
+//     `image` or a `build`, never both: `build.image` names what a build makes. `cached`
+//     and `default_cache_branch` go with builds.
+//   - Registry credentials: `encrypted_dockercfg_path` is an encrypted Docker config
+//     file, `dockercfg_service` names another service whose container writes one. A
+//     service uses them to pull its image, a push step to push; one of the two at most.
 //   - A step is one entry of the steps file. A run step runs a command in a new container
 //     of its service; a push step pushes a service's image.
 //   - A group is a step with `type: serial` or `type: parallel` and child `steps`. Serial
@@ -44,15 +56,17 @@
 // character) but never run by a shell, so nothing is expanded: `sh -c 'echo a && b'` is
 // the three words sh, -c and "echo a && b", and `echo $HOME` prints $HOME.
 //
-// Decoding is strict: an unknown key, a value of the wrong type, a duplicate key and a
-// key of a feature not implemented yet (such as `build`, wrapping [ErrNotSupported]) are
-// errors. Compose keys that make no sense for a CI runner are ignored and listed in
-// [Project.Ignored]; keys that would reach the host (`ports`, `external_links`,
-// `stdin_open`) and `labels` are refused.
+// Decoding is strict: an unknown key, a value of the wrong type, a duplicate key and
+// syntax of a feature not implemented yet (the long syntax of volumes, wrapping
+// [ErrNotSupported]) are errors. Compose keys that make no sense for a CI runner are
+// ignored and listed in [Project.Ignored]; keys that would reach the host (`ports`,
+// `external_links`, `stdin_open`), `labels` and `add_docker` (there is no Docker daemon)
+// are refused.
 //
-// Load then checks the two files together: `volumes_from`, `depends_on` and `links` name
-// other services that exist, with no cycle among them (reported as `a -> b -> a`), and
-// every service a step names exists. Run and push steps must have a service, their own or
+// Load then checks the two files together: `volumes_from`, `depends_on`, `links` and
+// `dockercfg_service` name other services that exist, with no cycle among them (reported
+// as `a -> b -> a`), and every service a step names (`service`, `services`,
+// `dockercfg_service`) exists. Run and push steps must have a service, their own or
 // one inherited from a group.
 //
 // # Step names

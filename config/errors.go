@@ -8,8 +8,8 @@ import (
 	"strings"
 )
 
-// ErrNotSupported is wrapped by the errors of keys that belong to later features of
-// crun-ci (image builds, encrypted files, caching, …). Test for it with errors.Is.
+// ErrNotSupported is wrapped by the errors of syntax that belongs to later features of
+// crun-ci (such as the long syntax of volumes). Test for it with errors.Is.
 var ErrNotSupported = errors.New("not supported yet")
 
 // Error is one problem of a services or steps file, positioned. Load, ParseServices and

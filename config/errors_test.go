@@ -173,13 +173,106 @@ func TestLoadErrors(t *testing.T) {
 			services: "app:\n  image: alpine\n  volumes:\n    - type: bind\n      source: .\n",
 			want:     `codeship-services.yml:4: service "app": key "volumes": the long syntax (a mapping): not supported yet`,
 		},
+		// Services file: builds and registry credentials.
 		{
-			name:     "keys of later features",
-			services: "app:\n  build: .\n  dockercfg_service: creds\n  cached: true\n  add_docker: true\n",
-			want: `codeship-services.yml:2: service "app": key "build": not supported yet` + "\n" +
-				`codeship-services.yml:3: service "app": key "dockercfg_service": not supported yet` + "\n" +
-				`codeship-services.yml:4: service "app": key "cached": not supported yet` + "\n" +
-				`codeship-services.yml:5: service "app": key "add_docker": not supported yet`,
+			name:     "a build of the wrong type",
+			services: "app:\n  build: [.]\ndb:\n  build:\n",
+			want: `codeship-services.yml:2: service "app": key "build": want a string or a mapping, got a list` + "\n" +
+				`codeship-services.yml:4: service "db": key "build": want a string or a mapping, got null`,
+		},
+		{
+			name:     "an empty build context",
+			services: "app:\n  build: ''\n",
+			want:     `codeship-services.yml:2: service "app": key "build": empty`,
+		},
+		{
+			name:     "an unknown key inside build",
+			services: "app:\n  build:\n    context: .\n    dockerfil: Dockerfile.ci\n",
+			want:     `codeship-services.yml:4: service "app": unknown key "build.dockerfil"`,
+		},
+		{
+			name:     "a build key and its alias together",
+			services: "app:\n  build:\n    context: .\n    path: ./app\n    dockerfile_path: a\n    dockerfile: b\n",
+			want: `codeship-services.yml:4: service "app": keys "build.context" and "build.path" cannot be used together` + "\n" +
+				`codeship-services.yml:6: service "app": keys "build.dockerfile_path" and "build.dockerfile" cannot be used together`,
+		},
+		{
+			name:     "empty and non-string build values",
+			services: "app:\n  build:\n    image: ''\n    context: [a]\n    dockerfile: ''\n    path: {a: b}\n",
+			want: `codeship-services.yml:3: service "app": key "build.image": empty` + "\n" +
+				`codeship-services.yml:4: service "app": key "build.context": want a string, got a list` + "\n" +
+				`codeship-services.yml:5: service "app": key "build.dockerfile": empty` + "\n" +
+				`codeship-services.yml:6: service "app": keys "build.context" and "build.path" cannot be used together` + "\n" +
+				`codeship-services.yml:6: service "app": key "build.path": want a string, got a mapping`,
+		},
+		{
+			name:     "build args of the wrong shape",
+			services: "app:\n  build:\n    args: A=1\nb:\n  build:\n    args:\n      A: [1]\n      \"\": x\nc:\n  build:\n    args: [\"=x\", {A: 1}]\n",
+			want: `codeship-services.yml:3: service "app": key "build.args": want a mapping or a list, got a string` + "\n" +
+				`codeship-services.yml:7: service "b": build.args "A": want a string, got a list` + "\n" +
+				`codeship-services.yml:8: service "b": build.args: empty variable name` + "\n" +
+				`codeship-services.yml:11: service "c": build.args "=x": empty variable name` + "\n" +
+				`codeship-services.yml:11: service "c": key "build.args": want a string, got a mapping`,
+		},
+		{
+			name:     "encrypted build args of the wrong shape",
+			services: "app:\n  build:\n    encrypted_args: abc\n    encrypted_args_file: ''\nb:\n  build:\n    encrypted_args: [abc, '']\n    encrypted_args_file: [a.encrypted, [b]]\n",
+			want: `codeship-services.yml:3: service "app": key "build.encrypted_args": want a list of encrypted strings, got a string` + "\n" +
+				`codeship-services.yml:4: service "app": key "build.encrypted_args_file": empty` + "\n" +
+				`codeship-services.yml:7: service "b": key "build.encrypted_args": empty entry` + "\n" +
+				`codeship-services.yml:8: service "b": key "build.encrypted_args_file": want a string, got a list`,
+		},
+		{
+			name:     "a build image that is not an image name",
+			services: "app:\n  build:\n    image: App\nb:\n  build:\n    image: app:a:b\n",
+			want: `codeship-services.yml:3: service "app": key "build.image": "App" is not an image name: invalid reference format: repository name (library/App) must be lowercase` + "\n" +
+				`codeship-services.yml:6: service "b": key "build.image": "app:a:b" is not an image name: invalid reference format`,
+		},
+		{
+			name:     "image and build together",
+			services: "app:\n  image: alpine\n  build: .\nb:\n  build: .\n  image: alpine\n",
+			want: `codeship-services.yml:3: service "app": keys "image" and "build" cannot be used together ("build.image" names the built image)` + "\n" +
+				`codeship-services.yml:6: service "b": keys "build" and "image" cannot be used together ("build.image" names the built image)`,
+		},
+		{
+			name:     "a service-level dockerfile without build",
+			services: "app:\n  image: alpine\n  dockerfile: Dockerfile\n",
+			want:     `codeship-services.yml:3: service "app": key "dockerfile" needs "build"`,
+		},
+		{
+			name:     "a service-level dockerfile that build sets too",
+			services: "app:\n  build:\n    dockerfile_path: a\n  dockerfile: b\nc:\n  build: .\n  dockerfile_path: a\n  dockerfile: ''\n",
+			want: `codeship-services.yml:4: service "app": keys "dockerfile" and "build.dockerfile_path" cannot be used together` + "\n" +
+				`codeship-services.yml:8: service "c": keys "dockerfile_path" and "dockerfile" cannot be used together` + "\n" +
+				`codeship-services.yml:8: service "c": key "dockerfile": empty`,
+		},
+		{
+			name:     "cache keys of the wrong shape",
+			services: "app:\n  build: .\n  cached: sometimes\n  default_cache_branch: ''\n",
+			want: `codeship-services.yml:3: service "app": key "cached": "sometimes" is not true or false` + "\n" +
+				`codeship-services.yml:4: service "app": key "default_cache_branch": empty`,
+		},
+		{
+			name:     "add_docker is refused",
+			services: "app:\n  build: .\n  add_docker: true\n",
+			want:     `codeship-services.yml:3: service "app": key "add_docker": there is no Docker daemon to pass in`,
+		},
+		{
+			name:     "a dockercfg service that is missing, the service itself or empty",
+			services: "app:\n  image: alpine\n  dockercfg_service: creds\nb:\n  image: alpine\n  dockercfg_service: b\nc:\n  image: alpine\n  dockercfg_service: ''\n",
+			want: `codeship-services.yml:3: service "app": key "dockercfg_service": unknown service "creds"` + "\n" +
+				`codeship-services.yml:6: service "b": key "dockercfg_service": "b" is the service itself` + "\n" +
+				`codeship-services.yml:9: service "c": key "dockercfg_service": empty`,
+		},
+		{
+			name:     "a dockercfg service in a dependency cycle",
+			services: "app:\n  image: registry.example.com/app\n  dockercfg_service: creds\ncreds:\n  image: creds\n  depends_on: [app]\n",
+			want:     `codeship-services.yml:1: service "app": dependency cycle: app -> creds -> app`,
+		},
+		{
+			name:     "a dockercfg service and an encrypted dockercfg together",
+			services: "app:\n  image: alpine\n  encrypted_dockercfg_path: d.encrypted\n  dockercfg_service: db\ndb:\n  image: postgres\n",
+			want:     `codeship-services.yml:4: service "app": keys "dockercfg_service" and "encrypted_dockercfg_path" cannot be used together`,
 		},
 		{
 			name:     "env files and encrypted environment of the wrong shape",
@@ -349,10 +442,22 @@ cache:
 				`codeship-steps.yml:1: a run step needs a service: set "service" on it or on a group around it`,
 		},
 		{
-			name:  "a push step without image_name and with a dockercfg service",
+			name:  "a push step without image_name and with a missing dockercfg service",
 			steps: "- type: push\n  service: app\n  dockercfg_service: creds\n",
 			want: `codeship-steps.yml:1: a push step needs "image_name"` + "\n" +
-				`codeship-steps.yml:3: key "dockercfg_service": not supported yet`,
+				`codeship-steps.yml:3: key "dockercfg_service": unknown service "creds"`,
+		},
+		{
+			name:  "push step credentials of the wrong shape",
+			steps: "- name: a\n  type: push\n  service: app\n  image_name: app\n  encrypted_dockercfg_path: ''\n  dockercfg_service: [db]\n- name: b\n  type: push\n  service: app\n  image_name: app\n  dockercfg_service: db\n  encrypted_dockercfg_path: d.encrypted\n",
+			want: `codeship-steps.yml:5: step "a": key "encrypted_dockercfg_path": empty` + "\n" +
+				`codeship-steps.yml:6: step "a": key "dockercfg_service": want a string, got a list` + "\n" +
+				`codeship-steps.yml:12: step "b": keys "dockercfg_service" and "encrypted_dockercfg_path" cannot be used together`,
+		},
+		{
+			name:  "credentials on a run step",
+			steps: "- service: app\n  dockercfg_service: db\n",
+			want:  `codeship-steps.yml:2: key "dockercfg_service" is not allowed in a run step`,
 		},
 		{
 			name:  "a tag that is a bad regular expression",

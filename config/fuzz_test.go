@@ -20,6 +20,7 @@ func FuzzParseServices(f *testing.F) {
 		"x: &x {image: a}\napp:\n  <<: *x\n  depends_on: {x: {condition: service_healthy}}\n",
 		"app:\n  image: a\n  volumes_from: [b, 'b:ro']\n  links: ['b:c']\n  ports: [1]\n  build: .\n",
 		"app:\n  image: a\n  entrypoint: \"sh -c 'a \\\\\" b'\"\n",
+		"app:\n  build: {image: a, path: ., dockerfile: D, args: [A=1, B], encrypted_args: [x]}\n  dockerfile_path: E\n  cached: yes\n  dockercfg_service: app\n",
 		bomb(),
 		"a: &a [*a]\n",
 		"",
@@ -45,8 +46,11 @@ func FuzzParseServices(f *testing.F) {
 			if s == nil || s.Name != name {
 				t.Fatalf("service %q in order is %+v", name, s)
 			}
-			if !serviceName.MatchString(name) || s.Image == "" {
-				t.Errorf("service %q accepted without a valid name and image", name)
+			if !serviceName.MatchString(name) || (s.Image == "") == (s.Build == nil) {
+				t.Errorf("service %q accepted without a valid name and either an image or a build", name)
+			}
+			if b := s.Build; b != nil && (b.Context == "" || b.Dockerfile == "") {
+				t.Errorf("service %q accepted with build %+v", name, b)
 			}
 		}
 	})

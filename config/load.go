@@ -161,7 +161,8 @@ func readFile(path, name string) ([]byte, *Error) {
 	return data, nil
 }
 
-// edge is a reference from one service to another: volumes_from, depends_on or links.
+// edge is a reference from one service to another: volumes_from, depends_on, links or
+// dockercfg_service (the credentials service must run before the image can be pulled).
 type edge struct {
 	key    string
 	target string
@@ -178,6 +179,9 @@ func edges(s *Service) []edge {
 	}
 	for _, l := range s.Links {
 		out = append(out, edge{"links", l.Service, l.Pos})
+	}
+	if d := s.DockercfgService; d.Text != "" {
+		out = append(out, edge{"dockercfg_service", d.Text, d.Pos})
 	}
 	slices.SortStableFunc(out, func(a, b edge) int {
 		return cmp.Or(cmp.Compare(a.pos.Line, b.pos.Line), cmp.Compare(a.pos.Column, b.pos.Column))
@@ -243,9 +247,14 @@ func checkServices(r *servicesFile) []*Error {
 func checkStepRefs(refs []stepRef, services map[string]*Service) []*Error {
 	var errs []*Error
 	for _, ref := range refs {
-		if services[ref.service] == nil {
-			errs = append(errs, &Error{Pos: ref.pos, Step: ref.step, Err: fmt.Errorf("unknown service %q", ref.service)})
+		if services[ref.service] != nil {
+			continue
 		}
+		err := fmt.Errorf("unknown service %q", ref.service)
+		if ref.key != "" {
+			err = fmt.Errorf("key %q: %w", ref.key, err)
+		}
+		errs = append(errs, &Error{Pos: ref.pos, Step: ref.step, Err: err})
 	}
 	return errs
 }

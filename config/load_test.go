@@ -308,7 +308,7 @@ func TestLoadFileNames(t *testing.T) {
 
 func TestLoadErrorsAreTyped(t *testing.T) {
 	dir := writeFiles(t, map[string]string{
-		"codeship-services.yml": "app:\n  build: .\n",
+		"codeship-services.yml": "app:\n  image: alpine\n  volumes:\n    - type: bind\n      source: .\n",
 		"codeship-steps.yml":    "- service: app\n",
 	})
 	_, err := Load(dir, "", "")
@@ -319,10 +319,10 @@ func TestLoadErrorsAreTyped(t *testing.T) {
 	if !errors.As(err, &e) {
 		t.Fatalf("errors.As(%v, *Error) = false, want true", err)
 	}
-	if want := (Pos{"codeship-services.yml", 2, 3}); e.Pos != want || e.Service != "app" {
+	if want := (Pos{"codeship-services.yml", 4, 7}); e.Pos != want || e.Service != "app" {
 		t.Errorf("Error at %v of service %q, want at %v of service \"app\"", e.Pos, e.Service, want)
 	}
-	if got, want := e.Error(), `codeship-services.yml:2: service "app": key "build": not supported yet`; got != want {
+	if got, want := e.Error(), `codeship-services.yml:4: service "app": key "volumes": the long syntax (a mapping): not supported yet`; got != want {
 		t.Errorf("Error() = %s, want %s", got, want)
 	}
 }

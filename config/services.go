@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -26,19 +27,13 @@ var ignoredKeys = set(
 	"privileged",
 )
 
-// Service keys of features crun-ci will implement later.
-var laterKeys = set(
-	"build", "dockercfg_service",
-	"cached", "default_cache_branch", "add_docker",
-	"dockerfile", "dockerfile_path",
-)
-
 // Service keys refused for good, with the reason.
 var refusedKeys = map[string]string{
 	"ports":          "links to the host are not supported",
 	"external_links": "links to the host are not supported",
 	"stdin_open":     "links to the host are not supported",
 	"labels":         "labels are not supported",
+	"add_docker":     "there is no Docker daemon to pass in",
 }
 
 // hostnameRE is what `hostname:` may be: an RFC 1123 host name.
@@ -151,22 +146,35 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 		f.errorf(m, w, "want a mapping of service keys, got %s", kind(m))
 		return s
 	}
-	hasImage, hasBuild := false, false
+	var imageKey, buildKey *yaml.Node
+	var buildDockerfile string // "dockerfile" or "dockerfile_path" when written in build
+	var dockerfileKeys []pair  // service-level dockerfile and dockerfile_path
 	for _, p := range f.pairs(m, w) {
 		k, v := p.key.Value, resolve(p.val)
 		switch {
 		case k == "image":
-			hasImage = true
+			imageKey = p.key
 			s.Image = f.text(k, v, w)
 			if v.Kind == yaml.ScalarNode && v.ShortTag() != "!!null" && s.Image == "" {
 				f.errorf(v, w, "key \"image\": empty")
 			}
+		case k == "build":
+			buildKey = p.key
+			s.Build, buildDockerfile = f.build(v, w)
+		case k == "dockerfile" || k == "dockerfile_path":
+			dockerfileKeys = append(dockerfileKeys, p)
+		case k == "cached":
+			s.Cached = f.bool(k, v, w)
+		case k == "default_cache_branch":
+			s.DefaultCacheBranch = f.value(k, v, w).Text
+		case k == "dockercfg_service":
+			s.DockercfgService = f.value(k, v, w)
 		case k == "command":
 			s.Command = f.command(k, v, w)
 		case k == "entrypoint":
 			s.Entrypoint = f.command(k, v, w)
 		case k == "environment":
-			s.Environment = f.environment(v, w)
+			s.Environment = f.environment(k, v, w)
 		case k == "volumes":
 			s.Volumes = f.volumes(v, w)
 		case k == "volumes_from":
@@ -187,22 +195,13 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 		case k == "healthcheck":
 			s.Healthcheck = f.healthcheck(v, w)
 		case k == "encrypted_dockercfg_path":
-			s.EncryptedDockercfgPath = Value{Text: f.text(k, v, w), Pos: f.pos(v)}
-			if s.EncryptedDockercfgPath.Text == "" {
-				f.errorf(v, w, "key %q: empty", k)
-			}
+			s.EncryptedDockercfgPath = f.value(k, v, w)
 		case k == "env_file":
 			s.EnvFiles = f.values(k, v, w)
 		case k == "encrypted_env_file":
 			s.EncryptedEnvFiles = f.values(k, v, w)
 		case k == "encrypted_environment":
-			s.EncryptedEnvironment = f.values(k, v, w)
-			if v.Kind == yaml.ScalarNode {
-				f.errorf(v, w, "key %q: want a list of encrypted strings, got a string", k)
-			}
-		case laterKeys[k]:
-			hasBuild = hasBuild || k == "build"
-			f.add(f.pos(p.key), w, fmt.Errorf("key %q: %w", k, ErrNotSupported))
+			s.EncryptedEnvironment = f.encryptedValues(k, v, w)
 		case refusedKeys[k] != "":
 			f.errorf(p.key, w, "key %q: %s", k, refusedKeys[k])
 		case ignoredKeys[k]:
@@ -211,10 +210,134 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 			f.errorf(p.key, w, "unknown key %q", k)
 		}
 	}
-	if !hasImage && !hasBuild {
+	switch {
+	case imageKey != nil && buildKey != nil:
+		first, second := imageKey, buildKey
+		if later(f.pos(first), f.pos(second)) == f.pos(first) {
+			first, second = second, first
+		}
+		f.errorf(second, w, "keys %q and %q cannot be used together (\"build.image\" names the built image)", first.Value, second.Value)
+		s.Build = nil
+	case imageKey == nil && buildKey == nil:
 		f.errorf(key, w, "no image")
 	}
+	for i, p := range dockerfileKeys {
+		d := f.value(p.key.Value, resolve(p.val), w)
+		switch {
+		case i > 0:
+			f.errorf(p.key, w, "keys %q and %q cannot be used together", dockerfileKeys[0].key.Value, p.key.Value)
+		case buildKey == nil:
+			f.errorf(p.key, w, "key %q needs \"build\"", p.key.Value)
+		case buildDockerfile != "":
+			f.errorf(p.key, w, "keys %q and %q cannot be used together", p.key.Value, "build."+buildDockerfile)
+		case s.Build != nil:
+			s.Build.Dockerfile = d.Text
+		}
+	}
+	if s.Build != nil {
+		s.Build.Context = cmp.Or(s.Build.Context, ".")
+		s.Build.Dockerfile = cmp.Or(s.Build.Dockerfile, "Dockerfile")
+	}
+	if s.DockercfgService.Text != "" && s.EncryptedDockercfgPath.Text != "" {
+		f.add(later(s.DockercfgService.Pos, s.EncryptedDockercfgPath.Pos), w,
+			errors.New("keys \"dockercfg_service\" and \"encrypted_dockercfg_path\" cannot be used together"))
+	}
 	return s
+}
+
+// later returns the later of two positions of one file.
+func later(a, b Pos) Pos {
+	if cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column)) < 0 {
+		return b
+	}
+	return a
+}
+
+// build reads a service's `build:` key: the context as a string, or a mapping. It also
+// returns which of "dockerfile" and "dockerfile_path" the mapping sets ("" for neither).
+// Defaults are left to the caller.
+func (f *file) build(v *yaml.Node, w where) (*Build, string) {
+	b := &Build{Pos: f.pos(v)}
+	switch {
+	case v.Kind == yaml.ScalarNode && v.ShortTag() != "!!null":
+		b.Context = f.value("build", v, w).Text
+		return b, ""
+	case v.Kind != yaml.MappingNode:
+		f.errorf(v, w, "key \"build\": want a string or a mapping, got %s", kind(v))
+		return b, ""
+	}
+	var contextKey, dockerfileKey string
+	for _, p := range f.pairs(v, w) {
+		k, val := p.key.Value, resolve(p.val)
+		key := "build." + k
+		switch k {
+		case "image":
+			b.Image = f.value(key, val, w).Text
+			if err := checkImageName(b.Image); b.Image != "" && err != nil {
+				f.errorf(val, w, "key %q: %v", key, err)
+			}
+		case "context", "path":
+			if contextKey != "" {
+				f.errorf(p.key, w, "keys %q and %q cannot be used together", "build."+contextKey, key)
+			}
+			contextKey = k
+			b.Context = f.value(key, val, w).Text
+		case "dockerfile", "dockerfile_path":
+			if dockerfileKey != "" {
+				f.errorf(p.key, w, "keys %q and %q cannot be used together", "build."+dockerfileKey, key)
+			}
+			dockerfileKey = k
+			b.Dockerfile = f.value(key, val, w).Text
+		case "args":
+			b.Args = f.environment(key, val, w)
+		case "encrypted_args_file":
+			b.EncryptedArgsFile = f.values(key, val, w)
+		case "encrypted_args":
+			b.EncryptedArgs = f.encryptedValues(key, val, w)
+		default:
+			f.errorf(p.key, w, "unknown key %q", key)
+		}
+	}
+	return b, dockerfileKey
+}
+
+// checkImageName checks the name of an image to build: a reference such as
+// registry.example.com/team/app:tag, without a digest, which only a registry gives out.
+func checkImageName(s string) error {
+	ref, err := reference.ParseNormalizedNamed(s)
+	if err != nil {
+		return fmt.Errorf("%q is not an image name: %w", s, err)
+	}
+	if _, ok := ref.(reference.Digested); ok {
+		return fmt.Errorf("%q has a digest: name the built image by name and tag", s)
+	}
+	return nil
+}
+
+// value reads a key whose value is one string that must not be empty.
+func (f *file) value(k string, v *yaml.Node, w where) Value {
+	s, err := scalar(v)
+	switch {
+	case err != nil:
+		f.errorf(v, w, "key %q: %v", k, err)
+	case s == "":
+		f.errorf(v, w, "key %q: empty", k)
+	}
+	return Value{Text: s, Pos: f.pos(v)}
+}
+
+// bool reads a key whose value is true or false.
+func (f *file) bool(k string, v *yaml.Node, w where) bool {
+	s, err := scalar(v)
+	if err != nil {
+		f.errorf(v, w, "key %q: want true or false, got %s", k, kind(v))
+		return false
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		f.errorf(v, w, "key %q: %q is not true or false", k, s)
+	}
+	return b
 }
 
 // text returns the source text of the scalar value of key k.
@@ -281,20 +404,21 @@ func (f *file) command(k string, v *yaml.Node, w where) []string {
 	return nil
 }
 
-// environment reads a `KEY: value` mapping or a `KEY=value` list.
-func (f *file) environment(v *yaml.Node, w where) []EnvVar {
+// environment reads key k (`environment`, `build.args`): a `KEY: value` mapping or a
+// `KEY=value` list.
+func (f *file) environment(k string, v *yaml.Node, w where) []EnvVar {
 	var env []EnvVar
 	switch v.Kind {
 	case yaml.MappingNode:
 		for _, p := range f.pairs(v, w) {
 			e := EnvVar{Key: p.key.Value, Pos: f.pos(p.key)}
 			if err := checkEnvKey(e.Key); err != nil {
-				f.errorf(p.key, w, "environment: %v", err)
+				f.errorf(p.key, w, "%s: %v", k, err)
 				continue
 			}
 			val := resolve(p.val)
 			if val.Kind != yaml.ScalarNode {
-				f.errorf(val, w, "environment %q: want a string, got %s", e.Key, kind(val))
+				f.errorf(val, w, "%s %q: want a string, got %s", k, e.Key, kind(val))
 				continue
 			}
 			if val.ShortTag() != "!!null" {
@@ -303,20 +427,20 @@ func (f *file) environment(v *yaml.Node, w where) []EnvVar {
 			env = append(env, e)
 		}
 	case yaml.SequenceNode:
-		for _, it := range f.stringList("environment", v, w) {
+		for _, it := range f.stringList(k, v, w) {
 			item, s := it.n, it.s
 			e := EnvVar{Key: s, Pos: f.pos(item)}
 			if key, val, ok := strings.Cut(s, "="); ok {
 				e.Key, e.Value = key, &val
 			}
 			if err := checkEnvKey(e.Key); err != nil {
-				f.errorf(item, w, "environment %q: %v", s, err)
+				f.errorf(item, w, "%s %q: %v", k, s, err)
 				continue
 			}
 			env = append(env, e)
 		}
 	default:
-		f.errorf(v, w, "key \"environment\": want a mapping or a list, got %s", kind(v))
+		f.errorf(v, w, "key %q: want a mapping or a list, got %s", k, kind(v))
 	}
 	return env
 }
@@ -547,4 +671,14 @@ func (f *file) values(k string, v *yaml.Node, w where) []Value {
 		out = append(out, Value{Text: it.s, Pos: f.pos(it.n)})
 	}
 	return out
+}
+
+// encryptedValues reads a list of encrypted KEY=value texts (encrypted_environment,
+// build.encrypted_args); unlike env_file, a single string is refused.
+func (f *file) encryptedValues(k string, v *yaml.Node, w where) []Value {
+	if v.Kind != yaml.SequenceNode {
+		f.errorf(v, w, "key %q: want a list of encrypted strings, got %s", k, kind(v))
+		return nil
+	}
+	return f.values(k, v, w)
 }

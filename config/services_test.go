@@ -219,6 +219,74 @@ other:
 			want: map[string]*Service{"app": {Name: "app", Image: "alpine"}},
 		},
 		{
+			name: "a build written as a string is the context, with the default Dockerfile",
+			in:   "app:\n  build: ./app\n",
+			want: map[string]*Service{"app": {Name: "app", Build: &Build{Context: "./app", Dockerfile: "Dockerfile"}}},
+		},
+		{
+			name: "a build mapping keeps every key as written, args in file order",
+			in: `app:
+  build:
+    image: registry.example.com/team/app
+    context: ./src
+    dockerfile: ci/Dockerfile.test
+    args:
+      VERSION: "{{ .Branch }}"
+      EMPTY: ""
+      FROM_ENV:
+    encrypted_args_file: args.encrypted
+    encrypted_args: [abc, def]
+`,
+			want: map[string]*Service{"app": {Name: "app", Build: &Build{
+				Image:      "registry.example.com/team/app",
+				Context:    "./src",
+				Dockerfile: "ci/Dockerfile.test",
+				Args: []EnvVar{
+					{Key: "VERSION", Value: ptr("{{ .Branch }}")},
+					{Key: "EMPTY", Value: ptr("")},
+					{Key: "FROM_ENV"},
+				},
+				EncryptedArgsFile: []Value{{Text: "args.encrypted"}},
+				EncryptedArgs:     []Value{{Text: "abc"}, {Text: "def"}},
+			}}},
+		},
+		{
+			name: "a build mapping takes the aliases path and dockerfile_path, and args as a list",
+			in:   "app:\n  build:\n    path: .\n    dockerfile_path: Dockerfile.ci\n    args: [A=1, B=, C]\n    encrypted_args_file: [a.encrypted, b.encrypted]\n",
+			want: map[string]*Service{"app": {Name: "app", Build: &Build{
+				Context:           ".",
+				Dockerfile:        "Dockerfile.ci",
+				Args:              []EnvVar{{Key: "A", Value: ptr("1")}, {Key: "B", Value: ptr("")}, {Key: "C"}},
+				EncryptedArgsFile: []Value{{Text: "a.encrypted"}, {Text: "b.encrypted"}},
+			}}},
+		},
+		{
+			name: "a build mapping without context or dockerfile gets the defaults",
+			in:   "app:\n  build:\n    image: app\n",
+			want: map[string]*Service{"app": {Name: "app", Build: &Build{Image: "app", Context: ".", Dockerfile: "Dockerfile"}}},
+		},
+		{
+			name: "a dockerfile next to build sets the build's Dockerfile",
+			in:   "app:\n  build: ./\n  dockerfile: Dockerfile.test\nb:\n  dockerfile_path: b.Dockerfile\n  build:\n    image: b\n",
+			want: map[string]*Service{
+				"app": {Name: "app", Build: &Build{Context: "./", Dockerfile: "Dockerfile.test"}},
+				"b":   {Name: "b", Build: &Build{Image: "b", Context: ".", Dockerfile: "b.Dockerfile"}},
+			},
+			wantOrder: []string{"app", "b"},
+		},
+		{
+			name: "cache keys and registry credentials are kept",
+			in:   "app:\n  build: .\n  cached: true\n  default_cache_branch: main\n  dockercfg_service: creds\ncreds:\n  image: creds\n  encrypted_dockercfg_path: dockercfg.encrypted\n  cached: false\n",
+			want: map[string]*Service{
+				"app": {
+					Name: "app", Build: &Build{Context: ".", Dockerfile: "Dockerfile"},
+					Cached: true, DefaultCacheBranch: "main", DockercfgService: Value{Text: "creds"},
+				},
+				"creds": {Name: "creds", Image: "creds", EncryptedDockercfgPath: Value{Text: "dockercfg.encrypted"}},
+			},
+			wantOrder: []string{"app", "creds"},
+		},
+		{
 			name: "ignored keys leave no trace in the service",
 			in:   "app:\n  image: alpine\n  tty: true\n  ulimits: {nofile: 1024}\n",
 			want: map[string]*Service{"app": {Name: "app", Image: "alpine"}},
@@ -272,4 +340,37 @@ func TestPositions(t *testing.T) {
 	if diff := cmp.Diff(want, got["app"]); diff != "" {
 		t.Errorf("service (-want +got):\n%s", diff)
 	}
+
+	t.Run("of builds and credentials", func(t *testing.T) {
+		in := `app:
+  build:
+    args: [A=1]
+    encrypted_args: [abc]
+  dockercfg_service: creds
+b:
+  build: .
+`
+		got, _, err := ParseServices("s.yml", []byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := &Service{
+			Name: "app",
+			Pos:  Pos{"s.yml", 1, 1},
+			Build: &Build{
+				Pos:           Pos{"s.yml", 3, 5},
+				Context:       ".",
+				Dockerfile:    "Dockerfile",
+				Args:          []EnvVar{{Key: "A", Value: ptr("1"), Pos: Pos{"s.yml", 3, 12}}},
+				EncryptedArgs: []Value{{Text: "abc", Pos: Pos{"s.yml", 4, 22}}},
+			},
+			DockercfgService: Value{Text: "creds", Pos: Pos{"s.yml", 5, 22}},
+		}
+		if diff := cmp.Diff(want, got["app"]); diff != "" {
+			t.Errorf("service (-want +got):\n%s", diff)
+		}
+		if got, want := got["b"].Build.Pos, (Pos{"s.yml", 7, 10}); got != want {
+			t.Errorf("build of b at %v, want %v", got, want)
+		}
+	})
 }

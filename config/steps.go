@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -38,6 +39,7 @@ type stepRef struct {
 	service string
 	pos     Pos
 	step    string // the name as written, if any
+	key     string // the key other than `service` and `services` that names it, if any
 }
 
 // rawStep is a step as written, before inheritance, expansion and naming.
@@ -164,9 +166,15 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 		case "registry":
 			pushKeys = append(pushKeys, p.key)
 			s.Registry = f.text(k, v, w)
-		case "encrypted_dockercfg_path", "dockercfg_service":
+		case "encrypted_dockercfg_path":
 			pushKeys = append(pushKeys, p.key)
-			f.add(f.pos(p.key), w, fmt.Errorf("key %q: %w", k, ErrNotSupported))
+			s.EncryptedDockercfgPath = f.value(k, v, w)
+		case "dockercfg_service":
+			pushKeys = append(pushKeys, p.key)
+			s.DockercfgService = f.value(k, v, w)
+			if s.DockercfgService.Text != "" {
+				*refs = append(*refs, stepRef{service: s.DockercfgService.Text, pos: s.DockercfgService.Pos, step: s.Name, key: k})
+			}
 		default:
 			f.errorf(p.key, w, "unknown key %q", k)
 		}
@@ -235,6 +243,10 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 			}
 			if !slices.ContainsFunc(pushKeys, func(k *yaml.Node) bool { return k.Value == "image_name" }) {
 				f.errorf(m, w, "%s needs \"image_name\"", what)
+			}
+			if s.DockercfgService.Text != "" && s.EncryptedDockercfgPath.Text != "" {
+				f.add(later(s.DockercfgService.Pos, s.EncryptedDockercfgPath.Pos), w,
+					errors.New("keys \"dockercfg_service\" and \"encrypted_dockercfg_path\" cannot be used together"))
 			}
 		}
 		if serviceKey == nil && !inherited {

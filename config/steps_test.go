@@ -210,6 +210,28 @@ func TestParseSteps(t *testing.T) {
 			},
 		},
 		{
+			name: "push steps keep their registry credentials",
+			in: `- type: push
+  service: app
+  image_name: registry.example.com/app
+  dockercfg_service: creds
+- type: push
+  service: app
+  image_name: registry.example.com/app
+  encrypted_dockercfg_path: dockercfg.encrypted
+`,
+			want: []*Step{
+				{
+					Name: "app_1", Type: Push, Service: "app",
+					ImageName: "registry.example.com/app", DockercfgService: Value{Text: "creds"},
+				},
+				{
+					Name: "app_2", Type: Push, Service: "app",
+					ImageName: "registry.example.com/app", EncryptedDockercfgPath: Value{Text: "dockercfg.encrypted"},
+				},
+			},
+		},
+		{
 			name: "the JSON form is read as YAML",
 			in:   `[{"name": "t", "service": "app", "command": "true"}, {"type": "parallel", "steps": [{"service": "app"}]}]`,
 			want: []*Step{

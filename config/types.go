@@ -81,6 +81,34 @@ type Service struct {
 	// cycles. Starting them is a later feature.
 	DependsOn []Ref
 	Links     []Link
+	// Build says how to build the service's image; nil when the service has an `image`.
+	Build *Build
+	// Cached and DefaultCacheBranch are Codeship's `cached` and `default_cache_branch`:
+	// keep the built image between builds, and the branch whose image to start from
+	// ("" when unset).
+	Cached             bool
+	DefaultCacheBranch string
+	// DockercfgService names another service whose container writes a Docker config with
+	// the credentials to pull this service's image; Text is "" when unset. It is checked
+	// to exist and to be another service.
+	DockercfgService Value
+}
+
+// Build is a service's `build:` key: how to build its image from a Dockerfile.
+type Build struct {
+	// Pos is where the value of `build:` starts.
+	Pos Pos
+	// Context is the build context as written, relative to the build directory ("." when absent).
+	Context string
+	// Dockerfile is the Dockerfile's path as written, relative to the context ("Dockerfile" when absent).
+	Dockerfile string
+	// Image is the name of the built image as written; "" means crun-ci makes one up.
+	Image string
+	// Args are the build arguments in file order (map or "KEY=value" list form); values may be Go templates of the build values. Value nil means `KEY` without value (taken from crun-ci's environment, like Compose).
+	Args []EnvVar
+	// EncryptedArgsFile: KEY=value files encrypted with codeship.aes; EncryptedArgs: encrypted KEY=value texts.
+	EncryptedArgsFile []Value
+	EncryptedArgs     []Value
 }
 
 // EnvVar is one environment entry. Value is nil for `KEY` (list form) or `KEY:` / `KEY: null`
@@ -195,8 +223,12 @@ type Step struct {
 	OnFail []*Step
 	// Timeout bounds how long the step (a group: all of it) may run; 0 means no bound.
 	Timeout time.Duration
-	// Push step fields.
-	ImageName string
-	ImageTag  string
-	Registry  string
+	// Push step fields. DockercfgService names the service whose container writes the
+	// registry credentials; EncryptedDockercfgPath is an encrypted Docker config file
+	// (relative to the build directory). Text is "" when unset.
+	ImageName              string
+	ImageTag               string
+	Registry               string
+	DockercfgService       Value
+	EncryptedDockercfgPath Value
 }
