@@ -159,6 +159,9 @@ type Options struct {
 	// too); its output then comes on stdout only.
 	Stdin    io.Reader
 	Terminal bool
+	// Existing says the active snapshot named ID is there already (an image builder
+	// prepared it): Create neither prepares nor removes it, and Delete keeps it.
+	Existing bool
 }
 
 // Container is a created container, and its task once started.
@@ -167,6 +170,7 @@ type Container struct {
 	fifoDir  string
 	stdin    io.Reader
 	terminal bool
+	existing bool
 	ctr      client.Container
 	task     client.Task
 	exit     <-chan client.ExitStatus
@@ -175,14 +179,16 @@ type Container struct {
 // Create makes a fresh snapshot of the image and the container on it. On error nothing is
 // left behind.
 func (c *Client) Create(ctx context.Context, o Options) (_ *Container, retErr error) {
-	if err := snapshot.Prepare(ctx, c.c, o.ID, o.Image.ChainID, o.Labels); err != nil {
-		return nil, err
-	}
-	defer func() {
-		if retErr != nil {
-			retErr = errors.Join(retErr, snapshot.Remove(context.WithoutCancel(ctx), c.c, o.ID))
+	if !o.Existing {
+		if err := snapshot.Prepare(ctx, c.c, o.ID, o.Image.ChainID, o.Labels); err != nil {
+			return nil, err
 		}
-	}()
+		defer func() {
+			if retErr != nil {
+				retErr = errors.Join(retErr, snapshot.Remove(context.WithoutCancel(ctx), c.c, o.ID))
+			}
+		}()
+	}
 	ctr, err := c.c.NewContainer(ctx, o.ID,
 		client.WithSnapshotter(snapshot.Snapshotter),
 		client.WithSnapshot(o.ID),
@@ -193,7 +199,7 @@ func (c *Client) Create(ctx context.Context, o Options) (_ *Container, retErr er
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", o.ID, err)
 	}
-	return &Container{client: c, ctr: ctr, fifoDir: o.FIFODir, stdin: o.Stdin, terminal: o.Terminal}, nil
+	return &Container{client: c, ctr: ctr, fifoDir: o.FIFODir, stdin: o.Stdin, terminal: o.Terminal, existing: o.Existing}, nil
 }
 
 // ID returns the container id.
@@ -287,8 +293,9 @@ func (c *Container) Kill(ctx context.Context, sig syscall.Signal) error {
 	return nil
 }
 
-// Delete removes the task (killing it if it still runs), the container and its snapshot.
-// What is already gone is not an error, so Delete may be called again after a failure.
+// Delete removes the task (killing it if it still runs), the container and its snapshot
+// (unless it was created on an Existing one). What is already gone is not an error, so
+// Delete may be called again after a failure.
 func (c *Container) Delete(ctx context.Context) error {
 	var errs []error
 	if c.task != nil {
@@ -298,13 +305,24 @@ func (c *Container) Delete(ctx context.Context) error {
 			c.task = nil
 		}
 	}
-	if err := c.ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+	var opts []client.DeleteOpts
+	if !c.existing {
+		opts = append(opts, client.WithSnapshotCleanup)
+	}
+	if err := c.ctr.Delete(ctx, opts...); err != nil && !errdefs.IsNotFound(err) {
 		errs = append(errs, fmt.Errorf("delete container %s: %w", c.ID(), err))
 	}
-	// WithSnapshotCleanup skips the snapshot when the container record was already gone.
-	errs = append(errs, snapshot.Remove(ctx, c.client.c, c.ID()))
+	if !c.existing {
+		// WithSnapshotCleanup skips the snapshot when the container record was already
+		// gone.
+		errs = append(errs, snapshot.Remove(ctx, c.client.c, c.ID()))
+	}
 	return errors.Join(errs...)
 }
+
+// Containerd returns the containerd client, for packages (the image builder) that work
+// with its content, snapshots and diffs directly.
+func (c *Client) Containerd() *client.Client { return c.c }
 
 // Lease returns ctx carrying a new lease for a build, which keeps the snapshots and
 // content the build makes safe from containerd's garbage collector while the build runs,
