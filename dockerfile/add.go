@@ -1,0 +1,221 @@
+package dockerfile
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/continuity/fs"
+	"golang.org/x/sys/unix"
+)
+
+// fetchTimeout bounds one download of Fetch.
+const fetchTimeout = 60 * time.Second
+
+// IsURL reports whether an ADD source is a remote URL (http:// or https://). Docker
+// does not unpack what it downloads: copy a fetched file without CopyOptions.Extract.
+func IsURL(src string) bool {
+	return strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")
+}
+
+// Fetch downloads an ADD source URL (http or https) into the directory dir and returns
+// the path of the file. The file is named after the last element of the URL path
+// ("download" if there is none), has mode 0600, and has the Last-Modified time of the
+// response as its modification time when the server sends one. A download that takes
+// more than a minute fails, as does one whose ctx is cancelled.
+func Fetch(ctx context.Context, rawURL, dir string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", fmt.Errorf("fetch %q: not an http or https URL", rawURL)
+	}
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return "", fmt.Errorf("fetch %q: %w", rawURL, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return "", fmt.Errorf("fetch %q: %w", rawURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return "", fmt.Errorf("fetch %q: HTTP status %s", rawURL, resp.Status)
+	}
+	name := filepath.Join(dir, fetchName(u))
+	if err := writeDownload(name, resp); err != nil {
+		return "", fmt.Errorf("fetch %q: %w", rawURL, err)
+	}
+	return name, nil
+}
+
+// fetchName returns the file name of a download from u: the last element of its path,
+// or "download".
+func fetchName(u *url.URL) string {
+	name := path.Base(u.Path)
+	if name == "" || name == "." || name == ".." || name == "/" {
+		return "download"
+	}
+	return name
+}
+
+// writeDownload writes the body of resp to a new file at name, with mode 0600 and the
+// Last-Modified time of resp. A partial file is removed.
+func writeDownload(name string, resp *http.Response) (retErr error) {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			retErr = errors.Join(retErr, os.Remove(name))
+		}
+	}()
+	_, err = io.Copy(f, resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("read response: %w", err)
+	}
+	if err := os.Chmod(name, 0o600); err != nil {
+		return err
+	}
+	if lm := resp.Header.Get("Last-Modified"); lm != "" {
+		if t, err := http.ParseTime(lm); err == nil {
+			return os.Chtimes(name, t, t)
+		}
+	}
+	return nil
+}
+
+// Magic numbers of the compressed formats that Docker unpacks.
+var (
+	magicGzip  = []byte{0x1f, 0x8b, 0x08}
+	magicBzip2 = []byte{'B', 'Z', 'h'}
+	magicXz    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+	magicZstd  = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// decompress returns a reader of the decompressed content of r, told by its first
+// bytes; r itself if it is not compressed.
+func decompress(r *bufio.Reader) (io.Reader, error) {
+	head, _ := r.Peek(6)
+	switch {
+	case bytes.HasPrefix(head, magicGzip):
+		return gzip.NewReader(r)
+	case bytes.HasPrefix(head, magicBzip2):
+		return bzip2.NewReader(r), nil
+	case bytes.HasPrefix(head, magicXz):
+		return nil, errors.New("xz archives are not supported")
+	case bytes.HasPrefix(head, magicZstd):
+		return nil, errors.New("zstd archives are not supported")
+	}
+	return r, nil
+}
+
+// extract unpacks the file at host path src into the container directory destC if it
+// is a tar archive, plain or compressed, and reports whether it was one.
+//
+// Entry names are resolved inside destC ("../x" and "/x" land in destC/x); links
+// within the archive and in the image are resolved as the container sees them, so
+// nothing is written outside rootfs.
+func (c *copier) extract(src, destC string) (bool, error) {
+	f, err := os.Open(src)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	r, err := decompress(bufio.NewReader(f))
+	if err != nil {
+		return false, err
+	}
+	tr := tar.NewReader(r)
+	hdr, err := tr.Next()
+	if err != nil {
+		// Like Docker: what does not start with a tar header is copied as a file.
+		return false, nil
+	}
+	if err := c.mkdirAll(destC); err != nil {
+		return true, err
+	}
+	for ; err == nil; hdr, err = tr.Next() {
+		if err := c.extractEntry(tr, hdr, destC); err != nil {
+			return true, fmt.Errorf("unpack %q: %w", hdr.Name, err)
+		}
+	}
+	if !errors.Is(err, io.EOF) {
+		return true, fmt.Errorf("unpack: %w", err)
+	}
+	return true, nil
+}
+
+// extractEntry writes one archive entry below the container directory destC.
+func (c *copier) extractEntry(tr *tar.Reader, hdr *tar.Header, destC string) error {
+	name := path.Clean("/" + hdr.Name)
+	if name == "/" {
+		return nil // the archive's root: destC stays as it is
+	}
+	p := path.Join(destC, name)
+	if err := c.mkdirAll(path.Dir(p)); err != nil {
+		return err
+	}
+	dst, err := c.entryPath(p)
+	if err != nil {
+		return err
+	}
+	fi := hdr.FileInfo()
+	m := meta{mode: fi.Mode(), uid: hdr.Uid, gid: hdr.Gid, mtime: hdr.ModTime}
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		return c.makeDir(dst, m)
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		return c.makeFile(dst, tr, m)
+	case tar.TypeSymlink:
+		return c.makeSymlink(dst, hdr.Linkname, m)
+	case tar.TypeLink:
+		return c.makeHardlink(dst, path.Join(destC, path.Clean("/"+hdr.Linkname)))
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		return c.makeSpecial(dst, m, unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+	default: // headers of extended attributes and the like: nothing to write
+		return nil
+	}
+}
+
+// makeHardlink creates at dst a hard link to the file at the container path targetC,
+// replacing what is at dst.
+func (c *copier) makeHardlink(dst, targetC string) error {
+	parent, err := fs.RootPath(c.rootfs, path.Dir(targetC))
+	if err != nil {
+		return err
+	}
+	target := filepath.Join(parent, path.Base(targetC))
+	fi, err := os.Lstat(target)
+	if err != nil {
+		return fmt.Errorf("hard link to %q: %w", targetC, err)
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("hard link to %q: is a directory", targetC)
+	}
+	if err := replace(dst); err != nil {
+		return err
+	}
+	return os.Link(target, dst)
+}
