@@ -1,0 +1,1004 @@
+package dockerfile
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/continuity/fs"
+	"github.com/containerd/errdefs"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/crun-ci/crun-ci/oci"
+	"github.com/crun-ci/crun-ci/secrets"
+	"github.com/crun-ci/crun-ci/snapshot"
+	"github.com/crun-ci/crun-ci/task"
+)
+
+// Builder builds images on one containerd. Its zero value is not usable: Client and
+// Image are needed.
+type Builder struct {
+	Client *task.Client
+	// Namespace is containerd's namespace, which the RUN containers' cgroup path names.
+	Namespace string
+	// Image makes sure the image ref (of a FROM or COPY --from) is in containerd's store,
+	// pulling it when it is missing, and returns its normalised name.
+	Image func(ctx context.Context, ref string) (string, error)
+	// NoCache builds every layer anew (the results still go into the cache).
+	NoCache bool
+	// CacheMaxSize bounds the size of the layer cache in bytes; 0 means no bound.
+	CacheMaxSize int64
+}
+
+// Net is the network of a build's RUN containers: the network namespace to join and the
+// files for /etc/hosts and /etc/resolv.conf; all "" for the host's.
+type Net struct {
+	NetNS, Hosts, ResolvConf string
+}
+
+// Request is one image to build.
+type Request struct {
+	// Service names what is built in messages.
+	Service string
+	// Context is the build context's directory, absolute.
+	Context string
+	// Dockerfile is the Dockerfile's path, absolute; DockerfileName is how messages name
+	// it (as the user wrote it).
+	Dockerfile     string
+	DockerfileName string
+	// Args are the build arguments (--build-arg). SecretArgs came from encrypted sources:
+	// RUN gets them through the secret hand-off (never in a spec), and the cache keys
+	// hold their names only, so a changed secret alone does not rebuild a layer.
+	Args       map[string]string
+	SecretArgs map[string]string
+	// Handoff is crun-ci's own static executable, which hands secret arguments to RUN
+	// (see secrets.EncodeEnv); needed when SecretArgs is not empty.
+	Handoff string
+	// Image is the normalised name of the image to create.
+	Image string
+	// Output receives the progress lines and RUN's standard output, Stderr (when not nil)
+	// RUN's standard error; each is written by one goroutine at a time.
+	Output, Stderr io.Writer
+	Net            Net
+	// ID starts the names of the build's temporary containers and snapshots; Labels go
+	// on them. Dir is a directory of the build's own for mount points and FIFOs.
+	ID     string
+	Labels map[string]string
+	Dir    string
+}
+
+// Result says what a build made.
+type Result struct {
+	// Image is the normalised name of the built image.
+	Image string
+	// Layers counts the layer-making instructions built; Cached how many of them came
+	// from the cache.
+	Layers, Cached int
+}
+
+// state is the image a stage has built so far.
+type state struct {
+	layers  []ocispec.Descriptor
+	diffIDs []digest.Digest
+	config  dockerspec.DockerOCIImage
+	// key is the cache key of the state: a digest of everything that made it.
+	key digest.Digest
+	// args are the ARG values in scope; dirs the WORKDIRs not yet made in a layer.
+	args map[string]string
+	dirs []string
+	// cmdSet says CMD was set in this stage (an ENTRYPOINT then keeps it).
+	cmdSet bool
+}
+
+func (s *state) chainID() digest.Digest {
+	if len(s.diffIDs) == 0 {
+		return ""
+	}
+	return identity.ChainID(s.diffIDs)
+}
+
+// env is what variable expansion and RUN see: the build arguments in scope, overridden
+// by the image's environment.
+func (s *state) env() []string {
+	var env []string
+	for _, k := range slices.Sorted(maps.Keys(s.args)) {
+		if !hasKey(s.config.Config.Env, k) {
+			env = append(env, k+"="+s.args[k])
+		}
+	}
+	return append(env, s.config.Config.Env...)
+}
+
+func hasKey(env []string, key string) bool {
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// run is one build.
+type run struct {
+	b      *Builder
+	r      Request
+	c      *client.Client
+	ctxDir *Context
+	lex    *shell.Lex
+	stages []instructions.Stage
+	// built holds the final state of each stage built so far, by index.
+	built map[int]*state
+	seq   atomic.Int64
+	step  int
+	steps int
+	res   Result
+	used  map[string]bool // build arguments some ARG declared
+}
+
+// Build builds the image of r and names it r.Image.
+func (b *Builder) Build(ctx context.Context, r Request) (*Result, error) {
+	data, err := os.ReadFile(r.Dockerfile)
+	if err != nil {
+		return nil, fmt.Errorf("read Dockerfile: %w", err)
+	}
+	ast, err := parser.Parse(bytes.NewReader(data))
+	if err != nil {
+		return nil, r.errorf(lineOf(err), "%v", stripLine(err))
+	}
+	stages, metaArgs, err := instructions.Parse(ast.AST, nil)
+	if err != nil {
+		return nil, r.errorf(lineOf(err), "%v", stripLine(err))
+	}
+	if len(stages) == 0 {
+		return nil, r.errorf(0, "no FROM instruction")
+	}
+	x := &run{b: b, r: r, c: b.Client.Containerd(), lex: shell.NewLex(ast.EscapeToken), stages: stages, built: map[int]*state{}, used: map[string]bool{}}
+	x.res.Image = r.Image
+
+	// ARGs before the first FROM are the values of FROM lines; a stage sees them only
+	// when it declares them again.
+	meta := map[string]string{}
+	for _, a := range metaArgs {
+		if err := x.arg(meta, &a, meta); err != nil {
+			return nil, err
+		}
+	}
+	needed, err := x.needed(meta)
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range needed {
+		x.steps += 1 + len(stages[i].Commands)
+	}
+	if err := x.checkCommands(needed); err != nil {
+		return nil, err
+	}
+	if x.ctxDir, err = OpenContext(r.Context); err != nil {
+		return nil, fmt.Errorf("build context %s: %w", r.Context, err)
+	}
+	for _, i := range needed {
+		if err := x.stage(ctx, i, meta); err != nil {
+			return nil, err
+		}
+	}
+	var unused []string
+	for k := range r.Args {
+		if !x.used[k] {
+			unused = append(unused, k)
+		}
+	}
+	for k := range r.SecretArgs {
+		if _, ok := r.Args[k]; !ok && !x.used[k] {
+			unused = append(unused, k)
+		}
+	}
+	if len(unused) > 0 {
+		slices.Sort(unused)
+		fmt.Fprintf(r.Output, "warning: build arguments not declared by any ARG: %s\n", strings.Join(unused, ", "))
+	}
+	final := x.built[len(stages)-1]
+	if err := x.writeImage(ctx, r.Image, final); err != nil {
+		return nil, err
+	}
+	if err := b.evict(ctx); err != nil {
+		fmt.Fprintf(r.Output, "warning: layer cache: %v\n", err)
+	}
+	return &x.res, nil
+}
+
+// errorf makes an error naming the Dockerfile and, when line > 0, the line.
+func (r *Request) errorf(line int, format string, args ...any) error {
+	where := r.DockerfileName
+	if line > 0 {
+		where += ":" + strconv.Itoa(line)
+	}
+	return fmt.Errorf("%s: %s", where, fmt.Sprintf(format, args...))
+}
+
+// lineOf is the first line an error of BuildKit's parser points at, 0 when none.
+func lineOf(err error) int {
+	var le *parser.LocationError
+	if errors.As(err, &le) && len(le.Locations) > 0 && len(le.Locations[0]) > 0 {
+		return le.Locations[0][0].Start.Line
+	}
+	return 0
+}
+
+// stripLine drops the "dockerfile parse error on line N: " that some parser errors
+// carry, since errorf says where.
+func stripLine(err error) string {
+	msg := err.Error()
+	if strings.HasPrefix(msg, "dockerfile parse error on line ") {
+		if _, rest, ok := strings.Cut(msg, ": "); ok {
+			return rest
+		}
+	}
+	return msg
+}
+
+// source is an instruction as written.
+func source(c instructions.Command) string {
+	if s, ok := c.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return strings.ToUpper(c.Name())
+}
+
+// expanded is an instruction after variable expansion, for cache keys: its fields.
+func expanded(c instructions.Command) string {
+	fields, err := json.Marshal(c)
+	if err != nil {
+		return source(c)
+	}
+	return source(c) + "\x00" + string(fields)
+}
+
+func line(c instructions.Command) int {
+	if loc := c.Location(); len(loc) > 0 {
+		return loc[0].Start.Line
+	}
+	return 0
+}
+
+// stageIndex finds a stage by name (case-insensitive, as Docker) or index, among the
+// stages before before.
+func (x *run) stageIndex(name string, before int) (int, bool) {
+	for i := 0; i < before; i++ {
+		if strings.EqualFold(x.stages[i].Name, name) {
+			return i, true
+		}
+	}
+	if n, err := strconv.Atoi(name); err == nil && n >= 0 && n < before {
+		return n, true
+	}
+	return 0, false
+}
+
+// needed lists, in order, the stages the last stage needs: through FROM and COPY --from.
+func (x *run) needed(meta map[string]string) ([]int, error) {
+	need := map[int]bool{len(x.stages) - 1: true}
+	for i := len(x.stages) - 1; i >= 0; i-- {
+		if !need[i] {
+			continue
+		}
+		st := &x.stages[i]
+		base, err := x.expand(st.BaseName, mapEnv(meta))
+		if err != nil {
+			return nil, x.r.errorf(st.Location[0].Start.Line, "FROM %s: %v", st.BaseName, err)
+		}
+		st.BaseName = base
+		if j, ok := x.stageIndex(base, i); ok {
+			need[j] = true
+		}
+		for _, c := range st.Commands {
+			if cp, ok := c.(*instructions.CopyCommand); ok && cp.From != "" {
+				if j, ok := x.stageIndex(cp.From, i); ok {
+					need[j] = true
+				}
+			}
+		}
+	}
+	var out []int
+	for i := range x.stages {
+		if need[i] {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+// checkCommands refuses what crun-ci does not build, before anything runs.
+func (x *run) checkCommands(stages []int) error {
+	for _, i := range stages {
+		for _, c := range x.stages[i].Commands {
+			var why string
+			switch c := c.(type) {
+			case *instructions.MaintainerCommand, *instructions.OnbuildCommand:
+				why = "is not supported"
+			case *instructions.RunCommand:
+				if len(c.FlagsUsed) > 0 {
+					why = fmt.Sprintf("with --%s is not supported", c.FlagsUsed[0])
+				}
+				if len(c.Files) > 0 {
+					why = "with a here-document is not supported"
+				}
+			case *instructions.CopyCommand:
+				switch {
+				case len(c.SourceContents) > 0:
+					why = "with a here-document is not supported"
+				case c.Chmod != "":
+					why = "with --chmod is not supported"
+				case len(c.ExcludePatterns) > 0:
+					why = "with --exclude is not supported"
+				case c.Parents:
+					why = "with --parents is not supported"
+				}
+			case *instructions.AddCommand:
+				switch {
+				case len(c.SourceContents) > 0:
+					why = "with a here-document is not supported"
+				case c.Chmod != "":
+					why = "with --chmod is not supported"
+				case len(c.ExcludePatterns) > 0:
+					why = "with --exclude is not supported"
+				case c.Checksum != "":
+					why = "with --checksum is not supported"
+				case c.KeepGitDir != nil:
+					why = "with --keep-git-dir is not supported"
+				}
+			case *instructions.CmdCommand, *instructions.EntrypointCommand, *instructions.EnvCommand,
+				*instructions.ArgCommand, *instructions.WorkdirCommand, *instructions.UserCommand,
+				*instructions.LabelCommand, *instructions.ExposeCommand, *instructions.VolumeCommand,
+				*instructions.HealthCheckCommand, *instructions.ShellCommand, *instructions.StopSignalCommand:
+			default:
+				why = "is not supported"
+			}
+			if why != "" {
+				return x.r.errorf(line(c), "%s %s", strings.ToUpper(c.Name()), why)
+			}
+		}
+	}
+	return nil
+}
+
+// mapEnv turns a map into what the lexer reads.
+func mapEnv(m map[string]string) shell.EnvGetter {
+	var env []string
+	for k, v := range m {
+		env = append(env, k+"="+v)
+	}
+	return shell.EnvsFromSlice(env)
+}
+
+func (x *run) expand(word string, env shell.EnvGetter) (string, error) {
+	out, _, err := x.lex.ProcessWord(word, env)
+	return out, err
+}
+
+// progress prints the line that starts an instruction.
+func (x *run) progress(text string) {
+	x.step++
+	fmt.Fprintf(x.r.Output, "step %d/%d: %s\n", x.step, x.steps, text)
+}
+
+// stage builds stage i.
+func (x *run) stage(ctx context.Context, i int, meta map[string]string) error {
+	st := &x.stages[i]
+	x.progress(st.SourceCode)
+	s, err := x.base(ctx, st, i)
+	if err != nil {
+		return err
+	}
+	for _, c := range st.Commands {
+		x.progress(source(c))
+		if err := x.command(ctx, s, c, meta, i); err != nil {
+			var ce *commandError
+			if errors.As(err, &ce) {
+				return err
+			}
+			return &commandError{x.r.errorf(line(c), "%s: %v", source(c), err)}
+		}
+	}
+	if len(s.dirs) > 0 {
+		// WORKDIRs that no later layer made are made in a layer of their own.
+		key := digest.FromString(s.key.String() + "\x00mkdir " + strings.Join(s.dirs, "\x00"))
+		if err := x.layer(ctx, s, key, "WORKDIR", func(root string) error { return nil }); err != nil {
+			return x.r.errorf(0, "WORKDIR: %v", err)
+		}
+	}
+	x.built[i] = s
+	return nil
+}
+
+// commandError is an error that already says where it happened.
+type commandError struct{ error }
+
+func (e *commandError) Unwrap() error { return e.error }
+
+// base is the state a stage starts from: scratch, an earlier stage, or an image.
+func (x *run) base(ctx context.Context, st *instructions.Stage, i int) (*state, error) {
+	s := &state{args: map[string]string{}}
+	if j, ok := x.stageIndex(st.BaseName, i); ok {
+		from := x.built[j]
+		s.layers = slices.Clone(from.layers)
+		s.diffIDs = slices.Clone(from.diffIDs)
+		s.config = cloneConfig(from.config)
+		s.key = digest.FromString("stage\x00" + from.key.String())
+		return s, nil
+	}
+	if st.BaseName == "scratch" {
+		s.config = dockerspec.DockerOCIImage{Image: ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: goarch()}}}
+		s.key = digest.FromString("scratch")
+		return s, nil
+	}
+	img, err := x.image(ctx, st.BaseName)
+	if err != nil {
+		return nil, x.r.errorf(st.Location[0].Start.Line, "FROM %s: %v", st.BaseName, err)
+	}
+	return img, nil
+}
+
+// image reads an image as the state it would start a stage with.
+func (x *run) image(ctx context.Context, ref string) (*state, error) {
+	name, err := x.b.Image(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	img, err := x.c.GetImage(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := snapshot.ChainID(ctx, img); err != nil {
+		return nil, err
+	}
+	m, cfg, cfgDesc, err := readImage(ctx, x.c, img.Target())
+	if err != nil {
+		return nil, fmt.Errorf("read image %s: %w", name, err)
+	}
+	return &state{
+		layers:  m.Layers,
+		diffIDs: cfg.RootFS.DiffIDs,
+		config:  cfg,
+		key:     digest.FromString("image\x00" + cfgDesc.Digest.String()),
+		args:    map[string]string{},
+	}, nil
+}
+
+func cloneConfig(c dockerspec.DockerOCIImage) dockerspec.DockerOCIImage {
+	out := c
+	out.Config.Env = slices.Clone(c.Config.Env)
+	out.Config.Cmd = slices.Clone(c.Config.Cmd)
+	out.Config.Entrypoint = slices.Clone(c.Config.Entrypoint)
+	out.Config.Shell = slices.Clone(c.Config.Shell)
+	out.Config.Labels = maps.Clone(c.Config.Labels)
+	out.Config.ExposedPorts = maps.Clone(c.Config.ExposedPorts)
+	out.Config.Volumes = maps.Clone(c.Config.Volumes)
+	out.RootFS.DiffIDs = slices.Clone(c.RootFS.DiffIDs)
+	out.History = slices.Clone(c.History)
+	return out
+}
+
+// keyOf is how a build argument enters a cache key: KEY=value, or only the name of a
+// secret one.
+func (x *run) keyOf(k, v string) string {
+	if _, ok := x.r.SecretArgs[k]; ok {
+		return "secret:" + k
+	}
+	return k + "=" + v
+}
+
+// arg carries out an ARG: each name gets the build argument's value, else the default
+// (expanded with env), else the value of an ARG before FROM (meta).
+func (x *run) arg(args map[string]string, c *instructions.ArgCommand, meta map[string]string) error {
+	for _, a := range c.Args {
+		x.used[a.Key] = true
+		if v, ok := x.r.SecretArgs[a.Key]; ok {
+			args[a.Key] = v
+			continue
+		}
+		if v, ok := x.r.Args[a.Key]; ok {
+			args[a.Key] = v
+			continue
+		}
+		if a.Value != nil {
+			v, err := x.expand(*a.Value, mapEnv(args))
+			if err != nil {
+				return fmt.Errorf("ARG %s: %w", a.Key, err)
+			}
+			args[a.Key] = v
+			continue
+		}
+		if v, ok := meta[a.Key]; ok {
+			args[a.Key] = v
+		}
+	}
+	return nil
+}
+
+// command carries out one instruction on s.
+func (x *run) command(ctx context.Context, s *state, c instructions.Command, meta map[string]string, stage int) error {
+	if e, ok := c.(instructions.SupportsSingleWordExpansion); ok {
+		if _, isArg := c.(*instructions.ArgCommand); !isArg {
+			env := shell.EnvsFromSlice(s.env())
+			if err := e.Expand(func(w string) (string, error) { return x.expand(w, env) }); err != nil {
+				return err
+			}
+		}
+	}
+	cfg := &s.config.Config
+	metaKey := func() {
+		s.key = digest.FromString(s.key.String() + "\x00" + expanded(c))
+		s.config.History = append(s.config.History, ocispec.History{CreatedBy: source(c), EmptyLayer: true, Comment: "crun-ci"})
+	}
+	switch c := c.(type) {
+	case *instructions.ArgCommand:
+		if err := x.arg(s.args, c, meta); err != nil {
+			return err
+		}
+		var parts []string
+		for _, a := range c.Args {
+			if v, ok := s.args[a.Key]; ok {
+				parts = append(parts, x.keyOf(a.Key, v))
+			}
+		}
+		s.key = digest.FromString(s.key.String() + "\x00ARG " + strings.Join(parts, "\x00"))
+		return nil
+	case *instructions.EnvCommand:
+		for _, kv := range c.Env {
+			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
+		}
+	case *instructions.WorkdirCommand:
+		dir := c.Path
+		if !path.IsAbs(dir) {
+			dir = path.Join("/", cfg.WorkingDir, dir)
+		}
+		cfg.WorkingDir = path.Clean(dir)
+		s.dirs = append(s.dirs, cfg.WorkingDir)
+	case *instructions.UserCommand:
+		cfg.User = c.User
+	case *instructions.CmdCommand:
+		cfg.Cmd = x.commandLine(s, c.ShellDependantCmdLine)
+		s.cmdSet = true
+	case *instructions.EntrypointCommand:
+		cfg.Entrypoint = x.commandLine(s, c.ShellDependantCmdLine)
+		if !s.cmdSet {
+			cfg.Cmd = nil
+		}
+	case *instructions.LabelCommand:
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		for _, kv := range c.Labels {
+			cfg.Labels[kv.Key] = kv.Value
+		}
+	case *instructions.ExposeCommand:
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = map[string]struct{}{}
+		}
+		for _, p := range c.Ports {
+			p, err := x.expand(p, shell.EnvsFromSlice(s.env()))
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(p, "/") {
+				p += "/tcp"
+			}
+			cfg.ExposedPorts[p] = struct{}{}
+		}
+	case *instructions.VolumeCommand:
+		if cfg.Volumes == nil {
+			cfg.Volumes = map[string]struct{}{}
+		}
+		for _, v := range c.Volumes {
+			if v == "" {
+				return errors.New("VOLUME with an empty path")
+			}
+			cfg.Volumes[v] = struct{}{}
+		}
+	case *instructions.HealthCheckCommand:
+		cfg.Healthcheck = c.Health
+	case *instructions.ShellCommand:
+		cfg.Shell = slices.Clone(c.Shell)
+	case *instructions.StopSignalCommand:
+		if _, err := parseSignal(c.Signal); err != nil {
+			return err
+		}
+		cfg.StopSignal = c.Signal
+	case *instructions.RunCommand:
+		return x.runCommand(ctx, s, c)
+	case *instructions.CopyCommand:
+		return x.copy(ctx, s, source(c), c.SourcesAndDest, c.From, c.Chown, false, stage)
+	case *instructions.AddCommand:
+		return x.copy(ctx, s, source(c), c.SourcesAndDest, "", c.Chown, true, stage)
+	default:
+		return fmt.Errorf("%s is not supported", strings.ToUpper(c.Name()))
+	}
+	metaKey()
+	return nil
+}
+
+// setEnv sets key in env, in place of an earlier value.
+func setEnv(env []string, key, value string) []string {
+	for i, e := range env {
+		if k, _, _ := strings.Cut(e, "="); k == key {
+			env[i] = key + "=" + value
+			return env
+		}
+	}
+	return append(env, key+"="+value)
+}
+
+// shellOf is the shell of the shell form: SHELL's, else /bin/sh -c.
+func shellOf(s *state) []string {
+	if len(s.config.Config.Shell) > 0 {
+		return slices.Clone(s.config.Config.Shell)
+	}
+	return []string{"/bin/sh", "-c"}
+}
+
+// commandLine is the argument list of an exec-form or shell-form command line.
+func (x *run) commandLine(s *state, c instructions.ShellDependantCmdLine) []string {
+	if c.PrependShell {
+		return append(shellOf(s), strings.Join(c.CmdLine, " "))
+	}
+	return slices.Clone(c.CmdLine)
+}
+
+// parseSignal accepts what STOPSIGNAL may name: a number or SIGNAME / NAME.
+func parseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	if n := unix.SignalNum("SIG" + strings.TrimPrefix(strings.ToUpper(s), "SIG")); n != 0 {
+		return n, nil
+	}
+	return 0, fmt.Errorf("STOPSIGNAL %q: not a signal", s)
+}
+
+// runCommand carries out a RUN: a container on a new snapshot of s, whose changes become
+// the layer.
+func (x *run) runCommand(ctx context.Context, s *state, c *instructions.RunCommand) error {
+	args := x.commandLine(s, c.ShellDependantCmdLine)
+	if len(args) == 0 {
+		return errors.New("no command")
+	}
+	var argEnv []string
+	for _, k := range slices.Sorted(maps.Keys(s.args)) {
+		argEnv = append(argEnv, x.keyOf(k, s.args[k]))
+	}
+	key := digest.FromString(strings.Join(append([]string{s.key.String(), "RUN", strings.Join(args, "\x00"), s.config.Config.User, s.config.Config.WorkingDir, strings.Join(s.dirs, "\x00")}, argEnv...), "\x00"))
+	return x.layer(ctx, s, key, source(c), func(id string) error {
+		return x.runIn(ctx, s, id, args)
+	})
+}
+
+// Where the secret hand-off appears in RUN containers, as in steps.
+const (
+	handoffExe  = "/.crun-ci/crun-ci"
+	handoffFIFO = "/.crun-ci/env"
+)
+
+// runIn runs args in a container on the active snapshot id, and fails unless it exits 0.
+// What the runtime makes in the snapshot for its mounts (/etc/hosts on an image without
+// one, the hand-off's directory) is removed again, so it is not in the layer.
+func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (retErr error) {
+	cfg := s.config.Config
+	var env, secret []string
+	for _, k := range slices.Sorted(maps.Keys(s.args)) {
+		if hasKey(cfg.Env, k) {
+			continue
+		}
+		if _, ok := x.r.SecretArgs[k]; ok {
+			secret = append(secret, k+"="+s.args[k])
+		} else {
+			env = append(env, k+"="+s.args[k])
+		}
+	}
+	var mounts []specs.Mount
+	var fifo *os.File
+	if len(secret) > 0 {
+		args = append([]string{handoffExe, "exec-env", handoffFIFO, "--"}, args...)
+		path := filepath.Join(x.r.Dir, "handoff-"+id)
+		mounts = append(mounts,
+			specs.Mount{Destination: handoffExe, Type: "bind", Source: x.r.Handoff, Options: []string{"rbind", "ro"}},
+			specs.Mount{Destination: handoffFIFO, Type: "bind", Source: path, Options: []string{"rbind", "ro"}})
+		defer os.Remove(path)
+	}
+	spec, err := oci.Spec(ctx, oci.Container{
+		ID:         id,
+		Namespace:  x.b.Namespace,
+		Hostname:   "crun-ci-build",
+		Image:      cfg.ImageConfig,
+		Args:       args,
+		Env:        env,
+		WorkingDir: cfg.WorkingDir,
+		Mounts:     mounts,
+		NetNS:      x.r.Net.NetNS,
+		HostsFile:  x.r.Net.Hosts,
+		ResolvConf: x.r.Net.ResolvConf,
+	})
+	if err != nil {
+		return err
+	}
+	// Before: the user, and which mount points the image lacks.
+	var stubs []string
+	err = x.mounted(ctx, id, func(root string) error {
+		passwd, _ := readIn(root, "/etc/passwd")
+		group, _ := readIn(root, "/etc/group")
+		u, err := oci.User(cfg.User, passwd, group)
+		if err != nil {
+			return err
+		}
+		spec.Process.User = u
+		for _, m := range spec.Mounts {
+			p, err := fs.RootPath(root, m.Destination)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+				stubs = append(stubs, m.Destination)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		err := x.mounted(context.WithoutCancel(ctx), id, func(root string) error {
+			return removeStubs(root, stubs)
+		})
+		retErr = errors.Join(retErr, err)
+	}()
+	if len(secret) > 0 {
+		if fifo, err = handoff(filepath.Join(x.r.Dir, "handoff-"+id), int(spec.Process.User.UID), int(spec.Process.User.GID), secret); err != nil {
+			return err
+		}
+		defer fifo.Close()
+	}
+	ctr, err := x.b.Client.Create(ctx, task.Options{ID: id, Spec: spec, Labels: x.r.Labels, FIFODir: filepath.Join(x.r.Dir, "fifo"), Existing: true})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		retErr = errors.Join(retErr, ctr.Delete(context.WithoutCancel(ctx)))
+	}()
+	stderr := x.r.Stderr
+	if stderr == nil {
+		stderr = x.r.Output
+	}
+	if err := ctr.Start(context.WithoutCancel(ctx), x.r.Output, stderr, nil); err != nil {
+		return err
+	}
+	code, err := ctr.Wait(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			ctr.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+		}
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("exit code %d", code)
+	}
+	return nil
+}
+
+// removeStubs removes the mount points the runtime made at paths: empty files and
+// directories, deepest first, and directories it made on the way that are empty now.
+func removeStubs(root string, paths []string) error {
+	var errs []error
+	for _, p := range paths {
+		for d := p; d != "/" && d != "."; d = path.Dir(d) {
+			real, err := fs.RootPath(root, d)
+			if err != nil {
+				errs = append(errs, err)
+				break
+			}
+			fi, err := os.Lstat(real)
+			if err != nil {
+				break
+			}
+			if fi.Mode().IsRegular() && fi.Size() == 0 || fi.IsDir() {
+				if err := os.Remove(real); err != nil {
+					break // not empty: something the command made
+				}
+				continue
+			}
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// handoff makes the FIFO through which a RUN gets its secret arguments, owned by its
+// user, and writes them into it; the caller closes it once the RUN has ended.
+func handoff(path string, uid, gid int, env []string) (*os.File, error) {
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		return nil, fmt.Errorf("make the secret hand-off: %w", err)
+	}
+	if err := os.Chown(path, uid, gid); err != nil {
+		return nil, fmt.Errorf("make the secret hand-off: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open the secret hand-off: %w", err)
+	}
+	data := secrets.EncodeEnv(env)
+	go f.Write(data) // more than a pipe holds waits for the reader
+	return f, nil
+}
+
+// readIn reads p inside a mounted root filesystem, never out of it.
+func readIn(root, p string) ([]byte, error) {
+	real, err := fs.RootPath(root, p)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(real)
+}
+
+// mounted mounts the active snapshot id read-write in the build's directory and calls fn
+// with its root.
+func (x *run) mounted(ctx context.Context, id string, fn func(root string) error) (retErr error) {
+	ms, err := x.c.SnapshotService(snapshot.Snapshotter).Mounts(ctx, id)
+	if err != nil {
+		return err
+	}
+	target := filepath.Join(x.r.Dir, "mnt", id)
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return err
+	}
+	if err := mount.All(ms, target); err != nil {
+		return fmt.Errorf("mount snapshot %s: %w", id, err)
+	}
+	defer func() {
+		if err := mount.UnmountAll(target, 0); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("unmount snapshot %s: %w", id, err))
+			return
+		}
+		retErr = errors.Join(retErr, os.Remove(target))
+	}()
+	return fn(target)
+}
+
+// layer makes the layer of key on top of s: from the cache when it has key, else by
+// calling fn with a new active snapshot of s (after the pending WORKDIRs are made in it),
+// diffing and committing it. s then has the layer.
+func (x *run) layer(ctx context.Context, s *state, key digest.Digest, what string, fn func(id string) error) (retErr error) {
+	x.res.Layers++
+	if !x.b.NoCache {
+		hit, err := x.fromCache(ctx, s, key)
+		if err != nil {
+			fmt.Fprintf(x.r.Output, "warning: layer cache: %v\n", err)
+		}
+		if hit {
+			x.res.Cached++
+			fmt.Fprintf(x.r.Output, "  cached\n")
+			return nil
+		}
+	}
+	start := time.Now()
+	sn := x.c.SnapshotService(snapshot.Snapshotter)
+	id := fmt.Sprintf("%s-%d", x.r.ID, x.seq.Add(1))
+	parent := s.chainID()
+	if _, err := sn.Prepare(ctx, id, parent.String(), snapshots.WithLabels(x.r.Labels)); err != nil {
+		return fmt.Errorf("prepare snapshot: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			if err := snapshot.Remove(context.WithoutCancel(ctx), x.c, id); err != nil {
+				retErr = errors.Join(retErr, err)
+			}
+		}
+	}()
+	if len(s.dirs) > 0 {
+		err := x.mounted(ctx, id, func(root string) error {
+			for _, d := range s.dirs {
+				p, err := fs.RootPath(root, d)
+				if err != nil {
+					return err
+				}
+				if err := os.MkdirAll(p, 0o755); err != nil {
+					return fmt.Errorf("WORKDIR %s: %w", d, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := fn(id); err != nil {
+		return err
+	}
+	desc, diffID, err := x.diff(ctx, id, parent)
+	if err != nil {
+		return err
+	}
+	chain := identity.ChainID(append(slices.Clone(s.diffIDs), diffID))
+	if err := sn.Commit(ctx, chain.String(), id); err != nil {
+		if !errdefs.IsAlreadyExists(err) {
+			return fmt.Errorf("commit snapshot: %w", err)
+		}
+		// The same layer on the same parents is there already: use it.
+	} else {
+		committed = true
+	}
+	s.layers = append(s.layers, desc)
+	s.diffIDs = append(s.diffIDs, diffID)
+	s.dirs = nil
+	s.key = key
+	s.config.History = append(s.config.History, ocispec.History{CreatedBy: what, Comment: "crun-ci"})
+	fmt.Fprintf(x.r.Output, "  done in %.2fs (layer %s, %s)\n", time.Since(start).Seconds(), desc.Digest.Encoded()[:12], size(desc.Size))
+	if err := x.toCache(ctx, s); err != nil {
+		fmt.Fprintf(x.r.Output, "warning: layer cache: %v\n", err)
+	}
+	return nil
+}
+
+// diff writes the changes of the active snapshot id over parent as a gzip layer into the
+// content store, returning its descriptor and its uncompressed digest.
+func (x *run) diff(ctx context.Context, id string, parent digest.Digest) (ocispec.Descriptor, digest.Digest, error) {
+	sn := x.c.SnapshotService(snapshot.Snapshotter)
+	lowerKey := id + "-lower"
+	lower, err := sn.View(ctx, lowerKey, parent.String(), snapshots.WithLabels(x.r.Labels))
+	if err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("view snapshot %s: %w", parent, err)
+	}
+	defer snapshot.Remove(context.WithoutCancel(ctx), x.c, lowerKey)
+	upper, err := sn.Mounts(ctx, id)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	desc, err := x.c.DiffService().Compare(ctx, lower, upper)
+	if err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("diff layer: %w", err)
+	}
+	info, err := x.c.ContentStore().Info(ctx, desc.Digest)
+	if err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("diff layer: %w", err)
+	}
+	diffID, err := digest.Parse(info.Labels["containerd.io/uncompressed"])
+	if err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("diff layer %s: no uncompressed digest: %w", desc.Digest, err)
+	}
+	return desc, diffID, nil
+}
+
+// size formats a byte count.
+func size(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

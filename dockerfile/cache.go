@@ -1,0 +1,169 @@
+package dockerfile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/crun-ci/crun-ci/snapshot"
+)
+
+// The layer cache's images: crun-ci.local/cache:<key>, labelled with the size of their
+// top layer and when they were last used (Unix seconds).
+const (
+	cacheRepo      = "crun-ci.local/cache"
+	labelCache     = "crun-ci.cache"
+	labelCacheUsed = "crun-ci.cache.used"
+	labelCacheSize = "crun-ci.cache.size"
+)
+
+func cacheName(key digest.Digest) string { return cacheRepo + ":" + key.Encoded() }
+
+// fromCache gives s the layers of the cache entry of key, when there is one, and reports
+// whether there was. A cached layer whose snapshot was removed is unpacked again.
+func (x *run) fromCache(ctx context.Context, s *state, key digest.Digest) (bool, error) {
+	is := x.c.ImageService()
+	img, err := is.Get(ctx, cacheName(key))
+	if errdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	m, cfg, _, err := readImage(ctx, x.c, img.Target)
+	if err != nil {
+		return false, fmt.Errorf("entry %s: %w", key.Encoded()[:12], err)
+	}
+	if _, err := snapshot.ChainID(ctx, client.NewImage(x.c, img)); err != nil {
+		return false, err
+	}
+	s.layers = m.Layers
+	s.diffIDs = cfg.RootFS.DiffIDs
+	s.dirs = nil
+	s.key = key
+	if n := len(cfg.History); n > 0 {
+		s.config.History = append(s.config.History, cfg.History[n-1])
+	}
+	if img.Labels == nil {
+		img.Labels = map[string]string{}
+	}
+	img.Labels[labelCacheUsed] = strconv.FormatInt(time.Now().Unix(), 10)
+	if _, err := is.Update(ctx, img, "labels."+labelCacheUsed); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// toCache keeps the layers of s as the cache entry of its key.
+func (x *run) toCache(ctx context.Context, s *state) error {
+	desc, err := x.writeManifest(ctx, s)
+	if err != nil {
+		return err
+	}
+	top := s.layers[len(s.layers)-1]
+	return putImage(ctx, x.c, images.Image{Name: cacheName(s.key), Target: desc, Labels: map[string]string{
+		labelCache:     "true",
+		labelCacheUsed: strconv.FormatInt(time.Now().Unix(), 10),
+		labelCacheSize: strconv.FormatInt(top.Size, 10),
+	}})
+}
+
+// CacheEntry is one layer of the cache.
+type CacheEntry struct {
+	Name string
+	Size int64
+	Used time.Time
+}
+
+// Cache lists the layer cache, least recently used first.
+func Cache(ctx context.Context, c *client.Client) ([]CacheEntry, error) {
+	imgs, err := c.ImageService().List(ctx, `labels."`+labelCache+`"==true`)
+	if err != nil {
+		return nil, fmt.Errorf("list the layer cache: %w", err)
+	}
+	var out []CacheEntry
+	for _, img := range imgs {
+		size, _ := strconv.ParseInt(img.Labels[labelCacheSize], 10, 64)
+		used, _ := strconv.ParseInt(img.Labels[labelCacheUsed], 10, 64)
+		out = append(out, CacheEntry{Name: img.Name, Size: size, Used: time.Unix(used, 0)})
+	}
+	slices.SortFunc(out, func(a, b CacheEntry) int {
+		if c := a.Used.Compare(b.Used); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}
+
+// evict removes the least recently used cache entries until the cache is within
+// CacheMaxSize.
+func (b *Builder) evict(ctx context.Context) error {
+	if b.CacheMaxSize <= 0 {
+		return nil
+	}
+	c := b.Client.Containerd()
+	entries, err := Cache(ctx, c)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, e := range entries {
+		total += e.Size
+	}
+	var evict []string
+	for _, e := range entries {
+		if total <= b.CacheMaxSize {
+			break
+		}
+		evict = append(evict, e.Name)
+		total -= e.Size
+	}
+	var errs []error
+	for i, name := range evict {
+		var opts []images.DeleteOpt
+		if i == len(evict)-1 {
+			// The last delete collects the garbage before it returns, so the space is
+			// free when the build ends.
+			opts = append(opts, images.SynchronousDelete())
+		}
+		if err := c.ImageService().Delete(ctx, name, opts...); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ParseSize reads a size such as 500MB, 2GiB, 1g or 1048576 (bytes).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToLower(s))
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
+		{"kb", 1000}, {"mb", 1000 * 1000}, {"gb", 1000 * 1000 * 1000}, {"tb", 1000 * 1000 * 1000 * 1000},
+		{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40}, {"b", 1},
+	}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(t, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: want a number of bytes, optionally with a unit (500MB, 2GiB)", s)
+	}
+	return int64(n * float64(mult)), nil
+}
