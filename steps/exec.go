@@ -72,6 +72,10 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 	if err != nil {
 		return 0, err
 	}
+	// Images built from Dockerfiles are built now, when a step first needs them.
+	if err := b.ensure(ctx, s.Name, plan.Containers); err != nil {
+		return 0, err
+	}
 	var ctrs []Container
 	var sb *network.Sandbox
 	// Teardown leaves the critical path: the next step starts while this one's

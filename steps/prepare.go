@@ -77,13 +77,20 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 			continue
 		}
 		svc := &service{cfg: cfg, templates: map[int]string{}}
-		img := images[cfg.Image]
-		if img.err != nil {
-			fail(cfg.Pos, name, img.err)
-		}
-		svc.image = img.image
-		if img.image != nil {
-			svc.health = healthcheckOf(cfg, img.image)
+		if cfg.Build != nil {
+			// Built when the first step that needs it starts.
+			ib, errs2 := b.imageBuild(name, cfg)
+			errs = append(errs, errs2...)
+			svc.build = ib
+		} else {
+			img := images[cfg.Image]
+			if img.err != nil {
+				fail(cfg.Pos, name, img.err)
+			}
+			svc.image = img.image
+			if img.image != nil {
+				svc.health = healthcheckOf(cfg, img.image)
+			}
 		}
 		ms := mounts.Service{}
 		for _, v := range cfg.Volumes {
@@ -141,64 +148,75 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 		return &PreconditionError{Errs: errs}
 	}
 
-	// Users by name and the image content of anonymous volumes need a look into the
-	// image: one read-only view per service that needs it.
 	for _, name := range names {
-		svc := b.services[name]
-		user := svc.cfg.User
-		if user == "" {
-			user = svc.image.Config.User
+		if b.services[name].image == nil {
+			continue // an image built later is looked into then
 		}
-		var anon []int
-		for i, v := range b.msvc[name].Volumes {
-			if v.Anonymous() && !v.NoCopy {
-				anon = append(anon, i)
-			}
-		}
-		if !oci.NeedsLookup(user) && len(anon) == 0 {
-			u, err := oci.User(user, nil, nil)
-			if err != nil {
-				fail(svc.cfg.Pos, name, err)
-			}
-			svc.user = u
-			continue
-		}
-		key := fmt.Sprintf("crunci-%s-view-%s", b.o.BuildID, sanitize(name))
-		labels := maps.Clone(b.labels)
-		labels[builds.LabelService] = name
-		err := b.rt.View(ctx, svc.image, key, labels, filepath.Join(b.dir, "views", sanitize(name)), func(root string) error {
-			passwd, _ := readInRoot(root, "/etc/passwd")
-			group, _ := readInRoot(root, "/etc/group")
-			u, err := oci.User(user, passwd, group)
-			if err != nil {
-				return err
-			}
-			svc.user = u
-			for _, i := range anon {
-				src, err := inRoot(root, b.msvc[name].Volumes[i].Target)
-				if err != nil {
-					return err
-				}
-				dst := filepath.Join(b.dir, "templates", sanitize(name), strconv.Itoa(i))
-				if err := os.MkdirAll(dst, 0o755); err != nil {
-					return err
-				}
-				any, err := mounts.Copy(dst, src)
-				if err != nil {
-					return err
-				}
-				if any {
-					svc.templates[i] = dst
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			fail(svc.cfg.Pos, name, fmt.Errorf("image %s: %w", svc.image.Name, err))
+		if err := b.inspect(ctx, name); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
 		return &PreconditionError{Errs: errs}
+	}
+	return nil
+}
+
+// inspect finds out what a service's containers need of its image: the user by name,
+// and the image's content at the targets of anonymous volumes (copied once, for every
+// step), through one read-only view when it needs one.
+func (b *build) inspect(ctx context.Context, name string) error {
+	svc := b.services[name]
+	user := svc.cfg.User
+	if user == "" {
+		user = svc.image.Config.User
+	}
+	var anon []int
+	for i, v := range b.msvc[name].Volumes {
+		if v.Anonymous() && !v.NoCopy {
+			anon = append(anon, i)
+		}
+	}
+	if !oci.NeedsLookup(user) && len(anon) == 0 {
+		u, err := oci.User(user, nil, nil)
+		if err != nil {
+			return &config.Error{Pos: svc.cfg.Pos, Service: name, Err: err}
+		}
+		svc.user = u
+		return nil
+	}
+	key := fmt.Sprintf("crunci-%s-view-%s", b.o.BuildID, sanitize(name))
+	labels := maps.Clone(b.labels)
+	labels[builds.LabelService] = name
+	err := b.rt.View(ctx, svc.image, key, labels, filepath.Join(b.dir, "views", sanitize(name)), func(root string) error {
+		passwd, _ := readInRoot(root, "/etc/passwd")
+		group, _ := readInRoot(root, "/etc/group")
+		u, err := oci.User(user, passwd, group)
+		if err != nil {
+			return err
+		}
+		svc.user = u
+		for _, i := range anon {
+			src, err := inRoot(root, b.msvc[name].Volumes[i].Target)
+			if err != nil {
+				return err
+			}
+			dst := filepath.Join(b.dir, "templates", sanitize(name), strconv.Itoa(i))
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				return err
+			}
+			any, err := mounts.Copy(dst, src)
+			if err != nil {
+				return err
+			}
+			if any {
+				svc.templates[i] = dst
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return &config.Error{Pos: svc.cfg.Pos, Service: name, Err: fmt.Errorf("image %s: %w", svc.image.Name, err)}
 	}
 	return nil
 }
@@ -364,7 +382,7 @@ func (b *build) images(ctx context.Context, names []string, creds map[string]rem
 	var wg sync.WaitGroup
 	for _, name := range names {
 		cfg := b.o.Project.Services[name]
-		if cfg == nil {
+		if cfg == nil || cfg.Build != nil {
 			continue
 		}
 		ref := cfg.Image

@@ -29,7 +29,11 @@ func (b *build) push(ctx context.Context, s *config.Step) bool {
 	}
 	start := time.Now()
 	r := Result{Step: s.Name, Service: s.Service}
-	target, err := b.pushTarget(s)
+	err := b.ensure(ctx, s.Name, []string{s.Service})
+	var target string
+	if err == nil {
+		target, err = b.pushTarget(s)
+	}
 	if err == nil {
 		err = b.o.Push(ctx, b.services[s.Service].image.Name, target)
 	}

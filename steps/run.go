@@ -80,6 +80,12 @@ type Options struct {
 	// target. CI holds the values of image_tag's template.
 	Push func(ctx context.Context, source, target string) error
 	CI   civars.Values
+	// Builder builds the images of services with a build key, each when the first step
+	// that needs it starts; nil refuses such services before anything runs.
+	Builder ImageBuilder
+	// Load, when not empty, runs no step: Run makes the images of these services present
+	// (pulled or built) and reports a result per service.
+	Load []string
 	// Hurry, once closed, cuts the stop timeout short: tasks being stopped get SIGKILL
 	// at once (a second Ctrl-C).
 	Hurry <-chan struct{}
@@ -233,6 +239,8 @@ type build struct {
 type service struct {
 	cfg   *config.Service
 	image *task.Image
+	// build, for a service with a build key, makes image when a step first needs it.
+	build *imageBuild
 	user  specs.User
 	// templates holds, by volume index, a copy of the image's content at the target of
 	// an anonymous volume; absent when the image has nothing there.
@@ -276,6 +284,12 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		handoffsOpen: map[string]*os.File{},
 	}
 	plan := Plan(o.Project.Steps, o.Tag)
+	if len(o.Load) > 0 {
+		plan = nil
+		for _, name := range o.Load {
+			plan = append(plan, &config.Step{Name: "load", Type: config.Run, Service: name})
+		}
+	}
 	b.index(plan)
 
 	// The lock comes first and goes last: while it is held, no clean-up touches the
@@ -344,7 +358,11 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 			}
 		}()
 	}
-	b.serial(ctx, plan)
+	if len(o.Load) > 0 {
+		b.load(ctx, plan)
+	} else {
+		b.serial(ctx, plan)
+	}
 	b.cleanup.Wait()
 	if err := errors.Join(b.cleanupErrs...); err != nil {
 		if errdefs.IsUnavailable(err) {
@@ -354,6 +372,25 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		return b.summary(), fmt.Errorf("clean up build %s (crun-ci cleanup tries again): %w", o.BuildID, err)
 	}
 	return b.summary(), nil
+}
+
+// load makes the image of each step's service present: prepare pulled what it pulls,
+// and ensure builds the rest.
+func (b *build) load(ctx context.Context, plan []*config.Step) {
+	for _, s := range plan {
+		start := time.Now()
+		r := Result{Step: s.Name, Service: s.Service, Status: Passed}
+		if err := b.ensure(ctx, s.Name, []string{s.Service}); err != nil {
+			r.Status, r.Err = Failed, err
+			if ctx.Err() != nil {
+				r.Status, _ = stopped(ctx)
+			}
+		} else if svc := b.services[s.Service]; svc.image != nil {
+			r.Note = svc.image.Name
+		}
+		r.Duration = time.Since(start)
+		b.record(s, r)
+	}
 }
 
 // index numbers every step of the plan in file order, so results print in that order.

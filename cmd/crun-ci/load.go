@@ -5,24 +5,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
-
-	"github.com/containerd/errdefs"
 
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/steps"
 	"github.com/crun-ci/crun-ci/task"
 )
 
 // runLoad is `crun-ci load [SERVICE…]`: make the images of the services (all when none
-// is named) present in containerd's store, pulling what is missing, without running
-// anything.
+// is named) present in containerd's store, pulling what is missing and building what has
+// a build key, without running any step. It prints the name of each image.
 func runLoad(ctx context.Context, g globals, args []string, stdout, stderr io.Writer) (retErr error) {
-	var p projectFlags
-	var pf pullFlags
+	var (
+		p       projectFlags
+		pf      pullFlags
+		kf      keyFlags
+		ci      = ciFlags{}
+		netMode string
+	)
 	fs := commandFlags("load", &g, stderr, " [SERVICE…]")
 	fs.StringVar(&p.dir, "dir", ".", "build directory")
 	fs.StringVar(&p.servicesPath, "services-path", "", "services file (default: codeship-services.yml, .json or docker-compose.yml in --dir)")
+	addNetworkFlag(fs, &netMode)
 	pf.add(fs)
+	kf.add(fs)
+	ci.add(fs)
 	if err := parse(fs, &g, args, stderr); err != nil {
 		return quietHelp(err)
 	}
@@ -35,51 +41,59 @@ func runLoad(ctx context.Context, g globals, args []string, stdout, stderr io.Wr
 	if len(names) == 0 {
 		names = proj.Order
 	}
-	refs := map[string]string{} // image → first service
 	for _, n := range names {
-		svc, ok := proj.Services[n]
-		if !ok {
+		if _, ok := proj.Services[n]; !ok {
 			return usageError("load: no service %q in %s", n, rel(proj.Dir, proj.ServicesFile))
 		}
-		if _, ok := refs[svc.Image]; !ok {
-			refs[svc.Image] = n
-		}
 	}
-	sess, err := g.open(ctx, stderr)
+	key, keySource, err := kf.load(proj.Dir)
+	if err != nil {
+		return err
+	}
+	buildID := steps.NewBuildID()
+	civ, err := ci.values(ctx, proj.Dir, buildID, "")
+	if err != nil {
+		return err
+	}
+	sess, err := g.startBuild(ctx, netMode, pf, stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { retErr = errors.Join(retErr, sess.Close()) }()
-	puller, err := pf.puller(sess.d, stderr)
-	if err != nil {
+	sum, err := steps.Run(ctx, steps.Containerd(task.New(sess.d.Client)), steps.Options{
+		Project:       proj,
+		Load:          names,
+		BuildID:       buildID,
+		Namespace:     g.namespace,
+		StateDir:      sess.stateDir,
+		Output:        stdout,
+		Hurry:         hurry,
+		Network:       sess.network,
+		Pull:          sess.puller.PullWith,
+		PullIfPresent: pf.ifPresent,
+		CIEnv:         civ.Env(),
+		CI:            civ,
+		Key:           key,
+		KeySource:     keySource,
+		Builder:       sess.builder,
+	})
+	if err := preconditions(err, stderr); err != nil {
 		return err
 	}
-	c := task.New(sess.d.Client)
-	var images []string
-	for ref := range refs {
-		images = append(images, ref)
-	}
-	sort.Strings(images)
 	var errs []error
-	for _, ref := range images {
-		name, err := task.Normalize(ref)
-		if err == nil {
-			_, err = c.Image(ctx, ref)
-			if pf.ifPresent || errdefs.IsNotFound(err) {
-				if err = puller.Pull(ctx, name); err == nil {
-					_, err = c.Image(ctx, ref)
-				}
-			}
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("service %q: image %s: %w", refs[ref], ref, err))
+	for _, r := range sum.Results {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
 			continue
 		}
-		fmt.Fprintln(stdout, name)
+		fmt.Fprintln(stdout, r.Note)
+	}
+	if ctx.Err() != nil {
+		return &exitError{code: 130, err: errors.New("interrupted")}
 	}
 	if len(errs) > 0 {
 		printErrors(stderr, errors.Join(errs...))
-		return &exitError{code: 2, err: fmt.Errorf("%w: images missing", errReported)}
+		return &exitError{code: 1, err: fmt.Errorf("%w: images not built", errReported)}
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
@@ -19,6 +20,7 @@ import (
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/daemon"
+	"github.com/crun-ci/crun-ci/dockerfile"
 	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/snapshot"
@@ -403,6 +405,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		Key:           key,
 		KeySource:     keySource,
 		Push:          pushFunc(push, sess),
+		Builder:       sess.builder,
 	})
 	if errors.As(err, new(*steps.PreconditionError)) {
 		return preconditions(err, stderr)
@@ -514,14 +517,48 @@ func addNetworkFlag(fs *pflag.FlagSet, mode *string) {
 }
 
 // pullFlags say how images are pulled.
+// pullFlags are the flags of the commands that pull and build images.
 type pullFlags struct {
 	ifPresent bool
 	insecure  []string
+	noCache   bool
+	cacheMax  string
 }
 
 func (p *pullFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&p.ifPresent, "pull-if-present", false, "pull images even when they are in containerd's store")
 	fs.StringArrayVar(&p.insecure, "insecure-registry", nil, "registry (HOST[:PORT]) to reach over plain HTTP; loopback registries always are (repeatable)")
+	fs.BoolVar(&p.noCache, "no-cache", false, "build every layer of built images anew, ignoring the layer cache")
+	fs.StringVar(&p.cacheMax, "cache-max-size", "10GB", "bound of the layer cache of built images (e.g. 500MB, 20GiB; 0: no bound); least recently used layers go first")
+}
+
+// builder makes the image builder of a build: FROM images are pulled with the puller
+// when missing (or always, with --pull-if-present).
+func (p *pullFlags) builder(s *session, namespace string) (*dockerfile.Builder, error) {
+	max, err := dockerfile.ParseSize(p.cacheMax)
+	if err != nil {
+		return nil, usageError("--cache-max-size: %w", err)
+	}
+	c := task.New(s.d.Client)
+	return &dockerfile.Builder{
+		Client:       c,
+		Namespace:    namespace,
+		NoCache:      p.noCache,
+		CacheMaxSize: max,
+		Image: func(ctx context.Context, ref string) (string, error) {
+			name, err := task.Normalize(ref)
+			if err != nil {
+				return "", err
+			}
+			_, err = c.Image(ctx, ref)
+			if p.ifPresent || errdefs.IsNotFound(err) {
+				if err = s.puller.Pull(ctx, name); err == nil {
+					_, err = c.Image(ctx, ref)
+				}
+			}
+			return name, err
+		},
+	}, nil
 }
 
 // puller makes the image puller of a build: credentials from Docker's config files,
@@ -574,6 +611,7 @@ type session struct {
 	stateDir string
 	network  *network.Manager
 	puller   *remote.Puller
+	builder  *dockerfile.Builder
 }
 
 // open connects to containerd (the embedded one if need be; Close the session when done)
@@ -608,6 +646,10 @@ func (g *globals) startBuild(ctx context.Context, netMode string, pf pullFlags, 
 	}
 	s.network = nm
 	if s.puller, err = pf.puller(s.d, stderr); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.builder, err = pf.builder(s, g.namespace); err != nil {
 		s.Close()
 		return nil, err
 	}

@@ -143,6 +143,7 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 		CIEnv:         civ.Env(),
 		Key:           key,
 		KeySource:     keySource,
+		Builder:       sess.builder,
 	})
 	if err := preconditions(err, stderr); err != nil {
 		return err

@@ -1,0 +1,272 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/containerd/log"
+
+	"github.com/crun-ci/crun-ci/builds"
+	"github.com/crun-ci/crun-ci/civars"
+	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/dockerfile"
+	"github.com/crun-ci/crun-ci/network"
+	"github.com/crun-ci/crun-ci/remote"
+	"github.com/crun-ci/crun-ci/secrets"
+	"github.com/crun-ci/crun-ci/task"
+)
+
+// ImageBuilder builds images from Dockerfiles (dockerfile.Builder).
+type ImageBuilder interface {
+	Build(ctx context.Context, r dockerfile.Request) (*dockerfile.Result, error)
+}
+
+// imageBuild is the build of one service's image, which happens when the first step
+// that needs the image starts (a Dockerfile may ADD what an earlier step wrote).
+type imageBuild struct {
+	req   dockerfile.Request
+	creds remote.Credentials
+
+	mu   sync.Mutex
+	done bool
+}
+
+// notImageChars are what a generated image name may not hold.
+var notImageChars = regexp.MustCompile(`[^a-z0-9._-]+`)
+
+// BuiltImage is the name of the image crun-ci builds for a service: build.image, or
+// "<build directory's name>-<service>" in lower case.
+func BuiltImage(dir string, svc *config.Service) (string, error) {
+	ref := svc.Build.Image
+	if ref == "" {
+		ref = strings.Trim(notImageChars.ReplaceAllString(strings.ToLower(filepath.Base(dir)+"-"+svc.Name), "-"), "-._")
+	}
+	return task.Normalize(ref)
+}
+
+// imageBuild checks a service's build key (context and Dockerfile inside the build
+// directory, build arguments, encrypted ones decrypted) and returns its build.
+func (b *build) imageBuild(name string, cfg *config.Service) (*imageBuild, []error) {
+	var errs []error
+	fail := func(pos config.Pos, err error) {
+		errs = append(errs, &config.Error{Pos: pos, Service: name, Err: err})
+	}
+	bc := cfg.Build
+	if b.o.Builder == nil {
+		fail(bc.Pos, fmt.Errorf("build: this command builds no images"))
+		return nil, errs
+	}
+	image, err := BuiltImage(b.o.Project.Dir, cfg)
+	if err != nil {
+		fail(bc.Pos, fmt.Errorf("build: %w", err))
+	}
+	contextRel := bc.Context
+	if contextRel == "" {
+		contextRel = "."
+	}
+	context, err := b.guard.HostPath(contextRel)
+	if err != nil {
+		fail(bc.Pos, fmt.Errorf("build context %q: %w", contextRel, err))
+		return nil, errs
+	}
+	dfRel := bc.Dockerfile
+	if dfRel == "" {
+		dfRel = "Dockerfile"
+	}
+	dfRel = filepath.Join(contextRel, dfRel)
+	dockerfilePath, err := b.guard.HostPath(dfRel)
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = os.Stat(dockerfilePath); err == nil && !fi.Mode().IsRegular() {
+			err = fmt.Errorf("not a file")
+		}
+	}
+	if err != nil {
+		fail(bc.Pos, fmt.Errorf("build: Dockerfile %q: %w", dfRel, err))
+	}
+	args := map[string]string{}
+	data := civars.TemplateData{Values: b.o.CI, ServiceName: name, ImageName: image}
+	for _, a := range bc.Args {
+		if a.Value == nil {
+			if v, ok := os.LookupEnv(a.Key); ok {
+				args[a.Key] = v
+			}
+			continue
+		}
+		v, err := data.Expand(*a.Value)
+		if err != nil {
+			fail(a.Pos, fmt.Errorf("build argument %s: %w", a.Key, err))
+			continue
+		}
+		args[a.Key] = v
+	}
+	secretArgs := map[string]string{}
+	addSecret := func(v config.Value, plain []byte) {
+		vars, err := secrets.ParseEnv(plain)
+		if err != nil {
+			fail(v.Pos, fmt.Errorf("%s: %w", v.Text, err))
+			return
+		}
+		for _, e := range vars {
+			secretArgs[e.Key] = e.Value
+			if e.Value != "" {
+				b.secrets = append(b.secrets, e.Value)
+			}
+		}
+	}
+	for _, v := range bc.EncryptedArgsFile {
+		if plain, ok := b.decryptFile(v, &errs, name); ok {
+			addSecret(v, plain)
+		}
+	}
+	for i, v := range bc.EncryptedArgs {
+		what := fmt.Sprintf("encrypted_args entry %d", i+1)
+		if plain, ok := b.decrypt(v, []byte(v.Text), what, &errs, name); ok {
+			addSecret(config.Value{Text: what, Pos: v.Pos}, plain)
+		}
+	}
+	if len(secretArgs) > 0 && b.exe == "" {
+		exe, err := handoffBinary()
+		if err != nil {
+			fail(bc.Pos, err)
+		}
+		b.exe = exe
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	shown, err := filepath.Rel(b.o.Project.Dir, dockerfilePath)
+	if err != nil {
+		shown = dockerfilePath
+	}
+	return &imageBuild{req: dockerfile.Request{
+		Service:        name,
+		Context:        context,
+		Dockerfile:     dockerfilePath,
+		DockerfileName: shown,
+		Args:           args,
+		SecretArgs:     secretArgs,
+		Image:          image,
+	}}, nil
+}
+
+// decryptFile reads and decrypts an encrypted file of the build directory, recording
+// why it cannot.
+func (b *build) decryptFile(v config.Value, errs *[]error, service string) ([]byte, bool) {
+	path, err := b.guard.HostPath(v.Text)
+	var data []byte
+	if err == nil {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		*errs = append(*errs, &config.Error{Pos: v.Pos, Service: service, Err: fmt.Errorf("read %s: %w", v.Text, err)})
+		return nil, false
+	}
+	return b.decrypt(v, data, v.Text, errs, service)
+}
+
+// decrypt decrypts data with the build's key, recording why it cannot.
+func (b *build) decrypt(v config.Value, data []byte, what string, errs *[]error, service string) ([]byte, bool) {
+	if b.o.Key == nil {
+		*errs = append(*errs, &config.Error{Pos: v.Pos, Service: service, Err: fmt.Errorf("%s needs the key, which is not there (%s)", what, b.o.KeySource)})
+		return nil, false
+	}
+	plain, err := secrets.Decrypt(*b.o.Key, data)
+	if err != nil {
+		*errs = append(*errs, &config.Error{Pos: v.Pos, Service: service, Err: fmt.Errorf("decrypt %s: %w", what, err)})
+		return nil, false
+	}
+	return plain, true
+}
+
+// ensure builds the images of the named services that are built and not built yet,
+// each once however many steps ask at the same time, and looks into them as prepare
+// does into pulled images. The build's output goes to the step's output, prefixed
+// "<step>/<service> build | ".
+func (b *build) ensure(ctx context.Context, step string, names []string) error {
+	for _, name := range names {
+		svc := b.services[name]
+		if svc == nil || svc.build == nil {
+			continue
+		}
+		if err := b.buildImage(ctx, step, name, svc); err != nil {
+			return err
+		}
+	}
+	// service_healthy needs a health check, which a built image only now shows.
+	for _, name := range names {
+		for _, r := range b.services[name].cfg.DependsOn {
+			if dep := b.services[r.Service]; r.Condition == condHealthy && dep != nil && dep.build != nil && dep.health == nil {
+				return &config.Error{Pos: r.Pos, Service: name, Err: fmt.Errorf("depends_on %q: condition service_healthy, but %q has no health check (no healthcheck key, no HEALTHCHECK in its Dockerfile)", r.Service, r.Service)}
+			}
+		}
+	}
+	return nil
+}
+
+func (b *build) buildImage(ctx context.Context, step, name string, svc *service) error {
+	ib := svc.build
+	ib.mu.Lock()
+	defer ib.mu.Unlock()
+	if ib.done {
+		return nil
+	}
+	r := ib.req
+	seq := b.seq.Add(1)
+	r.ID = fmt.Sprintf("crunci-%s-%d-build", b.o.BuildID, seq)
+	r.Dir = filepath.Join(b.dir, "image-builds", fmt.Sprint(seq))
+	r.Labels = maps.Clone(b.labels)
+	r.Labels[builds.LabelService] = name
+	r.Labels[builds.LabelStep] = step
+	r.Handoff = b.exe
+	defer os.RemoveAll(r.Dir)
+	if err := os.MkdirAll(r.Dir, 0o700); err != nil {
+		return err
+	}
+	prefix := step + "/" + name + " build | "
+	so, se := b.out.Stream(prefix), b.out.Stream(prefix)
+	defer so.Close()
+	defer se.Close()
+	r.Output, r.Stderr = so, se
+
+	// RUN has a network of its own, as a step has.
+	if b.o.Network != nil && b.o.Network.Mode() != network.Host {
+		sb, err := b.o.Network.Setup(ctx, fmt.Sprintf("%s-%d", b.o.BuildID, seq), filepath.Join(b.dir, "netns"))
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := b.o.Network.Teardown(context.WithoutCancel(ctx), sb); err != nil {
+				log.G(ctx).WithError(err).Warn("tear down the network of an image build")
+			}
+		}()
+		n, err := b.stepFiles(filepath.Join(r.Dir, "etc"), sb, nil)
+		if err != nil {
+			return err
+		}
+		r.Net = dockerfile.Net{NetNS: n.netns, Hosts: n.hosts, ResolvConf: n.resolv}
+	}
+	log.G(ctx).WithField("service", name).Debugf("build image %s from %s", r.Image, r.Dockerfile)
+	res, err := b.o.Builder.Build(ctx, r)
+	if err != nil {
+		return fmt.Errorf("service %q: build image %s: %w", name, r.Image, err)
+	}
+	fmt.Fprintf(so, "built %s: %d layers, %d from the cache\n", res.Image, res.Layers, res.Cached)
+	img, err := b.rt.Image(ctx, res.Image)
+	if err != nil {
+		return fmt.Errorf("service %q: %w", name, err)
+	}
+	svc.image = img
+	svc.health = healthcheckOf(svc.cfg, img)
+	if err := b.inspect(ctx, name); err != nil {
+		return err
+	}
+	ib.done = true
+	return nil
+}
