@@ -156,6 +156,8 @@ func (c *copier) extract(src, destC string) (bool, error) {
 	if err := c.mkdirAll(destC); err != nil {
 		return true, err
 	}
+	c.unpacking = true
+	defer func() { c.unpacking = false }()
 	for ; err == nil; hdr, err = tr.Next() {
 		if err := c.extractEntry(tr, hdr, destC); err != nil {
 			return true, fmt.Errorf("unpack %q: %w", hdr.Name, err)

@@ -32,8 +32,10 @@ type CopyOptions struct {
 	SkipDir func(rel string) bool
 	// Extract (ADD) unpacks a source that is a local tar archive (plain, gzip or bzip2;
 	// told by content, not by name) into the destination directory instead of copying
-	// it.
-	Extract bool
+	// it. With ArchiveOwners, what is unpacked keeps the owners the archive records
+	// (ADD without --chown, as Docker does) whatever UID and GID say.
+	Extract       bool
+	ArchiveOwners bool
 }
 
 // errMultipleSources is the error, worded as Docker's, of several sources copied to one
@@ -108,6 +110,8 @@ type copier struct {
 	// dirs are the directories written, whose times are set last: writing into a
 	// directory changes its modification time.
 	dirs []dirTimes
+	// unpacking is set while an archive is unpacked.
+	unpacking bool
 }
 
 // dirTimes is a directory whose modification time is set by finish.
@@ -431,6 +435,9 @@ func (c *copier) setMeta(dst string, m meta) error {
 // setOwner gives dst (not following a link) the copy's owner, or uid and gid where the
 // options keep the source's.
 func (c *copier) setOwner(dst string, uid, gid int) error {
+	if c.unpacking && c.o.ArchiveOwners {
+		return os.Lchown(dst, uid, gid)
+	}
 	if c.o.UID >= 0 {
 		uid = c.o.UID
 	}

@@ -102,7 +102,7 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 				return nil
 			}
 			o := opts(uid, gid)
-			o.Ignored, o.SkipDir, o.Extract = x.ctxDir.Ignored, x.ctxDir.SkipDir, true
+			o.Ignored, o.SkipDir, o.Extract, o.ArchiveOwners = x.ctxDir.Ignored, x.ctxDir.SkipDir, true, chown == ""
 			return Copy(x.ctxDir.Dir, ctxRels, root, dest, workdir, o)
 		}
 	default:
@@ -117,7 +117,7 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 		keyParts = append(keyParts, sum.String())
 		fill = func(root string, uid, gid int) error {
 			o := opts(uid, gid)
-			o.Ignored, o.SkipDir, o.Extract = x.ctxDir.Ignored, x.ctxDir.SkipDir, add
+			o.Ignored, o.SkipDir, o.Extract, o.ArchiveOwners = x.ctxDir.Ignored, x.ctxDir.SkipDir, add, chown == ""
 			return Copy(x.ctxDir.Dir, rels, root, dest, workdir, o)
 		}
 	}

@@ -552,9 +552,10 @@ func (p *pullFlags) builder(s *session, namespace string) (*dockerfile.Builder, 
 			}
 			_, err = c.Image(ctx, ref)
 			if p.ifPresent || errdefs.IsNotFound(err) {
-				if err = s.puller.Pull(ctx, name); err == nil {
-					_, err = c.Image(ctx, ref)
+				if err = s.puller.Pull(ctx, name); err != nil {
+					return "", fmt.Errorf("pull %s: %w", name, err)
 				}
+				_, err = c.Image(ctx, ref)
 			}
 			return name, err
 		},
