@@ -142,7 +142,7 @@ CMD ["echo default cmd"]
 		"check/app | 65534\n", // USER nobody
 		"check/app | file a\ncheck/app | file b\ncheck/app | tool\n", "check/app | added plainly\ncheck/app | exec form\n",
 		"check/app | cat: can't open '/unpacked/inner/x.txt': Permission denied\n", // 1234's, mode 0640
-		"check/app | branch-main busybox 1.0\n", // build args with a template, meta ARG redeclared, default
+		"check/app | branch-main busybox 1.0\n",                                    // build args with a template, meta ARG redeclared, default
 		"check/app | 65534\n",
 		"check/app | hello world 1.0\n",
 		"check/app | /app\n",
