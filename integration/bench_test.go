@@ -16,6 +16,7 @@ import (
 	ctroci "github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/dockerfile"
 	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/steps"
 	"github.com/crun-ci/crun-ci/task"
@@ -116,7 +117,10 @@ func benchSteps(b *testing.B, services string, mode network.Mode) {
 
 // bareCycle is the floor: one container on a new snapshot, its task started, waited for
 // and deleted with the snapshot, through the plain client.
-func bareCycle(ctx context.Context, c *client.Client, img client.Image, id string) error {
+func bareCycle(ctx context.Context, c *client.Client, img client.Image, id string, args ...string) error {
+	if len(args) == 0 {
+		args = []string{"true"}
+	}
 	ctx, done, err := c.WithLease(ctx, leases.WithRandomID(), leases.WithExpiration(time.Hour))
 	if err != nil {
 		return err
@@ -125,7 +129,7 @@ func bareCycle(ctx context.Context, c *client.Client, img client.Image, id strin
 	ctr, err := c.NewContainer(ctx, id,
 		client.WithSnapshotter("overlayfs"),
 		client.WithNewSnapshot(id, img),
-		client.WithNewSpec(ctroci.WithImageConfig(img), ctroci.WithProcessArgs("true")))
+		client.WithNewSpec(ctroci.WithImageConfig(img), ctroci.WithProcessArgs(args...)))
 	if err != nil {
 		return err
 	}
@@ -144,4 +148,95 @@ func bareCycle(ctx context.Context, c *client.Client, img client.Image, id strin
 	<-exit
 	_, err = t.Delete(ctx)
 	return err
+}
+
+// buildBenchDockerfile has ten instructions after FROM, five of them RUN.
+const buildBenchDockerfile = `FROM busybox
+ENV APP=/app
+WORKDIR /app
+COPY a.txt ./
+RUN echo one > one.txt
+RUN echo two > two.txt
+COPY b.txt ./
+RUN cat a.txt b.txt > ab.txt
+RUN echo four > four.txt
+RUN echo five > five.txt
+CMD ["cat", "ab.txt"]
+`
+
+// buildBenchRuns are the commands of its RUNs, as plain containers run them.
+var buildBenchRuns = []string{"echo one > /tmp/one.txt", "echo two > /tmp/two.txt", "cat /etc/passwd /etc/group > /tmp/ab.txt", "echo four > /tmp/four.txt", "echo five > /tmp/five.txt"}
+
+// BenchmarkBuild builds a 10-instruction Dockerfile (5 RUN, 2 COPY) cold (--no-cache)
+// and fully cached, and runs its five RUN commands as bare containers (the floor), and
+// reports each build's time and its ratio to the floor.
+//
+//	go test -run NONE -bench Build -benchtime 5x ./integration
+func BenchmarkBuild(b *testing.B) {
+	if skipReason != "" {
+		b.Skip(skipReason)
+	}
+	dir := b.TempDir()
+	for name, content := range map[string]string{"Dockerfile": buildBenchDockerfile, "a.txt": "a\n", "b.txt": "b\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx, done, err := ctrd.Client.WithLease(context.Background(), leases.WithRandomID(), leases.WithExpiration(time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer done(context.WithoutCancel(ctx))
+	img, err := ctrd.Client.GetImage(ctx, "docker.io/library/busybox:latest")
+	if err != nil {
+		b.Fatal(err)
+	}
+	builder := func(noCache bool) *dockerfile.Builder {
+		return &dockerfile.Builder{
+			Client:    task.New(ctrd.Client),
+			Namespace: namespace,
+			NoCache:   noCache,
+			Image:     func(ctx context.Context, ref string) (string, error) { return task.Normalize(ref) },
+		}
+	}
+	seq := 0
+	build := func(bld *dockerfile.Builder, wantCached int) time.Duration {
+		seq++
+		work := filepath.Join(b.TempDir(), "work")
+		start := time.Now()
+		res, err := bld.Build(ctx, dockerfile.Request{
+			Service: "bench", Context: dir, Dockerfile: filepath.Join(dir, "Dockerfile"), DockerfileName: "Dockerfile",
+			Image: "docker.io/crunci/bench:1", Output: io.Discard,
+			ID: fmt.Sprintf("crunci-bench-%d", seq), Labels: map[string]string{"crun-ci.bench": "1"}, Dir: work,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Layers != 7 || (wantCached >= 0 && res.Cached != wantCached) {
+			b.Fatalf("built %d layers, %d cached; want 7, %d", res.Layers, res.Cached, wantCached)
+		}
+		return time.Since(start)
+	}
+	build(builder(false), -1) // warm the cache for the cached builds
+
+	var cold, cached, floor time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cold += build(builder(true), 0)
+		cached += build(builder(false), 7)
+		start := time.Now()
+		for j, cmd := range buildBenchRuns {
+			if err := bareCycle(ctx, ctrd.Client, img, fmt.Sprintf("floor-build-%d-%d", i, j), "sh", "-c", cmd); err != nil {
+				b.Fatal(err)
+			}
+		}
+		floor += time.Since(start)
+	}
+	b.StopTimer()
+	n := time.Duration(b.N)
+	b.ReportMetric(float64((cold / n).Microseconds())/1000, "ms/cold")
+	b.ReportMetric(float64((cached / n).Microseconds())/1000, "ms/cached")
+	b.ReportMetric(float64((floor / n).Microseconds())/1000, "ms/floor")
+	b.ReportMetric(float64(cold)/float64(floor), "cold-ratio")
+	b.ReportMetric(float64(cached)/float64(floor), "cached-ratio")
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -423,4 +424,33 @@ app:
 	if bytes.Contains(data, []byte(secret)) {
 		t.Errorf("the secret is in the image config")
 	}
+}
+
+// A build killed, or interrupted, while a RUN of an image build runs leaves nothing that
+// clean-up does not remove: the RUN's container and task, its active snapshot, the
+// mounts and network of the image build. Interrupted, it says so and exits 130.
+func TestAKilledOrInterruptedImageBuildIsCleanedUp(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  build: .\n",
+		"codeship-steps.yml":    "- {name: one, service: app, command: 'true'}\n",
+		"Dockerfile":            "FROM busybox\nCOPY Dockerfile /\nRUN echo building; sleep 30\n",
+	})
+	run := start(t, stateDir, "steps", "--dir", dir)
+	run.waitFor("one/app build | building", 1)
+	run.signal(syscall.SIGKILL)
+	run.wait()
+	r := crunci(t, "cleanup", "--dry-run")
+	wantContains(t, "dry run", r.stdout, "1 containers (", "1 tasks (", "1 builds would be cleaned up")
+	r = crunci(t, "cleanup")
+	wantCode(t, r, 0)
+	assertClean(t)
+
+	run = start(t, stateDir, "steps", "--dir", dir, "--stop-timeout", "1s")
+	run.waitFor("one/app build | building", 1)
+	run.signal(syscall.SIGINT)
+	r = run.wait()
+	assertClean(t)
+	wantCode(t, r, 130)
+	wantContains(t, "stdout", r.stdout, "INTERRUPTED one (app)")
 }
