@@ -234,9 +234,9 @@ func BenchmarkBuild(b *testing.B) {
 	}
 	b.StopTimer()
 	n := time.Duration(b.N)
-	b.ReportMetric(float64((cold / n).Microseconds())/1000, "ms/cold")
-	b.ReportMetric(float64((cached / n).Microseconds())/1000, "ms/cached")
-	b.ReportMetric(float64((floor / n).Microseconds())/1000, "ms/floor")
+	b.ReportMetric(float64((cold/n).Microseconds())/1000, "ms/cold")
+	b.ReportMetric(float64((cached/n).Microseconds())/1000, "ms/cached")
+	b.ReportMetric(float64((floor/n).Microseconds())/1000, "ms/floor")
 	b.ReportMetric(float64(cold)/float64(floor), "cold-ratio")
 	b.ReportMetric(float64(cached)/float64(floor), "cached-ratio")
 }
