@@ -271,7 +271,7 @@ func Remove(ctx context.Context, c *client.Client, stateDir string, o Orphan, re
 		}
 	}
 	for _, id := range o.Leases {
-		if err := c.LeasesService().Delete(ctx, leases.Lease{ID: id}); err != nil && !errdefs.IsNotFound(err) {
+		if err := c.LeasesService().Delete(ctx, leases.Lease{ID: id}, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete lease %s: %w", id, err))
 		}
 	}

@@ -38,7 +38,11 @@ app:
   image: busybox
   volumes_from: [data]
   volumes: [/scratch]
+built:
+  build:
+    args: {BUILD: "{{ .BuildID }}"}
 `,
+		"Dockerfile": "FROM busybox\nARG BUILD\nRUN echo $BUILD > /build-id; sleep 0.2\nCOPY out/keep-00.txt /kept\n",
 		"codeship-steps.yml": `
 - {name: prepare, service: app, command: "sh -c 'echo x > /artifacts/a; sleep 0.2'"}
 - type: parallel
@@ -46,6 +50,7 @@ app:
   - {name: p1, service: app, command: "sh -c 'trap \"exit 1\" TERM; for i in 1 2 3 4 5; do sleep 0.1; done'"}
   - {name: p2, service: app, command: "sleep 0.7"}
   - {name: p3, service: data, command: "sh -c 'cat /artifacts/from-image.txt; sleep 0.3'"}
+  - {name: p4, service: built, command: "cat /build-id"}
   - type: serial
     steps:
     - {name: s1, service: app, command: "true"}
@@ -68,7 +73,7 @@ app:
 	codes := map[string]int{}
 	for i := 0; i < *chaos; i++ {
 		sig := signals[rand.IntN(len(signals))]
-		delay := time.Duration(rand.Int64N(int64(2500 * time.Millisecond)))
+		delay := time.Duration(rand.Int64N(int64(3000 * time.Millisecond)))
 		run := start(t, stateDir, "steps", "--dir", dir, "--stop-timeout", "1s")
 		run.quiet = true
 		time.Sleep(delay)
@@ -153,6 +158,9 @@ func leftoverObjects(t *testing.T) []string {
 	}
 	for _, sh := range runningShims(t) {
 		left = append(left, fmt.Sprintf("shim of %s (pid %d)", sh.ID, sh.PID))
+	}
+	for _, name := range orphanLayers(t) {
+		left = append(left, "layer "+name)
 	}
 	if n := fifoDirs(t); n != fifosAtStart {
 		left = append(left, fmt.Sprintf("%d FIFO directories in %s", n-fifosAtStart, defaultFIFODir))

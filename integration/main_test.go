@@ -13,10 +13,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/daemon"
 	"github.com/crun-ci/crun-ci/ociarchive"
+	"github.com/opencontainers/image-spec/identity"
 )
 
 const namespace = "crun-ci"
@@ -229,6 +231,9 @@ func assertClean(t *testing.T) {
 	for _, l := range ls {
 		t.Errorf("lease %s of build %s left behind", l.ID, l.Labels["crun-ci.build"])
 	}
+	for _, name := range orphanLayers(t) {
+		t.Errorf("committed snapshot %s left behind: no image uses it", name)
+	}
 	for _, sub := range []string{"builds", "locks"} {
 		entries, err := os.ReadDir(filepath.Join(stateDir, sub))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -333,4 +338,37 @@ func wantNotContains(t *testing.T, what, s string, subs ...string) {
 			t.Errorf("%s contains %q", what, sub)
 		}
 	}
+}
+
+// orphanLayers lists the committed snapshots that no image in the store unpacks to: the
+// layers of an image build that neither its image nor the layer cache kept.
+func orphanLayers(t testing.TB) []string {
+	t.Helper()
+	ctx := context.Background()
+	c := ctrd.Client
+	imgs, err := c.ImageService().List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	for _, img := range imgs {
+		diffIDs, err := client.NewImage(c, img).RootFS(ctx)
+		if err != nil {
+			continue // not for this platform, or its content is gone: it unpacks to nothing
+		}
+		for i := range diffIDs {
+			used[identity.ChainID(diffIDs[:i+1]).String()] = true
+		}
+	}
+	var orphans []string
+	err = c.SnapshotService("overlayfs").Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind == snapshots.KindCommitted && !used[info.Name] {
+			orphans = append(orphans, info.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return orphans
 }

@@ -335,7 +335,10 @@ func (c *Client) Lease(ctx context.Context, labels map[string]string, expire tim
 		return nil, nil, fmt.Errorf("create lease: %w", err)
 	}
 	release := func(ctx context.Context) error {
-		if err := ls.Delete(ctx, l); err != nil && !errdefs.IsNotFound(err) {
+		// Synchronously: what only the lease held (the layers of an image build that
+		// no image kept) is collected before the build ends, not at some later
+		// mutation of containerd's store.
+		if err := ls.Delete(ctx, l, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("delete lease %s: %w", l.ID, err)
 		}
 		return nil
