@@ -152,7 +152,7 @@ func TestMissingImagesArePulledWithCredentials(t *testing.T) {
 	load = exec.Command(bin, "--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "load", "--dir", dir, "missing")
 	load.Env = append(os.Environ(), "DOCKER_CONFIG="+good)
 	out, _ = load.CombinedOutput()
-	if load.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), `crun-ci: service "missing": image `+reg.host+`/crunci/absent:1: not found in the registry`) {
+	if load.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), `crun-ci: codeship-services.yml:3: service "missing": pull image `+reg.host+`/crunci/absent:1: not found in the registry`) {
 		t.Errorf("crun-ci load missing: exit %d\n%s", load.ProcessState.ExitCode(), out)
 	}
 
