@@ -161,42 +161,12 @@ type run struct {
 
 // Build builds the image of r and names it r.Image.
 func (b *Builder) Build(ctx context.Context, r Request) (*Result, error) {
-	data, err := os.ReadFile(r.Dockerfile)
-	if err != nil {
-		return nil, fmt.Errorf("read Dockerfile: %w", err)
-	}
-	ast, err := parser.Parse(bytes.NewReader(data))
-	if err != nil {
-		return nil, r.errorf(lineOf(err), "%v", stripLine(err))
-	}
-	stages, metaArgs, err := instructions.Parse(ast.AST, nil)
-	if err != nil {
-		return nil, r.errorf(lineOf(err), "%v", stripLine(err))
-	}
-	if len(stages) == 0 {
-		return nil, r.errorf(0, "no FROM instruction")
-	}
-	x := &run{b: b, r: r, c: b.Client.Containerd(), lex: shell.NewLex(ast.EscapeToken), stages: stages, built: map[int]*state{}, used: map[string]bool{}}
-	x.res.Image = r.Image
-
-	// ARGs before the first FROM are the values of FROM lines; a stage sees them only
-	// when it declares them again.
-	meta := map[string]string{}
-	for _, a := range metaArgs {
-		if err := x.arg(meta, &a, meta); err != nil {
-			return nil, err
-		}
-	}
-	needed, err := x.needed(meta)
+	x, needed, meta, err := parse(r)
 	if err != nil {
 		return nil, err
 	}
-	for _, i := range needed {
-		x.steps += 1 + len(stages[i].Commands)
-	}
-	if err := x.checkCommands(needed); err != nil {
-		return nil, err
-	}
+	x.b, x.c = b, b.Client.Containerd()
+	stages := x.stages
 	if x.ctxDir, err = OpenContext(r.Context); err != nil {
 		return nil, fmt.Errorf("build context %s: %w", r.Context, err)
 	}
@@ -228,6 +198,49 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Result, error) {
 		fmt.Fprintf(r.Output, "warning: layer cache: %v\n", err)
 	}
 	return &x.res, nil
+}
+
+// parse reads and parses r's Dockerfile and checks it before anything is built. It
+// returns the build (without a Builder or client), the stages to build, in order, and
+// the values of the ARGs before the first FROM.
+func parse(r Request) (*run, []int, map[string]string, error) {
+	data, err := os.ReadFile(r.Dockerfile)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read Dockerfile: %w", err)
+	}
+	ast, err := parser.Parse(bytes.NewReader(data))
+	if err != nil {
+		return nil, nil, nil, r.errorf(lineOf(err), "%v", stripLine(err))
+	}
+	stages, metaArgs, err := instructions.Parse(ast.AST, nil)
+	if err != nil {
+		return nil, nil, nil, r.errorf(lineOf(err), "%v", stripLine(err))
+	}
+	if len(stages) == 0 {
+		return nil, nil, nil, r.errorf(0, "no FROM instruction")
+	}
+	x := &run{r: r, lex: shell.NewLex(ast.EscapeToken), stages: stages, built: map[int]*state{}, used: map[string]bool{}}
+	x.res.Image = r.Image
+
+	// ARGs before the first FROM are the values of FROM lines; a stage sees them only
+	// when it declares them again.
+	meta := map[string]string{}
+	for _, a := range metaArgs {
+		if err := x.arg(meta, &a, meta, nil); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	needed, err := x.needed(meta)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, i := range needed {
+		x.steps += 1 + len(stages[i].Commands)
+	}
+	if err := x.checkCommands(needed); err != nil {
+		return nil, nil, nil, err
+	}
+	return x, needed, meta, nil
 }
 
 // errorf makes an error naming the Dockerfile and, when line > 0, the line.
@@ -512,8 +525,9 @@ func (x *run) keyOf(k, v string) string {
 }
 
 // arg carries out an ARG: each name gets the build argument's value, else the default
-// (expanded with env), else the value of an ARG before FROM (meta).
-func (x *run) arg(args map[string]string, c *instructions.ArgCommand, meta map[string]string) error {
+// (expanded with the arguments and env, the image's environment, which wins), else the
+// value of an ARG before FROM (meta).
+func (x *run) arg(args map[string]string, c *instructions.ArgCommand, meta map[string]string, env []string) error {
 	for _, a := range c.Args {
 		x.used[a.Key] = true
 		if v, ok := x.r.SecretArgs[a.Key]; ok {
@@ -525,7 +539,8 @@ func (x *run) arg(args map[string]string, c *instructions.ArgCommand, meta map[s
 			continue
 		}
 		if a.Value != nil {
-			v, err := x.expand(*a.Value, mapEnv(args))
+			vars := (&state{args: args, config: dockerspec.DockerOCIImage{Config: dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{Env: env}}}}).env()
+			v, err := x.expand(*a.Value, shell.EnvsFromSlice(vars))
 			if err != nil {
 				return fmt.Errorf("ARG %s: %w", a.Key, err)
 			}
@@ -556,7 +571,7 @@ func (x *run) command(ctx context.Context, s *state, c instructions.Command, met
 	}
 	switch c := c.(type) {
 	case *instructions.ArgCommand:
-		if err := x.arg(s.args, c, meta); err != nil {
+		if err := x.arg(s.args, c, meta, s.config.Config.Env); err != nil {
 			return err
 		}
 		var parts []string
@@ -599,15 +614,20 @@ func (x *run) command(ctx context.Context, s *state, c instructions.Command, met
 		if cfg.ExposedPorts == nil {
 			cfg.ExposedPorts = map[string]struct{}{}
 		}
-		for _, p := range c.Ports {
-			p, err := x.expand(p, shell.EnvsFromSlice(s.env()))
+		for _, word := range c.Ports {
+			expanded, err := x.expand(word, shell.EnvsFromSlice(s.env()))
 			if err != nil {
 				return err
 			}
-			if !strings.Contains(p, "/") {
-				p += "/tcp"
+			for _, p := range strings.Fields(expanded) {
+				ports, err := exposed(p)
+				if err != nil {
+					return err
+				}
+				for _, port := range ports {
+					cfg.ExposedPorts[port] = struct{}{}
+				}
 			}
-			cfg.ExposedPorts[p] = struct{}{}
 		}
 	case *instructions.VolumeCommand:
 		if cfg.Volumes == nil {
@@ -639,6 +659,34 @@ func (x *run) command(ctx context.Context, s *state, c instructions.Command, met
 	}
 	metaKey()
 	return nil
+}
+
+// exposed reads one EXPOSE port as Docker does: PORT or FIRST-LAST, optionally /tcp,
+// /udp or /sctp (tcp when absent, in any case), and returns each port it names.
+func exposed(p string) ([]string, error) {
+	ports, proto, ok := strings.Cut(p, "/")
+	proto = strings.ToLower(proto)
+	if !ok {
+		proto = "tcp"
+	}
+	if proto != "tcp" && proto != "udp" && proto != "sctp" {
+		return nil, fmt.Errorf("EXPOSE %s: protocol %q: want tcp, udp or sctp", p, proto)
+	}
+	first, last, isRange := strings.Cut(ports, "-")
+	lo, err1 := strconv.Atoi(first)
+	hi := lo
+	var err2 error
+	if isRange {
+		hi, err2 = strconv.Atoi(last)
+	}
+	if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || hi < lo {
+		return nil, fmt.Errorf("EXPOSE %s: not a port or port range", p)
+	}
+	var out []string
+	for n := lo; n <= hi; n++ {
+		out = append(out, strconv.Itoa(n)+"/"+proto)
+	}
+	return out, nil
 }
 
 // setEnv sets key in env, in place of an earlier value.
@@ -676,7 +724,7 @@ func parseSignal(s string) (syscall.Signal, error) {
 	if n := unix.SignalNum("SIG" + strings.TrimPrefix(strings.ToUpper(s), "SIG")); n != 0 {
 		return n, nil
 	}
-	return 0, fmt.Errorf("STOPSIGNAL %q: not a signal", s)
+	return 0, fmt.Errorf("%q is not a signal", s)
 }
 
 // runCommand carries out a RUN: a container on a new snapshot of s, whose changes become
@@ -755,13 +803,11 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 		}
 		spec.Process.User = u
 		for _, m := range spec.Mounts {
-			p, err := fs.RootPath(root, m.Destination)
+			missing, err := missingPaths(root, m.Destination)
 			if err != nil {
 				return err
 			}
-			if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
-				stubs = append(stubs, m.Destination)
-			}
+			stubs = append(stubs, missing...)
 		}
 		return nil
 	})
@@ -807,28 +853,42 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 	return nil
 }
 
-// removeStubs removes the mount points the runtime made at paths: empty files and
-// directories, deepest first, and directories it made on the way that are empty now.
-func removeStubs(root string, paths []string) error {
-	var errs []error
-	for _, p := range paths {
-		for d := p; d != "/" && d != "."; d = path.Dir(d) {
-			real, err := fs.RootPath(root, d)
-			if err != nil {
-				errs = append(errs, err)
-				break
-			}
-			fi, err := os.Lstat(real)
-			if err != nil {
-				break
-			}
-			if fi.Mode().IsRegular() && fi.Size() == 0 || fi.IsDir() {
-				if err := os.Remove(real); err != nil {
-					break // not empty: something the command made
-				}
-				continue
-			}
+// missingPaths returns the elements of the path p (absolute, inside the root filesystem
+// at root) that do not exist: the runtime makes them to mount something at p.
+func missingPaths(root, p string) ([]string, error) {
+	var out []string
+	for d := path.Clean(p); d != "/" && d != "."; d = path.Dir(d) {
+		real, err := fs.RootPath(root, d)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Lstat(real); !errors.Is(err, os.ErrNotExist) {
 			break
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// removeStubs removes what the runtime made for its mounts: of paths (missing before the
+// RUN, see missingPaths), those that are an empty file or an empty directory now, deepest
+// first. What the command filled stays.
+func removeStubs(root string, paths []string) error {
+	paths = slices.Clone(paths)
+	slices.SortFunc(paths, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	var errs []error
+	for _, p := range slices.Compact(paths) {
+		real, err := fs.RootPath(root, p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fi, err := os.Lstat(real)
+		if err != nil {
+			continue
+		}
+		if fi.Mode().IsRegular() && fi.Size() == 0 || fi.IsDir() {
+			os.Remove(real) // fails, as it should, for a directory that is not empty
 		}
 	}
 	return errors.Join(errs...)

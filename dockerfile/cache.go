@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -162,7 +163,7 @@ func ParseSize(s string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseFloat(t, 64)
-	if err != nil || n < 0 {
+	if err != nil || !(n >= 0) || n*float64(mult) >= math.MaxInt64 {
 		return 0, fmt.Errorf("size %q: want a number of bytes, optionally with a unit (500MB, 2GiB)", s)
 	}
 	return int64(n * float64(mult)), nil

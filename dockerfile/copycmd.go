@@ -161,7 +161,7 @@ func chownIDs(root, chown string) (int, int, error) {
 	if hasGroup {
 		g, err := oci.User("0:"+groupPart, passwd, group)
 		if err != nil {
-			return 0, 0, fmt.Errorf("--chown=%s: %w", chown, err)
+			return 0, 0, fmt.Errorf("--chown=%s: no group %q in the image's /etc/group", chown, groupPart)
 		}
 		gid = int(g.GID)
 	}
