@@ -196,36 +196,3 @@ func quiet(ctx context.Context) context.Context {
 	l.SetLevel(logrus.WarnLevel)
 	return log.WithLogger(ctx, logrus.NewEntry(l).WithFields(entry.Data))
 }
-
-// Push tags the local image source as target in containerd's store and pushes it to
-// target's registry, with the Puller's credentials and plain-HTTP rules.
-func (p *Puller) Push(ctx context.Context, source, target string) error {
-	is := p.Client.ImageService()
-	img, err := is.Get(ctx, source)
-	if err != nil {
-		return fmt.Errorf("image %s: %w", source, err)
-	}
-	tagged := img
-	tagged.Name = target
-	if _, err := is.Create(ctx, tagged); err != nil {
-		if !errdefs.IsAlreadyExists(err) {
-			return fmt.Errorf("tag %s as %s: %w", source, target, err)
-		}
-		if _, err := is.Update(ctx, tagged); err != nil {
-			return fmt.Errorf("tag %s as %s: %w", source, target, err)
-		}
-	}
-	hosts := docker.ConfigureDefaultRegistries(
-		docker.WithPlainHTTP(p.plainHTTP),
-		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(p.Credentials.Lookup))),
-	)
-	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: hosts})
-	began := time.Now()
-	if err := p.Client.Push(quiet(ctx), target, img.Target, client.WithResolver(resolver)); err != nil {
-		return pullError(err)
-	}
-	if p.Progress != nil {
-		fmt.Fprintf(p.Progress, "pushed %s (%.1fs)\n", target, time.Since(began).Seconds())
-	}
-	return nil
-}

@@ -51,6 +51,9 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 			for _, l := range svc.Links {
 				add(l.Service)
 			}
+			if d := svc.DockercfgService.Text; d != "" && svc.Build == nil && b.o.Pull != nil {
+				add(d) // runs before the image is pulled
+			}
 		}
 	}
 	var walk func([]*config.Step)
@@ -58,6 +61,9 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 		for _, s := range steps {
 			if s.Type == config.Run || (s.Type == config.Push && b.o.Push != nil) {
 				add(s.Service)
+			}
+			if d := s.DockercfgService.Text; d != "" && s.Type == config.Push && b.o.Push != nil {
+				add(d) // runs when the step pushes
 			}
 			walk(s.Steps)
 			walk(s.OnFail)
@@ -67,7 +73,7 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 
 	b.guard = mounts.Guard{BuildDir: b.o.Project.Dir, Allow: b.o.Allow}
 	guard := b.guard
-	creds, credErrs := b.dockercfgs(names)
+	creds, credErrs := b.dockercfgs(names, plan)
 	errs = append(errs, credErrs...)
 	images := b.images(ctx, names, creds)
 	for _, name := range names {
@@ -159,7 +165,7 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 	if len(errs) > 0 {
 		return &PreconditionError{Errs: errs}
 	}
-	return nil
+	return b.pullWithDockercfgServices(ctx, names, creds, images)
 }
 
 // inspect finds out what a service's containers need of its image: the user by name,
@@ -328,8 +334,9 @@ func handoffBinary() (string, error) {
 
 // dockercfgs decrypts the services' encrypted_dockercfg_path files and returns their
 // credentials by image reference (merged when several services share an image); they
-// stay in memory.
-func (b *build) dockercfgs(names []string) (map[string]remote.Credentials, []error) {
+// stay in memory. The files of the plan's push steps are checked too (with --push): they
+// are decrypted again when the step pushes.
+func (b *build) dockercfgs(names []string, plan []*config.Step) (map[string]remote.Credentials, []error) {
 	out := map[string]remote.Credentials{}
 	var errs []error
 	for _, name := range names {
@@ -338,46 +345,73 @@ func (b *build) dockercfgs(names []string) (map[string]remote.Credentials, []err
 			continue
 		}
 		v := cfg.EncryptedDockercfgPath
-		fail := func(err error) {
+		creds, err := b.decryptDockercfg(v)
+		if err != nil {
 			errs = append(errs, &config.Error{Pos: v.Pos, Service: name, Err: err})
-		}
-		if b.o.Key == nil {
-			fail(fmt.Errorf("%s needs the key, which is not there (%s)", v.Text, b.o.KeySource))
-			continue
-		}
-		path, err := b.guard.HostPath(v.Text)
-		var data []byte
-		if err == nil {
-			data, err = os.ReadFile(path)
-		}
-		if err != nil {
-			fail(fmt.Errorf("read %s: %w", v.Text, err))
-			continue
-		}
-		plain, err := secrets.Decrypt(*b.o.Key, data)
-		if err != nil {
-			fail(fmt.Errorf("decrypt %s: %w", v.Text, err))
-			continue
-		}
-		creds, err := remote.ParseCredentials(v.Text, plain)
-		if err != nil {
-			fail(err)
 			continue
 		}
 		out[cfg.Image] = out[cfg.Image].With(creds)
 	}
+	var walk func([]*config.Step)
+	walk = func(steps []*config.Step) {
+		for _, s := range steps {
+			if v := s.EncryptedDockercfgPath; v.Text != "" && s.Type == config.Push && b.o.Push != nil {
+				if _, err := b.decryptDockercfg(v); err != nil {
+					e := &config.Error{Pos: v.Pos, Err: err}
+					if s.NameGiven {
+						e.Step = s.Name
+					}
+					errs = append(errs, e)
+				}
+			}
+			walk(s.Steps)
+			walk(s.OnFail)
+		}
+	}
+	walk(plan)
 	return out, errs
+}
+
+// decryptDockercfg reads an encrypted_dockercfg_path file (relative to the build
+// directory), decrypts it with the build's key and parses the Docker config in it.
+func (b *build) decryptDockercfg(v config.Value) (remote.Credentials, error) {
+	if b.o.Key == nil {
+		return nil, fmt.Errorf("%s needs the key, which is not there (%s)", v.Text, b.o.KeySource)
+	}
+	path, err := b.guard.HostPath(v.Text)
+	var data []byte
+	if err == nil {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", v.Text, err)
+	}
+	plain, err := secrets.Decrypt(*b.o.Key, data)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt %s: %w", v.Text, err)
+	}
+	return remote.ParseCredentials(v.Text, plain)
 }
 
 type imageResult struct {
 	image *task.Image
 	err   error
+	// later says the image is to be pulled with the credentials of a dockercfg_service,
+	// once that service is ready (see pullWithDockercfgServices).
+	later bool
 }
 
 // images finds the images of the services, pulling those that are missing (or all, with
-// PullIfPresent) when a puller is set: each image once, all at the same time.
+// PullIfPresent) when a puller is set: each image once, all at the same time. An image
+// that a service with dockercfg_service would pull is left for later.
 func (b *build) images(ctx context.Context, names []string, creds map[string]remote.Credentials) map[string]imageResult {
 	out := map[string]imageResult{}
+	later := map[string]bool{}
+	for _, name := range names {
+		if cfg := b.o.Project.Services[name]; cfg != nil && cfg.Build == nil && cfg.DockercfgService.Text != "" && b.o.Pull != nil {
+			later[cfg.Image] = true
+		}
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, name := range names {
@@ -394,14 +428,32 @@ func (b *build) images(ctx context.Context, names []string, creds map[string]rem
 			continue
 		}
 		wg.Go(func() {
-			img, err := b.image(ctx, ref, creds[ref])
+			var r imageResult
+			if later[ref] {
+				r = b.presentImage(ctx, ref)
+			} else {
+				r.image, r.err = b.image(ctx, ref, creds[ref])
+			}
 			mu.Lock()
-			out[ref] = imageResult{img, err}
+			out[ref] = r
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
 	return out
+}
+
+// presentImage finds an image that is pulled only with a dockercfg_service's
+// credentials: when it is missing, or PullIfPresent asks, it is marked for later.
+func (b *build) presentImage(ctx context.Context, ref string) imageResult {
+	if b.o.PullIfPresent {
+		return imageResult{later: true}
+	}
+	img, err := b.rt.Image(ctx, ref)
+	if errdefs.IsNotFound(err) {
+		return imageResult{later: true}
+	}
+	return imageResult{image: img, err: err}
 }
 
 // image finds one image, pulling it when it is missing or PullIfPresent asks.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/remote"
 )
 
 // invalidTagChars are what a Docker tag may not hold; Codeship stripped them from an
@@ -20,7 +21,8 @@ var invalidTagChars = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 
 // push runs a push step: without --push it is skipped with a notice; with it, the
 // service's image is tagged image_name:image_tag (the tag a Go template of the build's
-// values, "latest" by default) and pushed.
+// values, "latest" by default) and pushed, with the step's own credentials when it has
+// encrypted_dockercfg_path or dockercfg_service.
 func (b *build) push(ctx context.Context, s *config.Step) bool {
 	if b.o.Push == nil {
 		b.record(s, Result{Step: s.Name, Service: s.Service, Status: Skipped, Note: "push steps run with --push"})
@@ -29,13 +31,21 @@ func (b *build) push(ctx context.Context, s *config.Step) bool {
 	}
 	start := time.Now()
 	r := Result{Step: s.Name, Service: s.Service}
-	err := b.ensure(ctx, s.Name, []string{s.Service})
+	need := []string{s.Service}
+	if d := s.DockercfgService.Text; d != "" {
+		need = append(need, d)
+	}
+	err := b.ensure(ctx, s.Name, need)
 	var target string
 	if err == nil {
 		target, err = b.pushTarget(s)
 	}
+	var creds remote.Credentials
 	if err == nil {
-		err = b.o.Push(ctx, b.services[s.Service].image.Name, target)
+		creds, err = b.pushCredentials(ctx, s)
+	}
+	if err == nil {
+		err = b.o.Push(ctx, b.services[s.Service].image.Name, target, creds)
 	}
 	r.Duration = time.Since(start)
 	if err != nil {
@@ -76,4 +86,21 @@ func (b *build) pushTarget(s *config.Step) (string, error) {
 		return "", fmt.Errorf("image_tag %q gives no valid tag", s.ImageTag)
 	}
 	return strings.TrimSuffix(repo.Name(), ":") + ":" + tag, nil
+}
+
+// pushCredentials are a push step's own credentials: its encrypted_dockercfg_path
+// decrypted, or what its dockercfg_service writes (run now, so that short-lived tokens are
+// fresh); nil when it has neither.
+func (b *build) pushCredentials(ctx context.Context, s *config.Step) (remote.Credentials, error) {
+	if v := s.EncryptedDockercfgPath; v.Text != "" {
+		return b.decryptDockercfg(v)
+	}
+	if d := s.DockercfgService.Text; d != "" {
+		creds, err := b.dockercfgService(ctx, d, s.Name, b.out)
+		if err != nil {
+			return nil, fmt.Errorf("dockercfg_service %q: %w", d, err)
+		}
+		return creds, nil
+	}
+	return nil, nil
 }

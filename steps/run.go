@@ -77,8 +77,10 @@ type Options struct {
 	Pull          func(ctx context.Context, ref string, creds remote.Credentials) error
 	PullIfPresent bool
 	// Push, when not nil (--push), runs push steps: it pushes the local image source as
-	// target. CI holds the values of image_tag's template.
-	Push func(ctx context.Context, source, target string) error
+	// target (remote.Puller.PushWith). creds are the step's own, from its
+	// encrypted_dockercfg_path or dockercfg_service (nil when it has neither); they win
+	// over the pusher's for their registries. CI holds the values of image_tag's template.
+	Push func(ctx context.Context, source, target string, creds remote.Credentials) error
 	CI   civars.Values
 	// Builder builds the images of services with a build key, each when the first step
 	// that needs it starts; nil refuses such services before anything runs.

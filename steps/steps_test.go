@@ -20,6 +20,7 @@ import (
 
 	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/task"
 )
 
@@ -392,7 +393,7 @@ func TestPushStepsTagTheServiceImageFromTheTemplate(t *testing.T) {
 - {name: wrong-image, type: push, service: other, image_name: registry.example.com/team/app}
 `)
 	var pushed []string
-	push := func(_ context.Context, source, target string) error {
+	push := func(_ context.Context, source, target string, _ remote.Credentials) error {
 		pushed = append(pushed, source+" -> "+target)
 		return nil
 	}

@@ -668,10 +668,11 @@ func preconditions(err error, stderr io.Writer) error {
 	return err
 }
 
-// pushFunc is what push steps do: nothing without --push.
-func pushFunc(push bool, s *session) func(ctx context.Context, source, target string) error {
+// pushFunc is what push steps do: nothing without --push. A step's own credentials win
+// over those of the Docker config for their registries.
+func pushFunc(push bool, s *session) func(ctx context.Context, source, target string, creds remote.Credentials) error {
 	if !push {
 		return nil
 	}
-	return s.puller.Push
+	return s.puller.PushWith
 }

@@ -1,0 +1,350 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/crun-ci/crun-ci/builds"
+	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/mounts"
+	"github.com/crun-ci/crun-ci/network"
+	"github.com/crun-ci/crun-ci/oci"
+	"github.com/crun-ci/crun-ci/remote"
+	"github.com/crun-ci/crun-ci/secrets"
+	"github.com/crun-ci/crun-ci/task"
+)
+
+// A credential service is the service that a dockercfg_service key names (of a service,
+// or of a push step): its container writes a Docker config with registry credentials.
+// crun-ci runs one container of it, with the service's own command and entrypoint, user,
+// working_dir and environment (encrypted variables included), but without its volumes
+// and dependencies, and gives it one more argument: dockercfgPath, a file in a directory
+// of the build's that is mounted read-write into that container only. The container
+// writes the file (Docker's config.json with "auths", or the older .dockercfg form) and
+// exits 0; crun-ci reads it into memory and removes it, the directory and the container
+// at once.
+//
+// A service's credential service runs while the build is prepared, before its image is
+// pulled, and only when that image is pulled: when it is missing, or always with
+// PullIfPresent; a push step's runs when the step pushes.
+const (
+	dockercfgDir  = "/crun-ci-dockercfg"
+	dockercfgPath = dockercfgDir + "/config.json"
+)
+
+// maxDockercfg bounds the file a credential service writes.
+const maxDockercfg = 1 << 20
+
+// pullWithDockercfgServices pulls the images that images left for later: for each, it
+// runs the credential services of the services that use it (a credential service's own
+// image first, when that waits too), pulls it with what they wrote, merged with the
+// encrypted_dockercfg_path credentials in creds, and looks into it as prepare does.
+func (b *build) pullWithDockercfgServices(ctx context.Context, names []string, creds map[string]remote.Credentials, images map[string]imageResult) error {
+	var errs []error
+	var refs []string
+	for _, name := range names {
+		svc := b.services[name]
+		if ref := svc.cfg.Image; svc.build == nil && images[ref].later && !slices.Contains(refs, ref) {
+			refs = append(refs, ref)
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	// Output during preparation is not masked yet: the credential services may have
+	// encrypted variables of their own.
+	out := b.out
+	if len(b.secrets) > 0 {
+		m := secrets.NewMasker(b.o.Output, b.secrets)
+		defer m.Close()
+		out = NewOutput(m)
+	}
+	errWaiting := errors.New("waits for itself")
+	pulled := map[string]error{}
+	var pull func(ref string) error
+	pull = func(ref string) error {
+		if err, ok := pulled[ref]; ok {
+			return err
+		}
+		pulled[ref] = errWaiting
+		var users, from []string
+		more := creds[ref]
+		var failed bool
+		for _, name := range names {
+			svc := b.services[name]
+			if svc.build != nil || svc.cfg.Image != ref {
+				continue
+			}
+			users = append(users, name)
+			d := svc.cfg.DockercfgService
+			if d.Text == "" || slices.Contains(from, strconv.Quote(d.Text)) {
+				continue // none, or run for another service of this image
+			}
+			err := b.ensure(ctx, "dockercfg", []string{d.Text})
+			if cs := b.services[d.Text]; err == nil && cs.image == nil {
+				if err = pull(cs.cfg.Image); errors.Is(err, errWaiting) {
+					err = fmt.Errorf("its image %s is the one it is to pull", cs.cfg.Image)
+				} else if err != nil {
+					failed = true // said for that service
+					continue
+				}
+			}
+			var got remote.Credentials
+			if err == nil {
+				got, err = b.dockercfgService(ctx, d.Text, "", out)
+			}
+			if err != nil {
+				errs = append(errs, &config.Error{Pos: d.Pos, Service: name, Err: fmt.Errorf("dockercfg_service %q: %w", d.Text, err)})
+				failed = true
+				continue
+			}
+			more = more.With(got)
+			from = append(from, strconv.Quote(d.Text))
+		}
+		if failed {
+			pulled[ref] = errors.New("no credentials")
+			return pulled[ref]
+		}
+		// Only missing images wait (or all, with PullIfPresent): this pulls.
+		img, err := b.pullLater(ctx, ref, more, from)
+		if err != nil {
+			for _, name := range users {
+				cfg := b.services[name].cfg
+				pos := cfg.Pos
+				if cfg.DockercfgService.Text != "" {
+					pos = cfg.DockercfgService.Pos
+				}
+				errs = append(errs, &config.Error{Pos: pos, Service: name, Err: err})
+			}
+			pulled[ref] = err
+			return err
+		}
+		pulled[ref] = nil
+		for _, name := range users {
+			svc := b.services[name]
+			svc.image, svc.health = img, healthcheckOf(svc.cfg, img)
+			if err := b.inspect(ctx, name); err != nil {
+				errs = append(errs, err)
+				pulled[ref] = err
+			}
+		}
+		return pulled[ref]
+	}
+	for _, ref := range refs {
+		pull(ref)
+	}
+	// service_healthy needs a health check, which these images only now show.
+	for _, name := range names {
+		for _, r := range b.services[name].cfg.DependsOn {
+			dep := b.services[r.Service]
+			if r.Condition == condHealthy && dep != nil && dep.build == nil && images[dep.cfg.Image].later && dep.image != nil && dep.health == nil {
+				errs = append(errs, &config.Error{Pos: r.Pos, Service: name, Err: fmt.Errorf("depends_on %q: condition service_healthy, but %q has no health check (no healthcheck key, no HEALTHCHECK in its image)", r.Service, r.Service)})
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return &PreconditionError{Errs: errs}
+	}
+	return nil
+}
+
+// pullLater pulls ref with creds, which come from the credential services named in from,
+// and finds it in the store.
+func (b *build) pullLater(ctx context.Context, ref string, creds remote.Credentials, from []string) (*task.Image, error) {
+	name, err := task.Normalize(ref)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.o.Pull(ctx, name, creds); err != nil {
+		return nil, fmt.Errorf("pull image %s with the credentials of dockercfg_service %s: %w", name, strings.Join(from, ", "), err)
+	}
+	return b.rt.Image(ctx, ref)
+}
+
+// dockercfgService runs one container of the credential service name and returns the
+// credentials it wrote. step names the push step that asked ("" for a service's pull);
+// out takes the container's output, prefixed "dockercfg/<name> | ". The container, its
+// network, the directory and the file are removed whatever happens; what the file held
+// stays in memory only.
+func (b *build) dockercfgService(ctx context.Context, name, step string, out *Output) (_ remote.Credentials, retErr error) {
+	svc := b.services[name]
+	if svc == nil || svc.image == nil {
+		return nil, fmt.Errorf("service %q is not ready", name) // prepare and ensure see to it
+	}
+	args, err := oci.Args(svc.image.Config, svc.cfg.Entrypoint, svc.cfg.Command)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, dockercfgPath)
+
+	seq := b.seq.Add(1)
+	dir := filepath.Join(b.dir, "dockercfg", strconv.FormatInt(seq, 10))
+	outDir, etc := filepath.Join(dir, "out"), filepath.Join(dir, "etc")
+	file := filepath.Join(outDir, filepath.Base(dockercfgPath))
+	var ctr Container
+	var sb *network.Sandbox
+	handoffs := map[string]string{}
+	defer func() {
+		for _, f := range b.handoffFiles(handoffs) {
+			f.Close()
+		}
+		// The file goes first, whatever happens to the container.
+		if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			retErr = errors.Join(retErr, err)
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		var errs []error
+		if ctr != nil {
+			errs = append(errs, ctr.Delete(cctx))
+		}
+		if sb != nil && errors.Join(errs...) == nil {
+			errs = append(errs, b.o.Network.Teardown(cctx, sb))
+		}
+		if err := errors.Join(errs...); err != nil {
+			// The container may still use the directory: it stays for crun-ci cleanup.
+			err = fmt.Errorf("keep %s: %w", dir, err)
+			b.cleanupFailed(err)
+			retErr = errors.Join(retErr, err)
+			return
+		}
+		if err := builds.RemoveDir(dir); err != nil {
+			b.cleanupFailed(err)
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("make %s: %w", dir, err)
+	}
+	// Only the container's user may write to the directory, and only through its mount.
+	if err := os.Mkdir(outDir, 0o700); err != nil {
+		return nil, fmt.Errorf("make %s: %w", outDir, err)
+	}
+	if u := svc.user; u.UID != 0 || u.GID != 0 { // crun-ci, as root, made it root's
+		if err := os.Chown(outDir, int(u.UID), int(u.GID)); err != nil {
+			return nil, fmt.Errorf("make %s: %w", outDir, err)
+		}
+	}
+
+	var net stepNet
+	if b.o.Network != nil && b.o.Network.Mode() != network.Host {
+		if sb, err = b.o.Network.Setup(ctx, fmt.Sprintf("%s-%d", b.o.BuildID, seq), filepath.Join(b.dir, "netns")); err != nil {
+			return nil, err
+		}
+		if net, err = b.stepFiles(etc, sb, []string{name}); err != nil {
+			return nil, err
+		}
+	}
+	ms := []specs.Mount{mounts.Bind(outDir, dockercfgDir, false)}
+	if len(svc.secretEnv) > 0 {
+		path, err := b.handoff(etc, name, svc.secretEnv)
+		if err != nil {
+			return nil, err
+		}
+		handoffs[name] = path
+		ms = append(ms, mounts.Bind(b.exe, handoffExe, true), mounts.Bind(path, handoffFIFO, true))
+		args = append([]string{handoffExe, "exec-env", handoffFIFO, "--"}, args...)
+	}
+	id := fmt.Sprintf("crunci-%s-%d-dockercfg-%s", b.o.BuildID, seq, sanitize(name))
+	spec, err := oci.Spec(ctx, oci.Container{
+		ID:         id,
+		Namespace:  b.o.Namespace,
+		Hostname:   hostname(svc.cfg),
+		Image:      svc.image.Config,
+		Args:       args,
+		Env:        b.env(svc.cfg),
+		WorkingDir: svc.cfg.WorkingDir,
+		User:       svc.user,
+		Mounts:     ms,
+		NetNS:      net.netns,
+		HostsFile:  net.hosts,
+		ResolvConf: net.resolv,
+	})
+	if err != nil {
+		return nil, err
+	}
+	labels := maps.Clone(b.labels)
+	labels[builds.LabelService] = name
+	if step != "" {
+		labels[builds.LabelStep] = step
+	}
+	log.G(ctx).Debugf("run credential service %q in container %s", name, id)
+	if ctr, err = b.rt.Create(ctx, task.Options{ID: id, Image: svc.image, Spec: spec, Labels: labels, FIFODir: filepath.Join(b.dir, "fifo")}); err != nil {
+		return nil, err
+	}
+	prefix := "dockercfg/" + name + " | "
+	so, se := out.Stream(prefix), out.Stream(prefix)
+	defer func() {
+		retErr = errors.Join(retErr, so.Close(), se.Close())
+	}()
+	if err := ctr.Start(context.WithoutCancel(ctx), so, se, nil); err != nil {
+		return nil, err
+	}
+	code, err := ctr.Wait(ctx)
+	if err != nil && ctx.Err() != nil {
+		return nil, errors.Join(ctx.Err(), b.stop(ctr))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if code != 0 {
+		return nil, fmt.Errorf("exited with code %d", code)
+	}
+	data, err := readDockercfg(file)
+	if err != nil {
+		return nil, err
+	}
+	return remote.ParseCredentials(dockercfgPath, data)
+}
+
+// readDockercfg reads the file a credential service wrote, refusing anything but a
+// regular file of at most maxDockercfg bytes: the container made it, and could have made
+// it a link to a file of the host or a FIFO.
+func readDockercfg(path string) ([]byte, error) {
+	// Errors name the file as the container sees it, not the host's path.
+	fail := func(err error) error {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("read %s: %w", dockercfgPath, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("wrote no %s", dockercfgPath)
+	case errors.Is(err, unix.ELOOP):
+		return nil, fail(errors.New("a symbolic link, not a file"))
+	case err != nil:
+		return nil, fail(err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fail(err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fail(errors.New("not a regular file"))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxDockercfg+1))
+	if err != nil {
+		return nil, fail(err)
+	}
+	if len(data) > maxDockercfg {
+		return nil, fmt.Errorf("read %s: larger than %d KiB", dockercfgPath, maxDockercfg>>10)
+	}
+	return data, nil
+}
