@@ -34,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crun-ci/crun-ci/oci"
+	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/snapshot"
 	"github.com/crun-ci/crun-ci/task"
@@ -46,8 +47,10 @@ type Builder struct {
 	// Namespace is containerd's namespace, which the RUN containers' cgroup path names.
 	Namespace string
 	// Image makes sure the image ref (of a FROM or COPY --from) is in containerd's store,
-	// pulling it when it is missing, and returns its normalised name.
-	Image func(ctx context.Context, ref string) (string, error)
+	// pulling it when it is missing, and returns its normalised name. creds, when not
+	// nil, gives the request's registry credentials; it is called only if a pull needs
+	// them.
+	Image func(ctx context.Context, ref string, creds func(context.Context) (remote.Credentials, error)) (string, error)
 	// NoCache builds every layer anew (the results still go into the cache).
 	NoCache bool
 	// CacheMaxSize bounds the size of the layer cache in bytes; 0 means no bound.
@@ -80,6 +83,9 @@ type Request struct {
 	Handoff string
 	// Image is the normalised name of the image to create.
 	Image string
+	// Credentials, when not nil, gives the registry credentials to pull base images with
+	// (the service's encrypted_dockercfg_path or dockercfg_service); see Builder.Image.
+	Credentials func(context.Context) (remote.Credentials, error)
 	// Output receives the progress lines and RUN's standard output, Stderr (when not nil)
 	// RUN's standard error; each is written by one goroutine at a time.
 	Output, Stderr io.Writer
@@ -477,7 +483,7 @@ func (x *run) base(ctx context.Context, st *instructions.Stage, i int) (*state, 
 
 // image reads an image as the state it would start a stage with.
 func (x *run) image(ctx context.Context, ref string) (*state, error) {
-	name, err := x.b.Image(ctx, ref)
+	name, err := x.b.Image(ctx, ref, x.r.Credentials)
 	if err != nil {
 		return nil, err
 	}

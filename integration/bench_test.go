@@ -18,6 +18,7 @@ import (
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/dockerfile"
 	"github.com/crun-ci/crun-ci/network"
+	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/steps"
 	"github.com/crun-ci/crun-ci/task"
 )
@@ -196,7 +197,9 @@ func BenchmarkBuild(b *testing.B) {
 			Client:    task.New(ctrd.Client),
 			Namespace: namespace,
 			NoCache:   noCache,
-			Image:     func(ctx context.Context, ref string) (string, error) { return task.Normalize(ref) },
+			Image: func(ctx context.Context, ref string, _ func(context.Context) (remote.Credentials, error)) (string, error) {
+				return task.Normalize(ref)
+			},
 		}
 	}
 	seq := 0

@@ -454,3 +454,36 @@ func TestAKilledOrInterruptedImageBuildIsCleanedUp(t *testing.T) {
 	wantCode(t, r, 130)
 	wantContains(t, "stdout", r.stdout, "INTERRUPTED one (app)")
 }
+
+// A built service's dockercfg_service (or encrypted_dockercfg_path) pulls the base
+// images of its Dockerfile from a registry that wants a login.
+func TestABuiltServiceCredentialsPullItsBaseImage(t *testing.T) {
+	requireRoot(t)
+	reg := newRegistry(t, "builder", "pw-base-4711")
+	ref := reg.push(t, "crunci/base:1", "builder", "pw-base-4711")
+	t.Cleanup(func() { crunci(t, "cleanup") })
+	dir := credProject(t, "app:\n  build: .\n  dockercfg_service: creds\n", reg.host, "builder", "pw-base-4711", "0", map[string]string{
+		"codeship-steps.yml": "- {name: one, service: app, command: cat /pulled /built}\n",
+		"Dockerfile":         "FROM " + ref + "\nRUN echo built on it > /built\n",
+	})
+	r := stepsWithoutCredentials(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "dockercfg/creds | writing /crun-ci-dockercfg/config.json\n", "one/app | from the registry\none/app | built on it\n")
+
+	// Present now: the credential service does not run again.
+	r = stepsWithoutCredentials(t, dir)
+	wantCode(t, r, 0)
+	wantNotContains(t, "stdout", r.stdout, "dockercfg/creds")
+
+	// The wrong login: the registry's refusal names the Dockerfile's FROM.
+	if err := ctrd.Client.ImageService().Delete(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	dir = credProject(t, "app:\n  build: .\n  dockercfg_service: creds\n", reg.host, "builder", "wrong", "0", map[string]string{
+		"codeship-steps.yml": "- {name: one, service: app, command: cat /pulled}\n",
+		"Dockerfile":         "FROM " + ref + "\n",
+	})
+	r = stepsWithoutCredentials(t, dir)
+	wantCode(t, r, 1)
+	wantContains(t, "stdout", r.stdout, "Dockerfile:1: FROM "+ref+": pull "+ref+": access denied by the registry")
+}

@@ -37,6 +37,10 @@ type imageBuild struct {
 	done bool
 }
 
+// buildCredsKey is the key under which dockercfgs keeps the encrypted_dockercfg_path
+// credentials of a built service: they are for its base images.
+func buildCredsKey(service string) string { return "build:" + service }
+
 // notImageChars are what a generated image name may not hold.
 var notImageChars = regexp.MustCompile(`[^a-z0-9._-]+`)
 
@@ -251,6 +255,19 @@ func (b *build) buildImage(ctx context.Context, step, name string, svc *service)
 			return err
 		}
 		r.Net = dockerfile.Net{NetNS: n.netns, Hosts: n.hosts, ResolvConf: n.resolv}
+	}
+	// The service's credentials pull its base images, a dockercfg_service's only when a
+	// pull needs them.
+	r.Credentials = func(ctx context.Context) (remote.Credentials, error) {
+		creds := ib.creds
+		if d := svc.cfg.DockercfgService.Text; d != "" {
+			more, err := b.dockercfgService(ctx, d, "", b.out)
+			if err != nil {
+				return nil, fmt.Errorf("dockercfg_service %q: %w", d, err)
+			}
+			creds = creds.With(more)
+		}
+		return creds, nil
 	}
 	log.G(ctx).WithField("service", name).Debugf("build image %s from %s", r.Image, r.Dockerfile)
 	res, err := b.o.Builder.Build(ctx, r)

@@ -51,8 +51,8 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 			for _, l := range svc.Links {
 				add(l.Service)
 			}
-			if d := svc.DockercfgService.Text; d != "" && svc.Build == nil && b.o.Pull != nil {
-				add(d) // runs before the image is pulled
+			if d := svc.DockercfgService.Text; d != "" && b.o.Pull != nil {
+				add(d) // runs before the image (or a built one's base image) is pulled
 			}
 		}
 	}
@@ -87,6 +87,9 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 			// Built when the first step that needs it starts.
 			ib, errs2 := b.imageBuild(name, cfg)
 			errs = append(errs, errs2...)
+			if ib != nil {
+				ib.creds = creds[buildCredsKey(name)]
+			}
 			svc.build = ib
 		} else {
 			img := images[cfg.Image]
@@ -350,7 +353,11 @@ func (b *build) dockercfgs(names []string, plan []*config.Step) (map[string]remo
 			errs = append(errs, &config.Error{Pos: v.Pos, Service: name, Err: err})
 			continue
 		}
-		out[cfg.Image] = out[cfg.Image].With(creds)
+		key := cfg.Image
+		if cfg.Build != nil {
+			key = buildCredsKey(name) // for the base images of its build
+		}
+		out[key] = out[key].With(creds)
 	}
 	var walk func([]*config.Step)
 	walk = func(steps []*config.Step) {

@@ -545,14 +545,20 @@ func (p *pullFlags) builder(s *session, namespace string) (*dockerfile.Builder, 
 		Namespace:    namespace,
 		NoCache:      p.noCache,
 		CacheMaxSize: max,
-		Image: func(ctx context.Context, ref string) (string, error) {
+		Image: func(ctx context.Context, ref string, creds func(context.Context) (remote.Credentials, error)) (string, error) {
 			name, err := task.Normalize(ref)
 			if err != nil {
 				return "", err
 			}
 			_, err = c.Image(ctx, ref)
 			if p.ifPresent || errdefs.IsNotFound(err) {
-				if err = s.puller.Pull(ctx, name); err != nil {
+				var more remote.Credentials
+				if creds != nil {
+					if more, err = creds(ctx); err != nil {
+						return "", err
+					}
+				}
+				if err = s.puller.PullWith(ctx, name, more); err != nil {
 					return "", fmt.Errorf("pull %s: %w", name, err)
 				}
 				_, err = c.Image(ctx, ref)
