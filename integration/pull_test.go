@@ -11,9 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -28,6 +30,29 @@ import (
 type testRegistry struct {
 	host     string
 	requests atomic.Int64
+	// slow, when set, sends blobs at about 512 KiB/s.
+	slow atomic.Bool
+}
+
+// slowWriter writes what it is given 16 KiB at a time, 30 ms apart.
+type slowWriter struct{ http.ResponseWriter }
+
+func (s slowWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		chunk := min(len(p), 16<<10)
+		m, err := s.ResponseWriter.Write(p[:chunk])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if f, ok := s.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		time.Sleep(30 * time.Millisecond)
+		p = p[chunk:]
+	}
+	return n, nil
 }
 
 func newRegistry(t *testing.T, user, password string) *testRegistry {
@@ -41,6 +66,9 @@ func newRegistry(t *testing.T, user, password string) *testRegistry {
 			w.WriteHeader(http.StatusUnauthorized)
 			fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
 			return
+		}
+		if r.slow.Load() && req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/") {
+			w = slowWriter{w}
 		}
 		inner.ServeHTTP(w, req)
 	}))
@@ -238,5 +266,35 @@ func TestPushStepsPushTheServiceImage(t *testing.T) {
 	}
 	if _, err := ggcrremote.Head(parsed, ggcrremote.WithAuth(&authn.Basic{Username: "ci", Password: "pw"})); err != nil {
 		t.Errorf("%s is not in the registry: %v", target, err)
+	}
+}
+
+// On a terminal, a pull shows a line per layer, redrawn in place with bytes and rate,
+// then the layer's final line and the pull's.
+func TestPullProgressOnATerminal(t *testing.T) {
+	requireRoot(t)
+	reg := newRegistry(t, "tty", "pw-tty")
+	ref := reg.push(t, "crunci/slow:1", "tty", "pw-tty")
+	reg.slow.Store(true)
+	dir := project(t, map[string]string{"codeship-services.yml": "app:\n  image: " + ref + "\n"})
+	cmdline := strings.Join([]string{bin, "--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "load", "--dir", dir}, " ")
+	// script gives crun-ci a terminal and copies what it writes there.
+	cmd := exec.Command("script", "-qefc", cmdline, "/dev/null")
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dockerConfig(t, reg.host, "tty", "pw-tty"), "TERM=xterm")
+	out, err := cmd.CombinedOutput()
+	t.Logf("on the terminal:\n%q", out)
+	assertClean(t)
+	if err != nil {
+		t.Fatalf("crun-ci load: %v", err)
+	}
+	got := string(out)
+	if !regexp.MustCompile(`layer [0-9a-f]{12} [0-9.]+ (B|KiB|MiB) of [0-9.]+ (KiB|MiB), [0-9.]+ (B|KiB|MiB)/s\r?\n`).MatchString(got) {
+		t.Errorf("no line with a layer's bytes and rate")
+	}
+	if !strings.Contains(got, "\x1b[J") {
+		t.Errorf("the lines are not redrawn in place")
+	}
+	if !regexp.MustCompile(`layer [0-9a-f]{12} done \([0-9.]+ (KiB|MiB)\)`).MatchString(got) || !strings.Contains(got, "pulled "+ref+" (") {
+		t.Errorf("no final line for the layer or the pull")
 	}
 }

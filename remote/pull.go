@@ -28,10 +28,15 @@ type Puller struct {
 	// loopback ones.
 	Insecure []string
 	// Progress receives a line per layer when it has arrived, and every 5 s a line per
-	// pull in progress; nil discards them.
+	// pull in progress; nil discards them. With Terminal, Progress is a terminal: every
+	// layer being fetched has a line there, redrawn in place with its bytes and rate.
 	Progress io.Writer
+	Terminal bool
 	// Snapshotter unpacks the pulled image.
 	Snapshotter string
+
+	boardOnce     sync.Once
+	progressBoard *board
 }
 
 // plainHTTP reports whether host is reached over plain HTTP: a loopback registry or one
@@ -53,6 +58,12 @@ func (p *Puller) plainHTTP(host string) (bool, error) {
 	return ip != nil && ip.IsLoopback(), nil
 }
 
+// board returns the terminal progress board the Puller's pulls share.
+func (p *Puller) board() *board {
+	p.boardOnce.Do(func() { p.progressBoard = newBoard(p.Progress, p.Client.ContentStore()) })
+	return p.progressBoard
+}
+
 // Pull fetches ref (normalised) and unpacks it. Its errors carry the registry's own
 // message (denied, not found, rate limited).
 func (p *Puller) Pull(ctx context.Context, ref string) error {
@@ -70,19 +81,30 @@ func (p *Puller) PullWith(ctx context.Context, ref string, more Credentials) err
 	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: hosts})
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	if p.Progress != nil {
+	var board *board
+	switch {
+	case p.Progress != nil && p.Terminal:
+		board = p.board()
+		board.begin(ctx)
+	case p.Progress != nil:
 		wg.Go(func() { p.report(ctx, ref, done) })
 	}
 	began := time.Now()
 	img, err := p.Client.Pull(quiet(ctx), ref, client.WithPullUnpack, client.WithResolver(resolver), client.WithPullSnapshotter(p.Snapshotter))
 	close(done)
 	wg.Wait()
+	line := ""
+	if err == nil && p.Progress != nil {
+		size, _ := img.Size(ctx)
+		line = fmt.Sprintf("pulled %s (%s in %.1fs)", ref, bytesText(size), time.Since(began).Seconds())
+	}
+	if board != nil {
+		board.end(line)
+	} else if line != "" {
+		fmt.Fprintln(p.Progress, line)
+	}
 	if err != nil {
 		return pullError(err)
-	}
-	if p.Progress != nil {
-		size, _ := img.Size(ctx)
-		fmt.Fprintf(p.Progress, "pulled %s (%s in %.1fs)\n", ref, bytesText(size), time.Since(began).Seconds())
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
@@ -575,7 +576,17 @@ func (p *pullFlags) puller(d *daemon.Daemon, stderr io.Writer) (*remote.Puller, 
 	if err != nil {
 		return nil, &exitError{code: 2, err: err}
 	}
-	return &remote.Puller{Client: d.Client, Credentials: creds, Insecure: p.insecure, Progress: stderr, Snapshotter: snapshot.Snapshotter}, nil
+	return &remote.Puller{Client: d.Client, Credentials: creds, Insecure: p.insecure, Progress: stderr, Terminal: isTerminal(stderr), Snapshotter: snapshot.Snapshotter}, nil
+}
+
+// isTerminal reports whether w is a terminal (and TERM does not say it is a dumb one).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // networkManager makes the step networks' manager of a --network value. Its errors say
