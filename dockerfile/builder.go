@@ -209,6 +209,13 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Result, error) {
 // parse reads and parses r's Dockerfile and checks it before anything is built. It
 // returns the build (without a Builder or client), the stages to build, in order, and
 // the values of the ARGs before the first FROM.
+// Check reads r's Dockerfile and checks, without building anything, that it parses and
+// uses only what the builder builds; the error names the Dockerfile and line.
+func Check(r Request) error {
+	_, _, _, err := parse(r)
+	return err
+}
+
 func parse(r Request) (*run, []int, map[string]string, error) {
 	data, err := os.ReadFile(r.Dockerfile)
 	if err != nil {
@@ -220,7 +227,11 @@ func parse(r Request) (*run, []int, map[string]string, error) {
 	}
 	stages, metaArgs, err := instructions.Parse(ast.AST, nil)
 	if err != nil {
-		return nil, nil, nil, r.errorf(lineOf(err), "%v", stripLine(err))
+		msg := stripLine(err)
+		if strings.Contains(msg, "no build stage in current context") {
+			msg = "an instruction before the first FROM" // BuildKit's words say less
+		}
+		return nil, nil, nil, r.errorf(lineOf(err), "%s", msg)
 	}
 	if len(stages) == 0 {
 		return nil, nil, nil, r.errorf(0, "no FROM instruction")

@@ -87,7 +87,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name:       "an instruction before the first FROM is refused",
 			dockerfile: "ENV A=1\nFROM scratch\n",
-			want:       "Dockerfile:1: no build stage in current context",
+			want:       "Dockerfile:1: an instruction before the first FROM",
 		},
 		{
 			name:       "a flag an instruction does not know is refused",

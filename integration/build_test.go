@@ -321,8 +321,9 @@ func TestBuildErrorsNameTheDockerfileAndLine(t *testing.T) {
 		code                   int
 	}{
 		{"failing RUN", "FROM busybox\nRUN echo going\nRUN sh -c 'exit 3'\n", `Dockerfile:3: RUN sh -c 'exit 3': exit code 3`, 1},
-		{"ONBUILD", "FROM busybox\nONBUILD RUN true\n", `Dockerfile:2: ONBUILD is not supported`, 1},
-		{"unknown instruction", "FROM busybox\nFETCH x\n", `Dockerfile:2: unknown instruction: FETCH`, 1},
+		// Found when the pipeline is read: nothing runs.
+		{"ONBUILD", "FROM busybox\nONBUILD RUN true\n", `codeship-services.yml:2: service "app": build: Dockerfile:2: ONBUILD is not supported`, 2},
+		{"unknown instruction", "FROM busybox\nFETCH x\n", `codeship-services.yml:2: service "app": build: Dockerfile:2: unknown instruction: FETCH`, 2},
 		{"missing source", "FROM busybox\nCOPY nothere.txt /\n", `Dockerfile:2: COPY nothere.txt /: "nothere.txt": not found in the build context`, 1},
 		{"escaping source", "FROM busybox\nCOPY ../../etc/shadow /\n", `not found in the build context`, 1},
 		{"missing base", "FROM 127.0.0.1:1/not-here:1\n", `Dockerfile:1: FROM 127.0.0.1:1/not-here:1: pull 127.0.0.1:1/not-here:1`, 1},
@@ -336,7 +337,12 @@ func TestBuildErrorsNameTheDockerfileAndLine(t *testing.T) {
 			})
 			r := runSteps(t, dir)
 			wantCode(t, r, tc.code)
-			wantContains(t, "stdout", r.stdout, tc.want)
+			if tc.code == 2 {
+				wantContains(t, "stderr", r.stderr, tc.want)
+				wantNotContains(t, "stdout", r.stdout, "one/app build |")
+			} else {
+				wantContains(t, "stdout", r.stdout, tc.want)
+			}
 		})
 	}
 	// A Dockerfile that is not there stops the build before anything runs.
@@ -346,7 +352,7 @@ func TestBuildErrorsNameTheDockerfileAndLine(t *testing.T) {
 	})
 	r := runSteps(t, dir)
 	wantCode(t, r, 2)
-	wantContains(t, "stderr", r.stderr, `codeship-services.yml:3: service "app": build: Dockerfile "Dockerfile.nope": host path `)
+	wantContains(t, "stderr", r.stderr, `codeship-services.yml:3: service "app": build: Dockerfile "Dockerfile.nope": no such file`)
 }
 
 // crun-ci load builds (and pulls) without running a step; a built image pushes and

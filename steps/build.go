@@ -2,7 +2,9 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/dockerfile"
+	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
@@ -70,29 +73,9 @@ func (b *build) imageBuild(name string, cfg *config.Service) (*imageBuild, []err
 	if err != nil {
 		fail(bc.Pos, fmt.Errorf("build: %w", err))
 	}
-	contextRel := bc.Context
-	if contextRel == "" {
-		contextRel = "."
-	}
-	context, err := b.guard.HostPath(contextRel)
-	if err != nil {
-		fail(bc.Pos, fmt.Errorf("build context %q: %w", contextRel, err))
-		return nil, errs
-	}
-	dfRel := bc.Dockerfile
-	if dfRel == "" {
-		dfRel = "Dockerfile"
-	}
-	dfRel = filepath.Join(contextRel, dfRel)
-	dockerfilePath, err := b.guard.HostPath(dfRel)
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = os.Stat(dockerfilePath); err == nil && !fi.Mode().IsRegular() {
-			err = fmt.Errorf("not a file")
-		}
-	}
-	if err != nil {
-		fail(bc.Pos, fmt.Errorf("build: Dockerfile %q: %w", dfRel, err))
+	context, dockerfilePath, shown, pathErrs := dockerfileOf(b.guard, b.o.Project.Dir, name, cfg)
+	if len(pathErrs) > 0 {
+		return nil, append(errs, pathErrs...)
 	}
 	args := map[string]string{}
 	data := civars.TemplateData{Values: b.o.CI, ServiceName: name, ImageName: image}
@@ -145,10 +128,6 @@ func (b *build) imageBuild(name string, cfg *config.Service) (*imageBuild, []err
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	shown, err := filepath.Rel(b.o.Project.Dir, dockerfilePath)
-	if err != nil {
-		shown = dockerfilePath
-	}
 	return &imageBuild{req: dockerfile.Request{
 		Service:        name,
 		Context:        context,
@@ -158,6 +137,66 @@ func (b *build) imageBuild(name string, cfg *config.Service) (*imageBuild, []err
 		SecretArgs:     secretArgs,
 		Image:          image,
 	}}, nil
+}
+
+// dockerfileOf finds a built service's context and Dockerfile inside the build directory
+// (or a granted prefix) and checks the Dockerfile: that it parses and uses only what the
+// builder builds. shown names it relative to the build directory.
+func dockerfileOf(guard mounts.Guard, dir, name string, cfg *config.Service) (context, dockerfilePath, shown string, errs []error) {
+	bc := cfg.Build
+	fail := func(err error) {
+		errs = append(errs, &config.Error{Pos: bc.Pos, Service: name, Err: err})
+	}
+	contextRel := bc.Context
+	if contextRel == "" {
+		contextRel = "."
+	}
+	if missing(dir, contextRel) {
+		fail(fmt.Errorf("build context %q: no such directory", contextRel))
+		return "", "", "", errs
+	}
+	context, err := guard.HostPath(contextRel)
+	if err != nil {
+		fail(fmt.Errorf("build context %q: %w", contextRel, err))
+		return "", "", "", errs
+	}
+	dfRel := bc.Dockerfile
+	if dfRel == "" {
+		dfRel = "Dockerfile"
+	}
+	dfRel = filepath.Join(contextRel, dfRel)
+	if missing(dir, dfRel) {
+		fail(fmt.Errorf("build: Dockerfile %q: no such file", dfRel))
+		return "", "", "", errs
+	}
+	dockerfilePath, err = guard.HostPath(dfRel)
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = os.Stat(dockerfilePath); err == nil && !fi.Mode().IsRegular() {
+			err = fmt.Errorf("not a file")
+		}
+	}
+	if err != nil {
+		fail(fmt.Errorf("build: Dockerfile %q: %w", dfRel, err))
+		return "", "", "", errs
+	}
+	shown, err = filepath.Rel(dir, dockerfilePath)
+	if err != nil {
+		shown = dockerfilePath
+	}
+	if err := dockerfile.Check(dockerfile.Request{Dockerfile: dockerfilePath, DockerfileName: shown}); err != nil {
+		fail(fmt.Errorf("build: %w", err))
+	}
+	return context, dockerfilePath, shown, errs
+}
+
+// missing reports whether the path p (relative to dir unless absolute) does not exist.
+func missing(dir, p string) bool {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(dir, p)
+	}
+	_, err := os.Stat(p)
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // decryptFile reads and decrypts an encrypted file of the build directory, recording

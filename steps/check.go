@@ -9,7 +9,8 @@ import (
 
 // Check runs the checks that need no containerd on every service of the project: volume
 // specs parse, host paths exist and stay inside the build directory or a grant. It returns
-// every problem, as errors.Join of *config.Error.
+// every problem, as errors.Join of *config.Error. The Dockerfiles of built services are
+// found and checked too (see dockerfileOf).
 func Check(p *config.Project, allow []string) error {
 	guard := mounts.Guard{BuildDir: p.Dir, Allow: allow}
 	var errs []error
@@ -23,6 +24,12 @@ func Check(p *config.Project, allow []string) error {
 			if err != nil {
 				errs = append(errs, &config.Error{Pos: v.Pos, Service: name, Err: fmt.Errorf("volume %q: %w", v.Spec, err)})
 			}
+		}
+	}
+	for _, name := range p.Order {
+		if svc := p.Services[name]; svc.Build != nil {
+			_, _, _, bErrs := dockerfileOf(guard, p.Dir, name, svc)
+			errs = append(errs, bErrs...)
 		}
 	}
 	if len(errs) == 0 {
