@@ -104,6 +104,9 @@ type Result struct {
 	// Layers counts the layer-making instructions built; Cached how many of them came
 	// from the cache.
 	Layers, Cached int
+	// Built is the image as built, to run containers of without looking its name up
+	// again (another build may have taken the name since).
+	Built *task.Image
 }
 
 // state is the image a stage has built so far.
@@ -202,6 +205,10 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Result, error) {
 	}
 	if err := b.evict(ctx); err != nil {
 		fmt.Fprintf(r.Output, "warning: layer cache: %v\n", err)
+	}
+	x.res.Built = &task.Image{Name: r.Image, Config: final.config.Config.ImageConfig, ChainID: final.chainID()}
+	if hc := final.config.Config.Healthcheck; hc != nil {
+		x.res.Built.Healthcheck = &task.Healthcheck{Test: hc.Test, Interval: hc.Interval, Timeout: hc.Timeout, StartPeriod: hc.StartPeriod, Retries: hc.Retries}
 	}
 	return &x.res, nil
 }

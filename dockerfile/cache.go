@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 
@@ -44,8 +45,23 @@ func (x *run) fromCache(ctx context.Context, s *state, key digest.Digest) (bool,
 	if err != nil {
 		return false, fmt.Errorf("entry %s: %w", key.Encoded()[:12], err)
 	}
-	if _, err := snapshot.ChainID(ctx, client.NewImage(x.c, img)); err != nil {
+	chain, err := snapshot.ChainID(ctx, client.NewImage(x.c, img))
+	if err != nil {
 		return false, err
+	}
+	// The build's lease holds the layers from now on: evicting the entry while this
+	// build uses them removes nothing it needs.
+	if id, ok := leases.FromContext(ctx); ok {
+		lm := x.c.LeasesService()
+		res := []leases.Resource{{ID: chain.String(), Type: "snapshots/" + snapshot.Snapshotter}}
+		for _, l := range m.Layers {
+			res = append(res, leases.Resource{ID: l.Digest.String(), Type: "content"})
+		}
+		for _, r := range res {
+			if err := lm.AddResource(ctx, leases.Lease{ID: id}, r); err != nil {
+				return false, fmt.Errorf("lease layer %s: %w", r.ID, err)
+			}
+		}
 	}
 	s.layers = m.Layers
 	s.diffIDs = cfg.RootFS.DiffIDs

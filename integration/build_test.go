@@ -493,3 +493,34 @@ func TestABuiltServiceCredentialsPullItsBaseImage(t *testing.T) {
 	wantCode(t, r, 1)
 	wantContains(t, "stdout", r.stdout, "Dockerfile:1: FROM "+ref+": pull "+ref+": access denied by the registry")
 }
+
+// Two builds at once of checkouts with the same directory name (two branches of one
+// repository on a CI host) build images of the same name; each runs its own.
+func TestConcurrentBuildsOfTwoCheckoutsRunTheirOwnImages(t *testing.T) {
+	requireRoot(t)
+	var dirs []string
+	for _, branch := range []string{"main", "feature"} {
+		parent := t.TempDir()
+		dir := filepath.Join(parent, "repo")
+		for name, content := range map[string]string{
+			"codeship-services.yml": "app:\n  build: .\n",
+			"codeship-steps.yml":    "- {name: show, service: app, command: cat /marker}\n",
+			"Dockerfile":            "FROM busybox\nRUN sleep 1\nCOPY marker /marker\n",
+			"marker":                "built from " + branch + "\n",
+		} {
+			os.MkdirAll(dir, 0o755)
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dirs = append(dirs, dir)
+	}
+	a := start(t, stateDir, "steps", "--dir", dirs[0])
+	b := start(t, stateDir, "steps", "--dir", dirs[1])
+	ra, rb := a.wait(), b.wait()
+	assertClean(t)
+	wantCode(t, ra, 0)
+	wantCode(t, rb, 0)
+	wantContains(t, "stdout", ra.stdout, "show/app | built from main\n")
+	wantContains(t, "stdout", rb.stdout, "show/app | built from feature\n")
+}
