@@ -384,24 +384,14 @@ func (x *run) checkCommands(stages []int) error {
 					why = "with a here-document is not supported"
 				}
 			case *instructions.CopyCommand:
-				switch {
-				case len(c.SourceContents) > 0:
-					why = "with a here-document is not supported"
-				case c.Chmod != "":
-					why = "with --chmod is not supported"
-				case len(c.ExcludePatterns) > 0:
-					why = "with --exclude is not supported"
-				case c.Parents:
+				why = copyFlags(c.SourceContents, c.Chmod, c.ExcludePatterns)
+				if why == "" && c.Parents {
 					why = "with --parents is not supported"
 				}
 			case *instructions.AddCommand:
+				why = copyFlags(c.SourceContents, c.Chmod, c.ExcludePatterns)
 				switch {
-				case len(c.SourceContents) > 0:
-					why = "with a here-document is not supported"
-				case c.Chmod != "":
-					why = "with --chmod is not supported"
-				case len(c.ExcludePatterns) > 0:
-					why = "with --exclude is not supported"
+				case why != "":
 				case c.Checksum != "":
 					why = "with --checksum is not supported"
 				case c.KeepGitDir != nil:
@@ -420,6 +410,19 @@ func (x *run) checkCommands(stages []int) error {
 		}
 	}
 	return nil
+}
+
+// copyFlags says why a COPY or ADD with these is not built, "" when it is.
+func copyFlags(contents []instructions.SourceContent, chmod string, exclude []string) string {
+	switch {
+	case len(contents) > 0:
+		return "with a here-document is not supported"
+	case chmod != "":
+		return "with --chmod is not supported"
+	case len(exclude) > 0:
+		return "with --exclude is not supported"
+	}
+	return ""
 }
 
 // mapEnv turns a map into what the lexer reads.
@@ -1038,7 +1041,7 @@ func (x *run) layer(ctx context.Context, s *state, key digest.Digest, what strin
 	s.dirs = nil
 	s.key = key
 	s.config.History = append(s.config.History, ocispec.History{CreatedBy: what, Comment: "crun-ci"})
-	fmt.Fprintf(x.r.Output, "  done in %.2fs (layer %s, %s)\n", time.Since(start).Seconds(), desc.Digest.Encoded()[:12], size(desc.Size))
+	fmt.Fprintf(x.r.Output, "  done in %.2fs (layer %s, %s)\n", time.Since(start).Seconds(), desc.Digest.Encoded()[:12], remote.Size(desc.Size))
 	if err := x.toCache(ctx, s); err != nil {
 		fmt.Fprintf(x.r.Output, "warning: layer cache: %v\n", err)
 	}
@@ -1072,17 +1075,4 @@ func (x *run) diff(ctx context.Context, id string, parent digest.Digest) (ocispe
 		return ocispec.Descriptor{}, "", fmt.Errorf("diff layer %s: no uncompressed digest: %w", desc.Digest, err)
 	}
 	return desc, diffID, nil
-}
-
-// size formats a byte count.
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

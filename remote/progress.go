@@ -123,7 +123,7 @@ func (b *board) update(ctx context.Context) {
 	var arrived []string
 	for ref, l := range b.layers {
 		if !active[ref] {
-			arrived = append(arrived, fmt.Sprintf("layer %s done (%s)", layerName(ref), bytesText(l.total)))
+			arrived = append(arrived, fmt.Sprintf("layer %s done (%s)", layerName(ref), Size(l.total)))
 			delete(b.layers, ref)
 		}
 	}
@@ -155,7 +155,7 @@ func (b *board) draw() {
 	var sb strings.Builder
 	for _, ref := range refs {
 		l := b.layers[ref]
-		fmt.Fprintf(&sb, "layer %s %s of %s, %s/s\n", layerName(ref), bytesText(l.offset), bytesText(l.total), bytesText(int64(l.rate)))
+		fmt.Fprintf(&sb, "layer %s %s of %s, %s/s\n", layerName(ref), Size(l.offset), Size(l.total), Size(int64(l.rate)))
 	}
 	io.WriteString(b.w, sb.String())
 	b.drawn = len(refs)

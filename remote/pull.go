@@ -96,7 +96,7 @@ func (p *Puller) PullWith(ctx context.Context, ref string, more Credentials) err
 	line := ""
 	if err == nil && p.Progress != nil {
 		size, _ := img.Size(ctx)
-		line = fmt.Sprintf("pulled %s (%s in %.1fs)", ref, bytesText(size), time.Since(began).Seconds())
+		line = fmt.Sprintf("pulled %s (%s in %.1fs)", ref, Size(size), time.Since(began).Seconds())
 	}
 	if board != nil {
 		board.end(line)
@@ -168,7 +168,7 @@ func (p *Puller) report(ctx context.Context, ref string, done <-chan struct{}) {
 		var finished []string
 		for r, size := range seen {
 			if _, ok := now[r]; !ok {
-				finished = append(finished, fmt.Sprintf("%s: %s done (%s)", ref, layerName(r), bytesText(size)))
+				finished = append(finished, fmt.Sprintf("%s: %s done (%s)", ref, layerName(r), Size(size)))
 			}
 		}
 		sort.Strings(finished)
@@ -178,7 +178,7 @@ func (p *Puller) report(ctx context.Context, ref string, done <-chan struct{}) {
 		seen = now
 		if time.Since(last) >= 5*time.Second && len(now) > 0 {
 			rate := float64(offset-lastBytes) / time.Since(last).Seconds()
-			fmt.Fprintf(p.Progress, "%s: %d layers downloading, %s of %s, %s/s\n", ref, len(now), bytesText(offset), bytesText(total), bytesText(int64(rate)))
+			fmt.Fprintf(p.Progress, "%s: %d layers downloading, %s of %s, %s/s\n", ref, len(now), Size(offset), Size(total), Size(int64(rate)))
 			last, lastBytes = time.Now(), offset
 		}
 	}
@@ -192,7 +192,8 @@ func layerName(ingest string) string {
 	return ingest
 }
 
-func bytesText(n int64) string {
+// Size formats a byte count as progress lines do: 512 B, 3.1 KiB, 40.0 MiB, 1.2 GiB.
+func Size(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))

@@ -259,20 +259,7 @@ func (b *build) dockercfgService(ctx context.Context, name, step string, out *Ou
 		args = append([]string{handoffExe, "exec-env", handoffFIFO, "--"}, args...)
 	}
 	id := fmt.Sprintf("crunci-%s-%d-dockercfg-%s", b.o.BuildID, seq, sanitize(name))
-	spec, err := oci.Spec(ctx, oci.Container{
-		ID:         id,
-		Namespace:  b.o.Namespace,
-		Hostname:   hostname(svc.cfg),
-		Image:      svc.image.Config,
-		Args:       args,
-		Env:        b.env(svc.cfg),
-		WorkingDir: svc.cfg.WorkingDir,
-		User:       svc.user,
-		Mounts:     ms,
-		NetNS:      net.netns,
-		HostsFile:  net.hosts,
-		ResolvConf: net.resolv,
-	})
+	spec, err := b.spec(ctx, id, svc, args, ms, net, false)
 	if err != nil {
 		return nil, err
 	}

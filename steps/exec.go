@@ -312,21 +312,7 @@ func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms 
 	if handoff {
 		args = append([]string{handoffExe, "exec-env", handoffFIFO, "--"}, args...)
 	}
-	spec, err := oci.Spec(ctx, oci.Container{
-		ID:         id,
-		Namespace:  b.o.Namespace,
-		Hostname:   hostname(svc.cfg),
-		Image:      svc.image.Config,
-		Args:       args,
-		Env:        b.env(svc.cfg),
-		WorkingDir: svc.cfg.WorkingDir,
-		User:       svc.user,
-		Mounts:     ms,
-		Terminal:   main && b.o.Attach != nil && b.o.Attach.TTY,
-		NetNS:      net.netns,
-		HostsFile:  net.hosts,
-		ResolvConf: net.resolv,
-	})
+	spec, err := b.spec(ctx, id, svc, args, ms, net, main && b.o.Attach != nil && b.o.Attach.TTY)
 	if err != nil {
 		return nil, fmt.Errorf("service %q: %w", name, err)
 	}
@@ -338,6 +324,26 @@ func (b *build) create(ctx context.Context, s *config.Step, name, id string, ms 
 		o.Stdin, o.Terminal = a.Stdin, a.TTY
 	}
 	return b.rt.Create(ctx, o)
+}
+
+// spec is the runtime spec of a container of svc running args, with the service's
+// hostname, environment, working directory and user, the mounts ms and the network net.
+func (b *build) spec(ctx context.Context, id string, svc *service, args []string, ms []specs.Mount, net stepNet, terminal bool) (*specs.Spec, error) {
+	return oci.Spec(ctx, oci.Container{
+		ID:         id,
+		Namespace:  b.o.Namespace,
+		Hostname:   hostname(svc.cfg),
+		Image:      svc.image.Config,
+		Args:       args,
+		Env:        b.env(svc.cfg),
+		WorkingDir: svc.cfg.WorkingDir,
+		User:       svc.user,
+		Mounts:     ms,
+		Terminal:   terminal,
+		NetNS:      net.netns,
+		HostsFile:  net.hosts,
+		ResolvConf: net.resolv,
+	})
 }
 
 // env is what a container gets on top of its image's environment: the CI variables, the
