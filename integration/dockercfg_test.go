@@ -12,8 +12,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrremote "github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/crun-ci/crun-ci/ociarchive"
 )
 
 // credService is a credential service (dockercfg_service) that writes a login for $HOST
@@ -116,18 +114,7 @@ func TestDockercfgServiceCredentialsPullTheServiceImage(t *testing.T) {
 func TestPushStepsPushWithTheirOwnCredentials(t *testing.T) {
 	requireRoot(t)
 	reg := newRegistry(t, "pusher", "pw-4242-secret")
-	files, err := ociarchive.Busybox(ociarchive.BusyboxPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	local := reg.host + "/crunci/pushed-own:local"
-	archive := filepath.Join(t.TempDir(), "local.tar")
-	if err := ociarchive.WriteFile(archive, ociarchive.Image{Name: local, Config: ociarchive.BusyboxConfig(), Files: files}); err != nil {
-		t.Fatal(err)
-	}
-	if r := crunci(t, "import", archive); r.code != 0 {
-		t.Fatalf("import: exit %d", r.code)
-	}
+	local := importBusybox(t, reg.host+"/crunci/pushed-own:local")
 	t.Cleanup(func() { crunci(t, "cleanup") })
 	dir := credProject(t, "app:\n  image: "+local+"\n", reg.host, "pusher", "pw-4242-secret", "0", map[string]string{
 		"codeship-steps.yml": `

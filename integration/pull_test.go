@@ -109,6 +109,23 @@ func (r *testRegistry) push(t *testing.T, repo, user, password string) string {
 	return ref
 }
 
+// importBusybox imports the busybox test image under name, and returns name.
+func importBusybox(t *testing.T, name string) string {
+	t.Helper()
+	files, err := ociarchive.Busybox(ociarchive.BusyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "local.tar")
+	if err := ociarchive.WriteFile(archive, ociarchive.Image{Name: name, Config: ociarchive.BusyboxConfig(), Files: files}); err != nil {
+		t.Fatal(err)
+	}
+	if r := crunci(t, "import", archive); r.code != 0 {
+		t.Fatalf("import: exit %d", r.code)
+	}
+	return name
+}
+
 // dockerConfig writes a Docker config.json with a login for host and returns its
 // directory.
 func dockerConfig(t *testing.T, host, user, password string) string {
@@ -224,18 +241,7 @@ func TestAnEncryptedDockercfgPullsTheServiceImage(t *testing.T) {
 func TestPushStepsPushTheServiceImage(t *testing.T) {
 	requireRoot(t)
 	reg := newRegistry(t, "ci", "pw")
-	files, err := ociarchive.Busybox(ociarchive.BusyboxPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	local := reg.host + "/crunci/pushed:local"
-	archive := filepath.Join(t.TempDir(), "local.tar")
-	if err := ociarchive.WriteFile(archive, ociarchive.Image{Name: local, Config: ociarchive.BusyboxConfig(), Files: files}); err != nil {
-		t.Fatal(err)
-	}
-	if r := crunci(t, "import", archive); r.code != 0 {
-		t.Fatalf("import: exit %d", r.code)
-	}
+	local := importBusybox(t, reg.host+"/crunci/pushed:local")
 	dir := project(t, map[string]string{
 		"codeship-services.yml": "app:\n  image: " + local + "\n",
 		"codeship-steps.yml":    "- {service: app, command: 'true'}\n- {name: publish, type: push, service: app, image_name: " + reg.host + "/crunci/pushed, image_tag: \"{{ .Branch }}-{{ .ServiceName }}\"}\n",
