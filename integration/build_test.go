@@ -395,7 +395,7 @@ func TestLoadBuildsAndABuiltImageRoundTripsThroughARegistry(t *testing.T) {
 // file of the state directory and no cache key.
 func TestEncryptedBuildArguments(t *testing.T) {
 	requireRoot(t)
-	const secret = "bu1ld-t1me-S3CRET"
+	const secret, inline = "bu1ld-t1me-S3CRET", "1nl1ne-S3CRET-arg"
 	dir := project(t, map[string]string{
 		"codeship-services.yml": `
 app:
@@ -405,22 +405,37 @@ app:
     encrypted_args_file: args.encrypted
 `,
 		"codeship-steps.yml": "- {name: one, service: app, command: \"sh -c 'cat /len; test -e /.crun-ci && echo hand-off left in the image || echo clean'\"}\n",
-		"Dockerfile":         "FROM busybox\nARG PLAIN\nARG TOKEN\nRUN echo \"token=$TOKEN plain=$PLAIN\"; echo ${#TOKEN} > /len\n",
+		"Dockerfile":         "FROM busybox\nARG PLAIN\nARG TOKEN\nARG INLINE\nRUN echo \"token=$TOKEN plain=$PLAIN inline=$INLINE\"; echo ${#TOKEN} > /len\n",
 		"args.env":           "TOKEN=" + secret + "\n",
+		"inline.env":         "INLINE=" + inline + "\n",
 	})
 	crunci(t, "generate", "--dir", dir)
 	crunci(t, "encrypt", "--dir", dir, filepath.Join(dir, "args.env"), filepath.Join(dir, "args.encrypted"))
+	crunci(t, "encrypt", "--dir", dir, filepath.Join(dir, "inline.env"), filepath.Join(dir, "inline.encrypted"))
 	os.Remove(filepath.Join(dir, "args.env"))
+	os.Remove(filepath.Join(dir, "inline.env"))
+	enc, err := os.ReadFile(filepath.Join(dir, "inline.encrypted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	services, _ := os.ReadFile(filepath.Join(dir, "codeship-services.yml"))
+	// The encrypted text (v2: a header line, then base64) as a YAML block in the list.
+	entry := "    encrypted_args:\n      - |\n"
+	for _, line := range strings.Split(strings.TrimSpace(string(enc)), "\n") {
+		entry += "        " + line + "\n"
+	}
+	services = append(services, entry...)
+	os.WriteFile(filepath.Join(dir, "codeship-services.yml"), services, 0o644)
 	r := runSteps(t, dir, "--debug")
 	wantCode(t, r, 0)
-	wantContains(t, "stdout", r.stdout, "one/app build | token=*** plain=visible\n", "one/app | 17\n", "one/app | clean\n")
-	if strings.Contains(r.stdout+r.stderr, secret) {
-		t.Errorf("the secret is in the output")
+	wantContains(t, "stdout", r.stdout, "one/app build | token=*** plain=visible inline=***\n", "one/app | 17\n", "one/app | clean\n")
+	if strings.Contains(r.stdout+r.stderr, secret) || strings.Contains(r.stdout+r.stderr, inline) {
+		t.Errorf("a secret is in the output")
 	}
 	filepath.Walk(stateDir, func(p string, info os.FileInfo, err error) error {
 		if err == nil && info.Mode().IsRegular() && info.Size() < 64<<20 {
-			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(secret)) {
-				t.Errorf("the secret is on disk in %s", p)
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(secret)) || bytes.Contains(b, []byte(inline)) {
+				t.Errorf("a secret is on disk in %s", p)
 			}
 		}
 		return nil

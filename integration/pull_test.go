@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -55,13 +56,15 @@ func (s slowWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// newRegistry starts a registry that wants user and password; with user "", one that
+// anyone may use.
 func newRegistry(t *testing.T, user, password string) *testRegistry {
 	r := &testRegistry{}
 	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.requests.Add(1)
 		u, p, ok := req.BasicAuth()
-		if !ok || u != user || p != password {
+		if user != "" && (!ok || u != user || p != password) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="crun-ci test"`)
 			w.WriteHeader(http.StatusUnauthorized)
 			fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
@@ -78,13 +81,14 @@ func newRegistry(t *testing.T, user, password string) *testRegistry {
 }
 
 // push puts the busybox image, with a marker file, into the registry as repo:tag.
-func (r *testRegistry) push(t *testing.T, repo, user, password string) string {
+func (r *testRegistry) push(t *testing.T, repo, user, password string, extra ...ociarchive.File) string {
 	t.Helper()
 	files, err := ociarchive.Busybox(ociarchive.BusyboxPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	files = append(files, ociarchive.File{Path: "/pulled", Mode: 0o644, Data: []byte("from the registry\n")})
+	files = append(files, extra...)
 	archive := filepath.Join(t.TempDir(), "image.tar")
 	f, err := os.Create(archive)
 	if err != nil {
@@ -280,7 +284,10 @@ func TestPushStepsPushTheServiceImage(t *testing.T) {
 func TestPullProgressOnATerminal(t *testing.T) {
 	requireRoot(t)
 	reg := newRegistry(t, "tty", "pw-tty")
-	ref := reg.push(t, "crunci/slow:1", "tty", "pw-tty")
+	// A layer of its own (random bytes do not compress), which no earlier test fetched.
+	noise := make([]byte, 256<<10)
+	rand.Read(noise)
+	ref := reg.push(t, "crunci/slow:1", "tty", "pw-tty", ociarchive.File{Path: "/noise", Mode: 0o644, Data: noise})
 	reg.slow.Store(true)
 	dir := project(t, map[string]string{"codeship-services.yml": "app:\n  image: " + ref + "\n"})
 	cmdline := strings.Join([]string{bin, "--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "load", "--dir", dir}, " ")
@@ -302,5 +309,31 @@ func TestPullProgressOnATerminal(t *testing.T) {
 	}
 	if !regexp.MustCompile(`layer [0-9a-f]{12} done \([0-9.]+ (KiB|MiB)\)`).MatchString(got) || !strings.Contains(got, "pulled "+ref+" (") {
 		t.Errorf("no final line for the layer or the pull")
+	}
+}
+
+// A registry that wants no login is pulled from without credentials, for a service and
+// for a Dockerfile's base image.
+func TestAnonymousPulls(t *testing.T) {
+	requireRoot(t)
+	reg := newRegistry(t, "", "")
+	ref := reg.push(t, "crunci/public:1", "", "")
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: " + ref + "\nbuilt:\n  build: .\n",
+		"codeship-steps.yml":    "- {name: pulled, service: app, command: cat /pulled}\n- {name: built, service: built, command: cat /pulled}\n",
+		"Dockerfile":            "FROM " + ref + "\n",
+	})
+	cmd := exec.Command(bin, "--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "steps", "--dir", dir, "--pull-if-present")
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir()) // no credentials at all
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	assertClean(t)
+	if err != nil {
+		t.Fatalf("crun-ci steps: %v", err)
+	}
+	for _, want := range []string{"pulled/app | from the registry\n", "built/built | from the registry\n", "pulled " + ref + " ("} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("no %q in the output", want)
+		}
 	}
 }
