@@ -19,8 +19,11 @@ command -v runc >/dev/null || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 command -v iptables >/dev/null || missing+=(iptables)
 # What the tests use besides: git (CI variables), ip (network checks), openssl (an
-# independent implementation of Codeship's encrypted files).
+# independent implementation of Codeship's encrypted files), bzip2 (an archive for ADD),
+# script (a terminal for the pull progress).
 command -v git >/dev/null || missing+=(git)
+command -v bzip2 >/dev/null || missing+=(bzip2)
+command -v script >/dev/null || missing+=(bsdutils)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v openssl >/dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
