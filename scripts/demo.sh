@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up (scripts/setup.sh), makes the busybox image offline, imports it, and
-# runs the two example pipelines of examples/ against the embedded containerd (or the
-# system one, if one answers). Run as root on Debian 12.
+# runs the example pipelines of examples/ against the embedded containerd (or the system
+# one, if one answers). Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -26,4 +26,10 @@ echo "== on the host afterwards: examples/host-volumes/tmp/artifacts/build-stamp
 cat examples/host-volumes/tmp/artifacts/build-stamp
 echo "== examples/dependencies: a healthy dependency reached by name on the step's network"
 crunci steps --dir examples/dependencies --stop-timeout 1s
+echo "== examples/builds: images built from Dockerfiles when a step needs them; the second"
+echo "   image ADDs what the first step wrote into a host volume"
+rm -f examples/builds/tmp/artifacts/release.txt
+crunci steps --dir examples/builds --ci-branch demo
+echo "== again: every layer comes from the cache, except the ADD of a new artifact"
+crunci steps --dir examples/builds --ci-branch demo
 echo "demo: all example pipelines passed"
