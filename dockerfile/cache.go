@@ -128,36 +128,45 @@ func (b *Builder) evict(ctx context.Context) error {
 	if b.CacheMaxSize <= 0 {
 		return nil
 	}
-	c := b.Client.Containerd()
+	_, err := Prune(ctx, b.Client.Containerd(), b.CacheMaxSize, false)
+	return err
+}
+
+// Prune removes the least recently used entries of the layer cache until it holds at
+// most max bytes (all of them when max < 0), and returns what it removed; with dry, it
+// only says what it would remove. The garbage is collected before it returns, so the
+// space is free then.
+func Prune(ctx context.Context, c *client.Client, max int64, dry bool) ([]CacheEntry, error) {
 	entries, err := Cache(ctx, c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var total int64
 	for _, e := range entries {
 		total += e.Size
 	}
-	var evict []string
+	var evict []CacheEntry
 	for _, e := range entries {
-		if total <= b.CacheMaxSize {
+		if max >= 0 && total <= max {
 			break
 		}
-		evict = append(evict, e.Name)
+		evict = append(evict, e)
 		total -= e.Size
 	}
+	if dry {
+		return evict, nil
+	}
 	var errs []error
-	for i, name := range evict {
+	for i, e := range evict {
 		var opts []images.DeleteOpt
 		if i == len(evict)-1 {
-			// The last delete collects the garbage before it returns, so the space is
-			// free when the build ends.
 			opts = append(opts, images.SynchronousDelete())
 		}
-		if err := c.ImageService().Delete(ctx, name, opts...); err != nil && !errdefs.IsNotFound(err) {
+		if err := c.ImageService().Delete(ctx, e.Name, opts...); err != nil && !errdefs.IsNotFound(err) {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return evict, errors.Join(errs...)
 }
 
 // ParseSize reads a size such as 500MB, 2GiB, 1g or 1048576 (bytes).

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -307,6 +308,24 @@ func TestTheLayerCache(t *testing.T) {
 	if got := built(t, r.stdout); len(got) != 1 || got[0][1] != "0" {
 		t.Errorf("after eviction %v, want nothing from the cache", got)
 	}
+	// crun-ci cleanup --layer-cache empties it (--dry-run only says so).
+	entries, _ = dockerfile.Cache(context.Background(), ctrd.Client)
+	if len(entries) == 0 {
+		t.Fatal("no cache entries after a build")
+	}
+	r = crunci(t, "cleanup", "--layer-cache", "--dry-run")
+	wantContains(t, "stdout", r.stdout, fmt.Sprintf("layer cache: would remove %d layers (", len(entries)))
+	if again, _ := dockerfile.Cache(context.Background(), ctrd.Client); len(again) != len(entries) {
+		t.Errorf("a dry run removed cache entries: %d left of %d", len(again), len(entries))
+	}
+	r = crunci(t, "cleanup", "--layer-cache")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, fmt.Sprintf("layer cache: removed %d layers (", len(entries)))
+	if again, _ := dockerfile.Cache(context.Background(), ctrd.Client); len(again) != 0 {
+		t.Errorf("%d cache entries left after cleanup --layer-cache", len(again))
+	}
+	assertClean(t) // and no layer that only the cache used is left
+
 	r = crunci(t, "steps", "--dir", dir, "--cache-max-size", "lots")
 	wantCode(t, r, 2)
 	wantContains(t, "stderr", r.stderr, `--cache-max-size: size "lots": want a number of bytes`)

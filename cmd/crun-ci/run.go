@@ -453,6 +453,7 @@ func quietHelp(err error) error {
 func runCleanup(ctx context.Context, g globals, args []string, stdout, stderr io.Writer) (retErr error) {
 	fs := commandFlags("cleanup", &g, stderr, "")
 	dryRun := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
+	layerCache := fs.Bool("layer-cache", false, "also empty the layer cache of built images")
 	if err := parse(fs, &g, args, stderr); err != nil {
 		return quietHelp(err)
 	}
@@ -476,6 +477,21 @@ func runCleanup(ctx context.Context, g globals, args []string, stdout, stderr io
 		fmt.Fprintf(stdout, "%d builds would be cleaned up\n", n)
 	default:
 		fmt.Fprintf(stdout, "%d builds cleaned up\n", n)
+	}
+	if *layerCache {
+		gone, err := dockerfile.Prune(ctx, d.Client, -1, *dryRun)
+		var size int64
+		for _, e := range gone {
+			size += e.Size
+		}
+		verb := "removed"
+		if *dryRun {
+			verb = "would remove"
+		}
+		fmt.Fprintf(stdout, "layer cache: %s %d layers (%s)\n", verb, len(gone), remote.Size(size))
+		if err != nil {
+			return fmt.Errorf("empty the layer cache: %w", err)
+		}
 	}
 	return nil
 }
