@@ -63,11 +63,47 @@
 // `external_links`, `stdin_open`), `labels` and `add_docker` (there is no Docker daemon)
 // are refused.
 //
+// Names and patterns written in the steps file (`name`, `tag`, `exclude`) must not hold a
+// control character (newline, tab, escape, DEL, C1): they end up in logs and terminals.
+// Environment values (`environment`, `build.args`) must not hold a NUL byte, which no
+// process environment can carry. Every user-written name in a message is quoted, control
+// characters escaped.
+//
 // Load then checks the two files together: `volumes_from`, `depends_on`, `links` and
 // `dockercfg_service` name other services that exist, with no cycle among them (reported
 // as `a -> b -> a`), and every service a step names (`service`, `services`,
 // `dockercfg_service`) exists. Run and push steps must have a service, their own or
 // one inherited from a group.
+//
+// # Resources and privileges
+//
+// These service keys are read with Docker's and Compose's meaning and kept as written
+// ([Service.MemLimit] and the fields after it); the steps package checks them against
+// what the operator allows and the oci package applies them.
+//
+//   - `mem_limit`, `memswap_limit` and `shm_size` are sizes: a whole number of bytes, or a
+//     string with a unit as `docker run --memory` reads it: b, k, m, g or t, any case, an
+//     optional b after the unit, binary multiples (512m, 1.5g, 64MB). Sizes are positive;
+//     `memswap_limit` (memory plus swap, not swap alone) may be -1 for unlimited swap,
+//     needs `mem_limit` in the same service and is at least `mem_limit`.
+//   - `pids_limit` is a whole number: positive, or -1 or 0 for no limit (kept as -1).
+//   - `cpus` is a number, or a string of one, of at least 0.01 (Docker's smallest);
+//     `cpu_shares` a whole number from 2 to 262144.
+//   - `ulimits` maps a resource, as Docker names it (as, core, cpu, data, fsize, locks,
+//     memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack), to
+//     a whole number (soft and hard limit alike) or to a mapping of exactly `soft` and
+//     `hard`; -1 is unlimited, and the soft limit is at most the hard one.
+//   - `privileged` is true or false.
+//   - `cap_add` and `cap_drop` are lists of Linux capability names, in any case, with or
+//     without "CAP_" (kept upper case without it), or "ALL"; a name at most once a list.
+//   - `devices` is a list of "HOST[:CONTAINER[:PERMISSIONS]]": absolute paths without
+//     "..", the container path defaulting to the host path, permissions a combination of
+//     r, w and m defaulting to rwm; as with Docker, "/dev/kvm:rw" gives the permissions.
+//   - `security_opt` is a list of "key=value" (or Docker's older "key:value"):
+//     `seccomp=unconfined` or `seccomp=<profile file>`, `apparmor=<profile>`,
+//     `label=<option>` (more than once), `no-new-privileges` (alone, or =true or =false)
+//     and `systempaths=unconfined`. Anything else is an error; so is a key other than
+//     label given twice.
 //
 // # Step names
 //

@@ -3,6 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
+	"path"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +24,8 @@ func FuzzParseServices(f *testing.F) {
 		"app:\n  image: a\n  volumes_from: [b, 'b:ro']\n  links: ['b:c']\n  ports: [1]\n  build: .\n",
 		"app:\n  image: a\n  entrypoint: \"sh -c 'a \\\\\" b'\"\n",
 		"app:\n  build: {image: a, path: ., dockerfile: D, args: [A=1, B], encrypted_args: [x]}\n  dockerfile_path: E\n  cached: yes\n  dockercfg_service: app\n",
+		"app:\n  image: a\n  mem_limit: 512m\n  memswap_limit: 1g\n  cpus: 1.5\n  ulimits: {nofile: 1024}\n  cap_add: [NET_ADMIN]\n  devices: [/dev/fuse]\n  security_opt: [no-new-privileges]\n",
+		"app:\n  image: a\n  environment: {A: \"\\0\"}\n  build: {args: [\"B=\\0\"]}\n",
 		bomb(),
 		"a: &a [*a]\n",
 		"",
@@ -52,6 +57,7 @@ func FuzzParseServices(f *testing.F) {
 			if b := s.Build; b != nil && (b.Context == "" || b.Dockerfile == "") {
 				t.Errorf("service %q accepted with build %+v", name, b)
 			}
+			checkResources(t, s)
 		}
 	})
 }
@@ -69,6 +75,7 @@ func FuzzParseSteps(f *testing.F) {
 		stepBomb(),
 		nestedServices(6),
 		"- type: manual\n- steps: []\n- {}\n",
+		"- name: \"\\e[31m\"\n  service: a\n  tag: \"a\\nb\"\n  exclude: \"\\t\"\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -85,10 +92,22 @@ func FuzzParseSteps(f *testing.F) {
 		if len(steps) == 0 {
 			t.Fatalf("no steps and no error")
 		}
+		// A control character in a service name (which Load refuses) reaches the names
+		// of the copies that a `services:` group makes; none may come from elsewhere.
+		controlService := false
+		walkSteps(steps, func(s *Step) {
+			_, ok := controlChar(s.Service)
+			controlService = controlService || ok
+		})
 		names := map[string]bool{}
 		walkSteps(steps, func(s *Step) {
 			if s.Name == "" || names[s.Name] {
 				t.Errorf("step name %q is empty or not unique", s.Name)
+			}
+			for _, text := range []string{s.Name, s.Tag, s.Exclude} {
+				if r, ok := controlChar(text); ok && (text != s.Name || (s.NameGiven && !controlService)) {
+					t.Errorf("step %q accepted with the control character %U in %q", s.Name, r, text)
+				}
 			}
 			names[s.Name] = true
 			switch s.Type {
@@ -105,6 +124,58 @@ func FuzzParseSteps(f *testing.F) {
 			}
 		})
 	})
+}
+
+// checkResources checks what ParseServices promises of the resource and privilege keys
+// and of the environment of a service it accepted.
+func checkResources(t *testing.T, s *Service) {
+	t.Helper()
+	for _, b := range []*Bytes{s.MemLimit, s.ShmSize} {
+		if b != nil && b.N <= 0 {
+			t.Errorf("service %q accepted with size %d", s.Name, b.N)
+		}
+	}
+	if m := s.MemswapLimit; m != nil && (s.MemLimit == nil || (m.N != -1 && m.N < s.MemLimit.N)) {
+		t.Errorf("service %q accepted with memswap_limit %d and mem_limit %+v", s.Name, m.N, s.MemLimit)
+	}
+	if p := s.PidsLimit; p != nil && p.N < 1 && p.N != -1 {
+		t.Errorf("service %q accepted with pids_limit %d", s.Name, p.N)
+	}
+	if c := s.CPUs; c != nil && !(c.F >= minCPUs && c.F <= math.MaxFloat64) {
+		t.Errorf("service %q accepted with cpus %v", s.Name, c.F)
+	}
+	if c := s.CPUShares; c != nil && (c.N < minCPUShares || c.N > maxCPUShares) {
+		t.Errorf("service %q accepted with cpu_shares %d", s.Name, c.N)
+	}
+	for _, u := range s.Ulimits {
+		if !slices.Contains(ulimitNames, u.Name) || u.Soft < -1 || u.Hard < -1 || (u.Hard != -1 && (u.Soft == -1 || u.Soft > u.Hard)) {
+			t.Errorf("service %q accepted with ulimit %+v", s.Name, u)
+		}
+	}
+	for _, c := range append(slices.Clone(s.CapAdd), s.CapDrop...) {
+		if c.Text != "ALL" && !capabilities[c.Text] {
+			t.Errorf("service %q accepted with capability %q", s.Name, c.Text)
+		}
+	}
+	for _, d := range s.Devices {
+		if !path.IsAbs(d.Host) || !path.IsAbs(d.Container) || !devicePermissions(d.Permissions) {
+			t.Errorf("service %q accepted with device %+v", s.Name, d)
+		}
+	}
+	for _, o := range s.SecurityOpt {
+		if _, err := parseSecurityOpt(o.Key + "=" + o.Value); err != nil {
+			t.Errorf("service %q accepted with security option %+v: %v", s.Name, o, err)
+		}
+	}
+	env := s.Environment
+	if s.Build != nil {
+		env = append(slices.Clone(env), s.Build.Args...)
+	}
+	for _, e := range env {
+		if e.Value != nil && strings.ContainsRune(*e.Value, 0) {
+			t.Errorf("service %q accepted with a NUL byte in %q", s.Name, e.Key)
+		}
+	}
 }
 
 // hangGuard crashes the fuzzing worker, so that the input is kept as a failure, when one

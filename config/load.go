@@ -4,12 +4,14 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+
+	"github.com/crun-ci/crun-ci/hostfs"
 )
 
 // File names looked for in the build directory, in order.
@@ -62,7 +64,7 @@ func load(dir, servicesPath, stepsPath string, withSteps bool) (*Project, error)
 	var svc *servicesFile
 	if svcErr == nil {
 		name := displayName(buildDir, svcAbs, svcGiven)
-		if data, err := readFile(svcAbs, name); err != nil {
+		if data, err := readFile(buildDir, svcAbs, name); err != nil {
 			svcErrs = append(svcErrs, err)
 		} else {
 			svc = parseServices(name, data)
@@ -73,7 +75,7 @@ func load(dir, servicesPath, stepsPath string, withSteps bool) (*Project, error)
 	steps := &stepsFile{}
 	if withSteps && stepErr == nil {
 		name := displayName(buildDir, stepAbs, stepGiven)
-		if data, err := readFile(stepAbs, name); err != nil {
+		if data, err := readFile(buildDir, stepAbs, name); err != nil {
 			stepErrs = append(stepErrs, err)
 		} else {
 			steps = parseSteps(name, data)
@@ -144,19 +146,35 @@ func displayName(buildDir, abs, given string) string {
 	return rel
 }
 
-// readFile reads a file of at most maxFileSize bytes.
-func readFile(path, name string) ([]byte, *Error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, &Error{Pos: Pos{File: name}, Err: pathError(err)}
+// readFile reads the file at the absolute path abs, of at most maxFileSize bytes: a
+// regular file, found below the build directory without a symlink out of it (below its
+// own directory when it lies elsewhere: the operator named it), never a FIFO or a device.
+// name is how messages name it.
+func readFile(buildDir, abs, name string) ([]byte, *Error) {
+	dir, rel := buildDir, ""
+	if r, err := filepath.Rel(buildDir, abs); err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+		rel = r
+	} else {
+		dir, rel = filepath.Dir(abs), filepath.Base(abs)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, &Error{Pos: Pos{File: name}, Err: pathError(err)}
+	fail := func(err error) *Error {
+		var he *hostfs.Error
+		if errors.As(err, &he) {
+			err = he.Reason() // Pos names the file
+		}
+		return &Error{Pos: Pos{File: name}, Err: pathError(err)}
 	}
-	if len(data) > maxFileSize {
+	d, err := hostfs.Open(dir, hostfs.Beneath, "the build directory")
+	if err != nil {
+		return nil, fail(err)
+	}
+	defer d.Close()
+	data, err := d.ReadFile(rel, maxFileSize)
+	if errors.Is(err, hostfs.ErrTooLarge) {
 		return nil, &Error{Pos: Pos{File: name}, Err: fmt.Errorf("file is larger than %d MiB", maxFileSize>>20)}
+	}
+	if err != nil {
+		return nil, fail(err)
 	}
 	return data, nil
 }
@@ -228,7 +246,7 @@ func checkServices(r *servicesFile) []*Error {
 				errs = append(errs, &Error{
 					Pos:     r.services[t].Pos,
 					Service: t,
-					Err:     fmt.Errorf("dependency cycle: %s", strings.Join(cycle, " -> ")),
+					Err:     fmt.Errorf("dependency cycle: %s", strings.Join(printable(cycle), " -> ")),
 				})
 			}
 		}
@@ -257,4 +275,22 @@ func checkStepRefs(refs []stepRef, services map[string]*Service) []*Error {
 		errs = append(errs, &Error{Pos: ref.pos, Step: ref.step, Err: err})
 	}
 	return errs
+}
+
+// Printable returns a name as crun-ci's own lines may print it: as it is, or quoted when
+// it holds a control character (such names are refused, but messages about them, and
+// prefixes, must not send an escape sequence to a terminal).
+func Printable(name string) string {
+	if _, ok := controlChar(name); ok {
+		return strconv.Quote(name)
+	}
+	return name
+}
+
+func printable(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = Printable(n)
+	}
+	return out
 }

@@ -20,11 +20,10 @@ var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 // Service keys crun-ci knows but does not act on, by design.
 var ignoredKeys = set(
-	"cgroup_parent", "container_name", "cpu_quota", "devices", "extends", "group_add",
-	"init", "ipc", "isolation", "logging", "log_driver", "log_opt", "mac_address",
-	"memswap_limit", "mem_swappiness", "networks", "network_mode", "oom_score_adj", "pid",
-	"stop_signal", "stop_grace_period", "tty", "tmpfs", "ulimits", "volume_driver",
-	"privileged",
+	"cgroup_parent", "container_name", "cpu_quota", "extends", "group_add", "init", "ipc",
+	"isolation", "logging", "log_driver", "log_opt", "mac_address", "mem_swappiness",
+	"networks", "network_mode", "oom_score_adj", "pid", "stop_signal", "stop_grace_period",
+	"tty", "tmpfs", "volume_driver",
 )
 
 // Service keys refused for good, with the reason.
@@ -149,6 +148,8 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 	var imageKey, buildKey *yaml.Node
 	var buildDockerfile string // "dockerfile" or "dockerfile_path" when written in build
 	var dockerfileKeys []pair  // service-level dockerfile and dockerfile_path
+	var memKey, swapKey *yaml.Node
+	var memText, swapText string // mem_limit and memswap_limit as written
 	for _, p := range f.pairs(m, w) {
 		k, v := p.key.Value, resolve(p.val)
 		switch {
@@ -202,6 +203,32 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 			s.EncryptedEnvFiles = f.values(k, v, w)
 		case k == "encrypted_environment":
 			s.EncryptedEnvironment = f.encryptedValues(k, v, w)
+		case k == "mem_limit":
+			memKey = p.key
+			s.MemLimit, memText = f.size(k, v, w, false)
+		case k == "memswap_limit":
+			swapKey = p.key
+			s.MemswapLimit, swapText = f.size(k, v, w, true)
+		case k == "shm_size":
+			s.ShmSize, _ = f.size(k, v, w, false)
+		case k == "pids_limit":
+			s.PidsLimit = f.pidsLimit(v, w)
+		case k == "cpus":
+			s.CPUs = f.cpus(v, w)
+		case k == "cpu_shares":
+			s.CPUShares = f.cpuShares(v, w)
+		case k == "ulimits":
+			s.Ulimits = f.ulimits(v, w)
+		case k == "privileged":
+			s.Privileged = f.privileged(v, w)
+		case k == "cap_add":
+			s.CapAdd = f.capabilities(k, v, w)
+		case k == "cap_drop":
+			s.CapDrop = f.capabilities(k, v, w)
+		case k == "devices":
+			s.Devices = f.devices(v, w)
+		case k == "security_opt":
+			s.SecurityOpt = f.securityOpts(v, w)
 		case refusedKeys[k] != "":
 			f.errorf(p.key, w, "key %q: %s", k, refusedKeys[k])
 		case ignoredKeys[k]:
@@ -210,6 +237,7 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 			f.errorf(p.key, w, "unknown key %q", k)
 		}
 	}
+	f.checkSwap(memKey, swapKey, s, memText, swapText, w)
 	switch {
 	case imageKey != nil && buildKey != nil:
 		first, second := imageKey, buildKey
@@ -304,6 +332,10 @@ func (f *file) build(v *yaml.Node, w where) (*Build, string) {
 // checkImageName checks the name of an image to build: a reference such as
 // registry.example.com/team/app:tag, without a digest, which only a registry gives out.
 func checkImageName(s string) error {
+	// The reference package prints part of the name unquoted when it has upper case.
+	if r, ok := controlChar(s); ok {
+		return fmt.Errorf("%q is not an image name: it contains a control character (%U)", s, r)
+	}
 	ref, err := reference.ParseNormalizedNamed(s)
 	if err != nil {
 		return fmt.Errorf("%q is not an image name: %w", s, err)
@@ -424,6 +456,10 @@ func (f *file) environment(k string, v *yaml.Node, w where) []EnvVar {
 			if val.ShortTag() != "!!null" {
 				e.Value = &val.Value
 			}
+			if e.Value != nil && strings.ContainsRune(*e.Value, 0) {
+				f.errorf(val, w, "key %q: %q: contains a NUL byte", k, e.Key)
+				continue
+			}
 			env = append(env, e)
 		}
 	case yaml.SequenceNode:
@@ -435,6 +471,10 @@ func (f *file) environment(k string, v *yaml.Node, w where) []EnvVar {
 			}
 			if err := checkEnvKey(e.Key); err != nil {
 				f.errorf(item, w, "%s %q: %v", k, s, err)
+				continue
+			}
+			if e.Value != nil && strings.ContainsRune(*e.Value, 0) {
+				f.errorf(item, w, "key %q: %q: contains a NUL byte", k, e.Key)
 				continue
 			}
 			env = append(env, e)

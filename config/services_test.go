@@ -288,7 +288,7 @@ other:
 		},
 		{
 			name: "ignored keys leave no trace in the service",
-			in:   "app:\n  image: alpine\n  tty: true\n  ulimits: {nofile: 1024}\n",
+			in:   "app:\n  image: alpine\n  tty: true\n  oom_score_adj: 500\n",
 			want: map[string]*Service{"app": {Name: "app", Image: "alpine"}},
 		},
 	} {

@@ -108,11 +108,14 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 		}
 		v := resolve(p.val)
 		name, err := scalar(v)
+		c, hasControl := controlChar(name)
 		switch {
 		case err != nil:
 			f.errorf(v, where{}, "key \"name\": %v", err)
 		case name == "":
 			f.errorf(v, where{}, "key \"name\": empty")
+		case hasControl:
+			f.errorf(v, where{}, "key \"name\": contains a control character (%U)", c)
 		default:
 			s.Name, s.NameGiven = name, true
 		}
@@ -307,6 +310,10 @@ func (f *file) serviceList(v *yaml.Node, w where, refs *[]stepRef) []string {
 // must compile.
 func (f *file) pattern(k string, v *yaml.Node, w where) string {
 	s := f.text(k, v, w)
+	if r, ok := controlChar(s); ok {
+		f.errorf(v, w, "key %q: contains a control character (%U)", k, r)
+		return s
+	}
 	if strings.ContainsAny(s, "^$") {
 		if _, err := regexp.Compile(s); err != nil {
 			f.errorf(v, w, "key %q: %v", k, err)

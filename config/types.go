@@ -92,6 +92,69 @@ type Service struct {
 	// the credentials to pull this service's image; Text is "" when unset. It is checked
 	// to exist and to be another service.
 	DockercfgService Value
+	// Resource and privilege keys as written (nil or empty when unset). The steps package
+	// checks them against what the operator allows; oci applies them.
+	MemLimit     *Bytes // mem_limit
+	MemswapLimit *Bytes // memswap_limit: memory plus swap; N == -1 is unlimited swap
+	ShmSize      *Bytes // shm_size: the size of /dev/shm
+	PidsLimit    *Int   // pids_limit; N == -1 is unlimited (0 in the file means that too)
+	CPUs         *Float // cpus
+	CPUShares    *Int   // cpu_shares
+	Ulimits      []Ulimit
+	Privileged   *Bool
+	CapAdd       []Value // capability names, upper case, without "CAP_"; "ALL" possible
+	CapDrop      []Value
+	Devices      []Device
+	SecurityOpt  []SecurityOpt
+}
+
+// Bytes is a size in bytes (mem_limit, memswap_limit, shm_size), written as a number or
+// with one of Docker's units (512m, 1g); Pos is where the value is written.
+type Bytes struct {
+	N   int64
+	Pos Pos
+}
+
+// Int is a whole number of a key (pids_limit, cpu_shares); Pos is where it is written.
+type Int struct {
+	N   int64
+	Pos Pos
+}
+
+// Float is a number of a key (cpus); Pos is where it is written.
+type Float struct {
+	F   float64
+	Pos Pos
+}
+
+// Bool is a true or false of a key (privileged); Pos is where it is written.
+type Bool struct {
+	V   bool
+	Pos Pos
+}
+
+// Ulimit is one entry of `ulimits`: a resource name as Docker names it (nofile, nproc, …)
+// and its limits; -1 is unlimited. Pos is where the entry is written.
+type Ulimit struct {
+	Name       string
+	Soft, Hard int64
+	Pos        Pos
+}
+
+// Device is one entry of `devices`: "HOST[:CONTAINER[:PERMISSIONS]]". Container defaults
+// to Host, Permissions to "rwm". Pos is where the entry is written.
+type Device struct {
+	Host, Container, Permissions string
+	Pos                          Pos
+}
+
+// SecurityOpt is one entry of `security_opt`: "seccomp=unconfined" is {Key: "seccomp",
+// Value: "unconfined"}; Docker's older "key:value" form is read the same way;
+// "no-new-privileges" alone is {Key: "no-new-privileges", Value: "true"}. Pos is where
+// the entry is written.
+type SecurityOpt struct {
+	Key, Value string
+	Pos        Pos
 }
 
 // Build is a service's `build:` key: how to build its image from a Dockerfile.

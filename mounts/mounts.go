@@ -26,7 +26,8 @@ type Volume struct {
 func (v Volume) Anonymous() bool { return v.Source == "" }
 
 // Parse parses one volume spec: "TARGET", "SOURCE:TARGET" or "SOURCE:TARGET:OPTIONS" with
-// comma-separated options.
+// comma-separated options. The container path must be absolute, without "..", and not
+// the root or at or under /proc, /sys or /dev.
 func Parse(spec string) (Volume, error) {
 	if strings.TrimSpace(spec) == "" {
 		return Volume{}, errors.New("empty volume")
@@ -79,6 +80,16 @@ func Parse(spec string) (Volume, error) {
 	v.Target = path.Clean(v.Target)
 	if v.Target == "/" {
 		return Volume{}, errors.New("container path \"/\" cannot be a volume")
+	}
+	// The runtime mounts procfs, sysfs and the device nodes itself: a volume there could
+	// hide or replace what keeps the container in its box.
+	for _, tree := range []string{"/proc", "/sys", "/dev"} {
+		switch {
+		case v.Target == tree:
+			return Volume{}, fmt.Errorf("container path %q is %s, which the runtime owns", v.Target, tree)
+		case strings.HasPrefix(v.Target, tree+"/"):
+			return Volume{}, fmt.Errorf("container path %q is under %s, which the runtime owns", v.Target, tree)
+		}
 	}
 	if hasOpts {
 		mode := ""
@@ -173,11 +184,13 @@ func within(p, root string) bool {
 	return p == root || strings.HasPrefix(p, root+string(filepath.Separator))
 }
 
-// Bind returns the OCI mount of a host directory at target.
+// Bind returns the OCI mount of a host directory (or file) at target. It is nosuid and
+// nodev: a setuid program or a device node that a step leaves in a volume grants nothing
+// through it, in this container or the next.
 func Bind(source, target string, readOnly bool) specs.Mount {
 	mode := "rw"
 	if readOnly {
 		mode = "ro"
 	}
-	return specs.Mount{Type: "bind", Source: source, Destination: target, Options: []string{"rbind", "rprivate", mode}}
+	return specs.Mount{Type: "bind", Source: source, Destination: target, Options: []string{"rbind", "rprivate", "nosuid", "nodev", mode}}
 }

@@ -49,6 +49,14 @@ func TestParse(t *testing.T) {
 		{name: "a target ending in .. is refused", spec: "/x/..", wantErr: `container path "/x/.." contains ".."`},
 		{name: "the root as target is refused", spec: "./tmp:/", wantErr: `container path "/" cannot be a volume`},
 		{name: "a target that cleans to the root is refused", spec: "//./", wantErr: `container path "/" cannot be a volume`},
+		{name: "a target under /proc is refused", spec: "./tmp:/proc/sys", wantErr: `container path "/proc/sys" is under /proc, which the runtime owns`},
+		{name: "/proc itself as target is refused", spec: "./tmp:/proc", wantErr: `container path "/proc" is /proc, which the runtime owns`},
+		{name: "a target under /sys is refused", spec: "./tmp:/sys/fs/cgroup:ro", wantErr: `container path "/sys/fs/cgroup" is under /sys, which the runtime owns`},
+		{name: "an anonymous volume at /sys is refused", spec: "/sys", wantErr: `container path "/sys" is /sys, which the runtime owns`},
+		{name: "a target under /dev is refused", spec: "./tmp:/dev/shm", wantErr: `container path "/dev/shm" is under /dev, which the runtime owns`},
+		{name: "a target that cleans to a path under /dev is refused", spec: "//dev//./pts/", wantErr: `container path "/dev/pts" is under /dev, which the runtime owns`},
+		{name: "a target that only starts with the letters of /proc is a volume", spec: "./tmp:/process", want: Volume{Source: "./tmp", Target: "/process"}},
+		{name: "a target under another directory called dev is a volume", spec: "./tmp:/src/dev", want: Volume{Source: "./tmp", Target: "/src/dev"}},
 		{name: "too many colons are an error", spec: "./a:/b:ro:rw", wantErr: "too many colons"},
 		{name: "an empty spec is an error", spec: "", wantErr: "empty volume"},
 		{name: "a blank spec is an error", spec: "  ", wantErr: "empty volume"},
@@ -82,7 +90,7 @@ func TestParse(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"/artifacts", "./tmp:/x", "./tmp:/x:ro", "/x:ro,nocopy", "cache:/x", "~/x:/x",
-		":/x:ro", "/x:", "//./", "/x/..", "./a:/b:c:d", ".:/src:Z",
+		":/x:ro", "/x:", "//./", "/x/..", "./a:/b:c:d", ".:/src:Z", "./x:/proc/sys", "//dev/./shm",
 	} {
 		f.Add(s)
 	}
@@ -93,6 +101,11 @@ func FuzzParse(f *testing.F) {
 		}
 		if !path.IsAbs(v.Target) || path.Clean(v.Target) != v.Target || v.Target == "/" {
 			t.Fatalf("Parse(%q).Target = %q, want a clean absolute path below /", spec, v.Target)
+		}
+		for _, tree := range []string{"/proc", "/sys", "/dev"} {
+			if v.Target == tree || strings.HasPrefix(v.Target, tree+"/") {
+				t.Fatalf("Parse(%q).Target = %q, in the runtime's %s", spec, v.Target, tree)
+			}
 		}
 		if v.NoCopy && !v.Anonymous() {
 			t.Fatalf("Parse(%q) = %+v: nocopy on a host volume", spec, v)
@@ -299,8 +312,8 @@ func TestBind(t *testing.T) {
 		readOnly bool
 		want     specs.Mount
 	}{
-		{name: "a writable bind is rw", want: specs.Mount{Type: "bind", Source: "/h", Destination: "/c", Options: []string{"rbind", "rprivate", "rw"}}},
-		{name: "a read-only bind is ro", readOnly: true, want: specs.Mount{Type: "bind", Source: "/h", Destination: "/c", Options: []string{"rbind", "rprivate", "ro"}}},
+		{name: "a writable bind is rw", want: specs.Mount{Type: "bind", Source: "/h", Destination: "/c", Options: []string{"rbind", "rprivate", "nosuid", "nodev", "rw"}}},
+		{name: "a read-only bind is ro", readOnly: true, want: specs.Mount{Type: "bind", Source: "/h", Destination: "/c", Options: []string{"rbind", "rprivate", "nosuid", "nodev", "ro"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
