@@ -46,6 +46,10 @@ type Container struct {
 	// ResolvConf is the host file mounted read-only at /etc/resolv.conf; "" means the
 	// host's /etc/resolv.conf.
 	ResolvConf string
+	// Security confines the container (the zero value: as Docker does by default);
+	// Resources bound it.
+	Security  Security
+	Resources Resources
 }
 
 // Args returns the process arguments from the image config and the overrides: entrypoint
@@ -106,6 +110,8 @@ func Spec(ctx context.Context, c Container) (*specs.Spec, error) {
 	if len(c.Annotations) > 0 {
 		opts = append(opts, ctroci.WithAnnotations(c.Annotations))
 	}
+	opts = append(opts, c.Resources.opts()...)
+	opts = append(opts, c.Security.opts()...) // last: the seccomp profile follows the capabilities
 	ctx = namespaces.WithNamespace(ctx, c.Namespace)
 	return ctroci.GenerateSpec(ctx, nil, &containers.Container{ID: c.ID}, opts...)
 }
@@ -150,7 +156,7 @@ func withFile(dest, path string, host ctroci.SpecOpts) ctroci.SpecOpts {
 	if path == "" {
 		return host
 	}
-	return ctroci.WithMounts([]specs.Mount{{Type: "bind", Source: path, Destination: dest, Options: []string{"rbind", "ro"}}})
+	return ctroci.WithMounts([]specs.Mount{{Type: "bind", Source: path, Destination: dest, Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}}})
 }
 
 func withUser(u specs.User) ctroci.SpecOpts {

@@ -7,10 +7,12 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"testing"
 
+	"github.com/containerd/containerd/v2/contrib/seccomp"
 	"github.com/google/go-cmp/cmp"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -24,11 +26,18 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // spec, so normalise drops them before a comparison with a golden file.
 var hostMasked = regexp.MustCompile(`^/sys/devices/system/cpu/cpu[0-9]+/thermal_throttle$`)
 
+// defaultProfile stands for containerd's default seccomp profile in golden files: its
+// hundreds of lines are containerd's, and TestSpecProperties checks that it is there.
+const defaultProfile = "containerd's default profile for these capabilities (see TestSpecProperties)"
+
 func normalise(s *specs.Spec) {
 	if s.Linux == nil {
 		return
 	}
 	s.Linux.MaskedPaths = slices.DeleteFunc(s.Linux.MaskedPaths, hostMasked.MatchString)
+	if s.Linux.Seccomp != nil && reflect.DeepEqual(s.Linux.Seccomp, seccomp.DefaultProfile(s)) {
+		s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: defaultProfile}
+	}
 }
 
 func TestSpec(t *testing.T) {
@@ -87,6 +96,34 @@ func TestSpec(t *testing.T) {
 					{Type: "bind", Source: "/var/lib/crun-ci/b1/volumes/app/1", Destination: "/artifacts", Options: []string{"rbind", "rprivate", "rw"}},
 				},
 				Annotations: map[string]string{"crun-ci.build": "b1", "crun-ci.step": "test", "crun-ci.service": "app"},
+			},
+		},
+		{
+			// A service's bounds and capabilities: memory with Docker's default swap
+			// (twice the memory), pids, a CPU quota and weight, /dev/shm's size, a
+			// ulimit, one default capability dropped and one added, which the seccomp
+			// profile follows.
+			name: "bounded",
+			c: Container{
+				ID:        "b1-test-app",
+				Namespace: "crun-ci",
+				Args:      []string{"sh"},
+				Resources: Resources{
+					Memory: 64 << 20, Pids: 100, CPUs: 1.5, CPUShares: 512, ShmSize: 128 << 20,
+					Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 4096, Hard: 8192}, {Type: "RLIMIT_CORE", Soft: 0, Hard: 0}},
+				},
+				Security: Security{CapDrop: []string{"NET_RAW"}, CapAdd: []string{"SYS_PTRACE"}},
+			},
+		},
+		{
+			// What only the operator allows: no seccomp filter, setuid programs gain
+			// privileges, /proc and /sys unmasked.
+			name: "unconfined",
+			c: Container{
+				ID:        "b1-test-app",
+				Namespace: "crun-ci",
+				Args:      []string{"sh"},
+				Security:  Security{SeccompUnconfined: true, NewPrivileges: true, SystemPaths: true},
 			},
 		},
 		{
@@ -198,6 +235,88 @@ func TestSpecProperties(t *testing.T) {
 			t.Errorf("Hostname = %q, want db", s.Hostname)
 		}
 	})
+	t.Run("the default seccomp profile filters system calls", func(t *testing.T) {
+		p := s.Linux.Seccomp
+		if p == nil || p.DefaultAction != specs.ActErrno || !reflect.DeepEqual(p, seccomp.DefaultProfile(s)) {
+			t.Fatalf("Seccomp = %+v, want containerd's default profile", p)
+		}
+		allowed := map[string]bool{}
+		for _, sc := range p.Syscalls {
+			if sc.Action == specs.ActAllow && len(sc.Args) == 0 {
+				for _, n := range sc.Names {
+					allowed[n] = true
+				}
+			}
+		}
+		for _, n := range []string{"keyctl", "add_key", "request_key", "unshare", "mount", "perf_event_open", "io_uring_setup", "bpf", "kexec_load"} {
+			if allowed[n] {
+				t.Errorf("%s is allowed", n)
+			}
+		}
+		for _, n := range []string{"read", "write", "execve", "openat"} {
+			if !allowed[n] {
+				t.Errorf("%s is not allowed", n)
+			}
+		}
+	})
+	t.Run("Docker's default capabilities, no new privileges", func(t *testing.T) {
+		var want []string
+		for _, c := range DefaultCaps {
+			want = append(want, "CAP_"+c)
+		}
+		got := slices.Sorted(slices.Values(s.Process.Capabilities.Bounding))
+		if diff := cmp.Diff(slices.Sorted(slices.Values(want)), got); diff != "" {
+			t.Errorf("bounding capabilities (-want +got):\n%s", diff)
+		}
+		if !s.Process.NoNewPrivileges {
+			t.Error("NoNewPrivileges is false")
+		}
+	})
+	t.Run("no bound unless one is given", func(t *testing.T) {
+		if r := s.Linux.Resources; r.Pids != nil || r.Memory != nil || r.CPU != nil {
+			t.Errorf("resources %+v: want none", r)
+		}
+	})
+}
+
+func TestPrivileged(t *testing.T) {
+	s, err := Spec(context.Background(), Container{ID: "id", Namespace: "ns", Args: []string{"true"}, Security: Security{Privileged: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Linux.Seccomp != nil {
+		t.Error("a privileged container has a seccomp profile")
+	}
+	if len(s.Linux.MaskedPaths) > 0 {
+		t.Errorf("masked paths %v", s.Linux.MaskedPaths)
+	}
+	if !slices.Contains(s.Process.Capabilities.Bounding, "CAP_SYS_ADMIN") {
+		t.Errorf("capabilities %v lack CAP_SYS_ADMIN", s.Process.Capabilities.Bounding)
+	}
+}
+
+func TestCaps(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		add, drop []string
+		want      []string
+	}{
+		{name: "the default set", want: slices.Sorted(slices.Values(DefaultCaps))},
+		{name: "one dropped", drop: []string{"NET_RAW", "MKNOD"}, want: []string{"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}},
+		{name: "all dropped, one added back", add: []string{"CHOWN"}, drop: []string{"ALL"}, want: []string{"CHOWN"}},
+		{name: "one added", add: []string{"SYS_PTRACE"}, want: slices.Sorted(slices.Values(append(slices.Clone(DefaultCaps), "SYS_PTRACE")))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := slices.Sorted(slices.Values(Security{CapAdd: tt.add, CapDrop: tt.drop}.Caps()))
+			if diff := cmp.Diff(slices.Sorted(slices.Values(tt.want)), got); diff != "" {
+				t.Errorf("Caps (-want +got):\n%s", diff)
+			}
+		})
+	}
+	all := Security{CapAdd: []string{"ALL"}, CapDrop: []string{"SYS_ADMIN"}}.Caps()
+	if slices.Contains(all, "SYS_ADMIN") || !slices.Contains(all, "SYS_PTRACE") || len(all) < 38 {
+		t.Errorf("ALL without SYS_ADMIN: %v", all)
+	}
 }
 
 func TestMergeEnv(t *testing.T) {
