@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	cgroup1 "github.com/containerd/cgroups/v3/cgroup1/stats"
+	cgroup2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/errdefs/pkg/errgrpc"
@@ -18,6 +20,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -280,6 +283,30 @@ func (c *Container) Wait(ctx context.Context) (uint32, error) {
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
+}
+
+// OOMKilled reports whether the kernel's OOM killer killed a process of the task's
+// cgroup, which is when its memory limit was reached. Ask after the task has exited and
+// before Delete, while containerd still has its cgroup.
+func (c *Container) OOMKilled(ctx context.Context) (bool, error) {
+	if c.task == nil {
+		return false, nil
+	}
+	m, err := c.task.Metrics(ctx)
+	if err != nil {
+		return false, fmt.Errorf("metrics of task %s: %w", c.ID(), err)
+	}
+	v, err := typeurl.UnmarshalAny(m.Data)
+	if err != nil {
+		return false, fmt.Errorf("metrics of task %s: %w", c.ID(), err)
+	}
+	switch st := v.(type) {
+	case *cgroup1.Metrics:
+		return st.GetMemoryOomControl().GetOomKill() > 0, nil
+	case *cgroup2.Metrics:
+		return st.GetMemoryEvents().GetOomKill() > 0, nil
+	}
+	return false, fmt.Errorf("metrics of task %s: unknown type %T", c.ID(), v)
 }
 
 // Kill sends sig to the task's process. A task that is gone is not an error.
