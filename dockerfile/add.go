@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -35,8 +36,10 @@ func IsURL(src string) bool {
 // the path of the file. The file is named after the last element of the URL path
 // ("download" if there is none), has mode 0600, and has the Last-Modified time of the
 // response as its modification time when the server sends one. A download that takes
-// more than a minute fails, as does one whose ctx is cancelled.
-func Fetch(ctx context.Context, rawURL, dir string) (string, error) {
+// more than a minute fails, as does one whose ctx is cancelled. dial, when not nil,
+// makes the connections (from the build's network namespace; see Net.Dial), and no
+// proxy of crun-ci's environment is used then.
+func Fetch(ctx context.Context, rawURL, dir string, dial func(ctx context.Context, network, address string) (net.Conn, error)) (string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return "", fmt.Errorf("fetch %q: not an http or https URL", rawURL)
@@ -47,7 +50,13 @@ func Fetch(ctx context.Context, rawURL, dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("fetch %q: %w", rawURL, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if dial != nil {
+		tr := &http.Transport{DialContext: dial, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}
+		defer tr.CloseIdleConnections()
+		client = &http.Client{Transport: tr}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
@@ -131,14 +140,14 @@ func decompress(r *bufio.Reader) (io.Reader, error) {
 	return r, nil
 }
 
-// extract unpacks the file at host path src into the container directory destC if it
-// is a tar archive, plain or compressed, and reports whether it was one.
+// extract unpacks the file src (below the copier's Dir) into the container directory
+// destC if it is a tar archive, plain or compressed, and reports whether it was one.
 //
 // Entry names are resolved inside destC ("../x" and "/x" land in destC/x); links
 // within the archive and in the image are resolved as the container sees them, so
 // nothing is written outside rootfs.
 func (c *copier) extract(src, destC string) (bool, error) {
-	f, err := os.Open(src)
+	f, err := c.from.Open(src)
 	if err != nil {
 		return false, err
 	}

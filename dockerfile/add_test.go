@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crun-ci/crun-ci/hostfs"
 )
 
 // tarEntry is one entry of a test archive.
@@ -131,7 +133,7 @@ func TestCopyExtract(t *testing.T) {
 				t.Fatal(err)
 			}
 			o := CopyOptions{UID: -1, GID: -1, Extract: true}
-			if err := Copy(from, []string{"archive.bin"}, rootfs, "/dst", "", o); err != nil {
+			if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"archive.bin"}, rootfs, "/dst", "", o); err != nil {
 				t.Fatal(err)
 			}
 			checkTree(t, rootfs, wantArchiveTree)
@@ -152,7 +154,7 @@ func TestCopyExtractWithOwner(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(from, "a.tar"), archive, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := Copy(from, []string{"a.tar"}, rootfs, "/x/", "", CopyOptions{UID: 1, GID: 2, Extract: true}); err != nil {
+	if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/x/", "", CopyOptions{UID: 1, GID: 2, Extract: true}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"x dir 0755 1:2", "x/f file 0600 1:2 F"}
@@ -173,7 +175,7 @@ func TestCopyExtractStaysInsideRootfs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(from, "a.tar"), archive, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := Copy(from, []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true}); err != nil {
+	if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -197,7 +199,7 @@ func TestCopyExtractHardLinkOutOfArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	// "../etc/shadow" names /dst/etc/shadow, which does not exist.
-	err := Copy(from, []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true})
+	err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true})
 	if err == nil || !strings.Contains(err.Error(), `hard link to "/dst/etc/shadow"`) {
 		t.Fatalf("Copy error = %v, want one about the hard link target", err)
 	}
@@ -220,7 +222,7 @@ func TestCopyWithoutExtractOrNotAnArchive(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(from, "a.tar.gz"), tc.content, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := Copy(from, []string{"a.tar.gz"}, rootfs, "/dst/", "", CopyOptions{Extract: tc.extract}); err != nil {
+			if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar.gz"}, rootfs, "/dst/", "", CopyOptions{Extract: tc.extract}); err != nil {
 				t.Fatal(err)
 			}
 			got, err := os.ReadFile(filepath.Join(rootfs, "dst/a.tar.gz"))
@@ -239,7 +241,7 @@ func TestCopyExtractXz(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(from, "a.tar.xz"), []byte("\xfd7zXZ\x00rest"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := Copy(from, []string{"a.tar.xz"}, rootfs, "/dst/", "", CopyOptions{Extract: true})
+	err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar.xz"}, rootfs, "/dst/", "", CopyOptions{Extract: true})
 	if err == nil || !strings.Contains(err.Error(), "xz archives are not supported") {
 		t.Fatalf("Copy error = %v, want one saying xz is not supported", err)
 	}
@@ -278,7 +280,7 @@ func TestFetch(t *testing.T) {
 
 	t.Run("a file is named after the URL path and gets its Last-Modified time", func(t *testing.T) {
 		dir := t.TempDir()
-		got, err := Fetch(ctx, srv.URL+"/files/tool.sh?v=1", dir)
+		got, err := Fetch(ctx, srv.URL+"/files/tool.sh?v=1", dir, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -297,7 +299,7 @@ func TestFetch(t *testing.T) {
 
 	t.Run("a URL without a path names the file download", func(t *testing.T) {
 		dir := t.TempDir()
-		got, err := Fetch(ctx, srv.URL, dir)
+		got, err := Fetch(ctx, srv.URL, dir, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -309,7 +311,7 @@ func TestFetch(t *testing.T) {
 	t.Run("an HTTP error names the URL and the status", func(t *testing.T) {
 		dir := t.TempDir()
 		u := srv.URL + "/missing.tar"
-		_, err := Fetch(ctx, u, dir)
+		_, err := Fetch(ctx, u, dir, nil)
 		if err == nil || !strings.Contains(err.Error(), u) || !strings.Contains(err.Error(), "404 Not Found") {
 			t.Fatalf("Fetch error = %v, want one naming %q and 404 Not Found", err, u)
 		}
@@ -325,7 +327,7 @@ func TestFetch(t *testing.T) {
 		}
 		u := "http://" + l.Addr().String() + "/a.tar"
 		l.Close()
-		_, err = Fetch(ctx, u, t.TempDir())
+		_, err = Fetch(ctx, u, t.TempDir(), nil)
 		if err == nil || !strings.Contains(err.Error(), u) || !strings.Contains(err.Error(), "connection refused") {
 			t.Fatalf("Fetch error = %v, want one naming %q and the refused connection", err, u)
 		}
@@ -334,14 +336,14 @@ func TestFetch(t *testing.T) {
 	t.Run("a cancelled context", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(ctx)
 		cancel()
-		_, err := Fetch(ctx, srv.URL+"/files/tool.sh", t.TempDir())
+		_, err := Fetch(ctx, srv.URL+"/files/tool.sh", t.TempDir(), nil)
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("Fetch error = %v, want context.Canceled", err)
 		}
 	})
 
 	t.Run("not an http URL", func(t *testing.T) {
-		_, err := Fetch(ctx, "ftp://example.com/a", t.TempDir())
+		_, err := Fetch(ctx, "ftp://example.com/a", t.TempDir(), nil)
 		if err == nil || !strings.Contains(err.Error(), `"ftp://example.com/a"`) {
 			t.Fatalf("Fetch error = %v, want one naming the URL", err)
 		}

@@ -3,11 +3,15 @@ package dockerfile
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -23,6 +27,7 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/continuity/fs"
 	"github.com/containerd/errdefs"
+	"github.com/docker/go-units"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
@@ -33,6 +38,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/crun-ci/crun-ci/hostfs"
+	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
@@ -55,24 +62,38 @@ type Builder struct {
 	NoCache bool
 	// CacheMaxSize bounds the size of the layer cache in bytes; 0 means no bound.
 	CacheMaxSize int64
+	// CacheSecret keys the hashes by which secret build arguments enter cache keys
+	// (LoadCacheSecret); builds with secret arguments need it.
+	CacheSecret []byte
 }
 
 // Net is the network of a build's RUN containers: the network namespace to join and the
-// files for /etc/hosts and /etc/resolv.conf; all "" for the host's.
+// files for /etc/hosts and /etc/resolv.conf; all "" for the host's. Dial, when not nil,
+// makes the connections of ADD <url> from that namespace (network.Dialer), so that a
+// build fetches exactly what its RUN could.
 type Net struct {
 	NetNS, Hosts, ResolvConf string
+	Dial                     func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // Request is one image to build.
 type Request struct {
 	// Service names what is built in messages.
 	Service string
-	// Context is the build context's directory, absolute.
-	Context string
-	// Dockerfile is the Dockerfile's path, absolute; DockerfileName is how messages name
-	// it (as the user wrote it).
+	// Root is the build directory, pinned (hostfs.Beneath): Context, the build context's
+	// directory, and Dockerfile are paths below it, resolved when the build starts, so
+	// that what a step does to the build directory then cannot redirect them out of it.
+	// DockerfileName is how messages name the Dockerfile (as the user wrote it).
+	Root           *hostfs.Dir
+	Context        string
 	Dockerfile     string
 	DockerfileName string
+	// MaxFile bounds the size of the Dockerfile and the .dockerignore; 0 means
+	// hostfs.MaxFile.
+	MaxFile int64
+	// Resources bound each RUN container (the operator's defaults); RUN is confined as
+	// every container is (oci.Security's zero value).
+	Resources oci.Resources
 	// Args are the build arguments (--build-arg). SecretArgs came from encrypted sources:
 	// RUN gets them through the secret hand-off (never in a spec), and the cache keys
 	// hold their names only, so a changed secret alone does not rebuild a layer.
@@ -170,13 +191,23 @@ type run struct {
 
 // Build builds the image of r and names it r.Image.
 func (b *Builder) Build(ctx context.Context, r Request) (*Result, error) {
+	if len(r.SecretArgs) > 0 && len(b.CacheSecret) < minCacheSecret {
+		return nil, errors.New("build with secret arguments: the builder has no cache secret")
+	}
 	x, needed, meta, err := parse(r)
 	if err != nil {
 		return nil, err
 	}
 	x.b, x.c = b, b.Client.Containerd()
 	stages := x.stages
-	if x.ctxDir, err = OpenContext(r.Context); err != nil {
+	// The context is pinned now: the whole build reads this directory, whatever becomes
+	// of its name.
+	root, err := r.Root.Sub(r.Context, hostfs.InRoot, "the build context")
+	if err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	}
+	defer root.Close()
+	if x.ctxDir, err = NewContext(root, r.maxFile()); err != nil {
 		return nil, fmt.Errorf("build context %s: %w", r.Context, err)
 	}
 	for _, i := range needed {
@@ -224,9 +255,9 @@ func Check(r Request) error {
 }
 
 func parse(r Request) (*run, []int, map[string]string, error) {
-	data, err := os.ReadFile(r.Dockerfile)
+	data, err := r.Root.ReadFile(r.Dockerfile, r.maxFile())
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("read Dockerfile: %w", err)
+		return nil, nil, nil, err // it names the file and says why
 	}
 	ast, err := parser.Parse(bytes.NewReader(data))
 	if err != nil {
@@ -265,6 +296,13 @@ func parse(r Request) (*run, []int, map[string]string, error) {
 		return nil, nil, nil, err
 	}
 	return x, needed, meta, nil
+}
+
+func (r *Request) maxFile() int64 {
+	if r.MaxFile > 0 {
+		return r.MaxFile
+	}
+	return hostfs.MaxFile
 }
 
 // errorf makes an error naming the Dockerfile and, when line > 0, the line.
@@ -465,7 +503,7 @@ func (x *run) stage(ctx context.Context, i int, meta map[string]string) error {
 	}
 	if len(s.dirs) > 0 {
 		// WORKDIRs that no later layer made are made in a layer of their own.
-		key := digest.FromString(s.key.String() + "\x00mkdir " + strings.Join(s.dirs, "\x00"))
+		key := x.key(s.key.String(), "mkdir", strings.Join(s.dirs, "\x00"))
 		if err := x.layer(ctx, s, key, "WORKDIR", func(root string) error { return nil }); err != nil {
 			return x.r.errorf(0, "WORKDIR: %v", err)
 		}
@@ -542,13 +580,39 @@ func cloneConfig(c dockerspec.DockerOCIImage) dockerspec.DockerOCIImage {
 	return out
 }
 
-// keyOf is how a build argument enters a cache key: KEY=value, or only the name of a
-// secret one.
+// keyOf is how a build argument enters a cache key: KEY=value, the value of a secret
+// one as its keyed hash (see key).
 func (x *run) keyOf(k, v string) string {
 	if _, ok := x.r.SecretArgs[k]; ok {
-		return "secret:" + k
+		return k + "=" + x.secretTag(v)
 	}
 	return k + "=" + v
+}
+
+// key is the cache key of what parts describe. Every secret build argument's value in
+// them is replaced with its keyed hash first (an ENV or a path may have taken it in by
+// expansion): layers built with different secrets never share a key, the same secret
+// finds its layer again, and neither the value nor a plain digest of it, which a short
+// secret could be guessed from, is in the key.
+func (x *run) key(parts ...string) digest.Digest {
+	text := strings.Join(parts, "\x00")
+	values := slices.Collect(maps.Values(x.r.SecretArgs))
+	// Longest first: a secret that holds another is replaced whole.
+	slices.SortFunc(values, func(a, b string) int { return len(b) - len(a) })
+	for _, v := range values {
+		if v != "" {
+			text = strings.ReplaceAll(text, v, x.secretTag(v))
+		}
+	}
+	return digest.FromString(text)
+}
+
+// secretTag is a secret value as cache keys hold it: its HMAC-SHA256 under the host's
+// cache secret (Builder.CacheSecret).
+func (x *run) secretTag(v string) string {
+	m := hmac.New(sha256.New, x.b.CacheSecret)
+	m.Write([]byte(v))
+	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil))
 }
 
 // arg carries out an ARG: each name gets the build argument's value, else the default
@@ -593,7 +657,7 @@ func (x *run) command(ctx context.Context, s *state, c instructions.Command, met
 	}
 	cfg := &s.config.Config
 	metaKey := func() {
-		s.key = digest.FromString(s.key.String() + "\x00" + expanded(c))
+		s.key = x.key(s.key.String(), expanded(c))
 		s.config.History = append(s.config.History, ocispec.History{CreatedBy: source(c), EmptyLayer: true, Comment: "crun-ci"})
 	}
 	switch c := c.(type) {
@@ -607,7 +671,7 @@ func (x *run) command(ctx context.Context, s *state, c instructions.Command, met
 				parts = append(parts, x.keyOf(a.Key, v))
 			}
 		}
-		s.key = digest.FromString(s.key.String() + "\x00ARG " + strings.Join(parts, "\x00"))
+		s.key = x.key(s.key.String(), "ARG", strings.Join(parts, "\x00"))
 		return nil
 	case *instructions.EnvCommand:
 		for _, kv := range c.Env {
@@ -765,7 +829,7 @@ func (x *run) runCommand(ctx context.Context, s *state, c *instructions.RunComma
 	for _, k := range slices.Sorted(maps.Keys(s.args)) {
 		argEnv = append(argEnv, x.keyOf(k, s.args[k]))
 	}
-	key := digest.FromString(strings.Join(append([]string{s.key.String(), "RUN", strings.Join(args, "\x00"), s.config.Config.User, s.config.Config.WorkingDir, strings.Join(s.dirs, "\x00")}, argEnv...), "\x00"))
+	key := x.key(append([]string{s.key.String(), "RUN", strings.Join(args, "\x00"), s.config.Config.User, s.config.Config.WorkingDir, strings.Join(s.dirs, "\x00")}, argEnv...)...)
 	return x.layer(ctx, s, key, source(c), func(id string) error {
 		return x.runIn(ctx, s, id, args)
 	})
@@ -793,14 +857,14 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 			env = append(env, k+"="+s.args[k])
 		}
 	}
-	var mounts []specs.Mount
+	var ms []specs.Mount
 	var fifo *os.File
 	if len(secret) > 0 {
 		args = append([]string{handoffExe, "exec-env", handoffFIFO, "--"}, args...)
 		path := filepath.Join(x.r.Dir, "handoff-"+id)
-		mounts = append(mounts,
-			specs.Mount{Destination: handoffExe, Type: "bind", Source: x.r.Handoff, Options: []string{"rbind", "ro"}},
-			specs.Mount{Destination: handoffFIFO, Type: "bind", Source: path, Options: []string{"rbind", "ro"}})
+		ms = append(ms,
+			mounts.Bind(x.r.Handoff, handoffExe, true),
+			mounts.Bind(path, handoffFIFO, true))
 		defer os.Remove(path)
 	}
 	spec, err := oci.Spec(ctx, oci.Container{
@@ -811,10 +875,11 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 		Args:       args,
 		Env:        env,
 		WorkingDir: cfg.WorkingDir,
-		Mounts:     mounts,
+		Mounts:     ms,
 		NetNS:      x.r.Net.NetNS,
 		HostsFile:  x.r.Net.Hosts,
 		ResolvConf: x.r.Net.ResolvConf,
+		Resources:  x.r.Resources,
 	})
 	if err != nil {
 		return err
@@ -822,8 +887,7 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 	// Before: the user, and which mount points the image lacks.
 	var stubs []string
 	err = x.mounted(ctx, id, func(root string) error {
-		passwd, _ := readIn(root, "/etc/passwd")
-		group, _ := readIn(root, "/etc/group")
+		passwd, group := accounts(root)
 		u, err := oci.User(cfg.User, passwd, group)
 		if err != nil {
 			return err
@@ -875,6 +939,9 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 		return err
 	}
 	if code != 0 {
+		if oom, err := ctr.OOMKilled(ctx); err == nil && oom {
+			return fmt.Errorf("exit code %d (killed: out of memory (limit %s))", code, units.BytesSize(float64(x.r.Resources.Memory)))
+		}
 		return fmt.Errorf("exit code %d", code)
 	}
 	return nil
@@ -939,13 +1006,12 @@ func handoff(path string, uid, gid int, env []string) (*os.File, error) {
 	return f, nil
 }
 
-// readIn reads p inside a mounted root filesystem, never out of it.
-func readIn(root, p string) ([]byte, error) {
-	real, err := fs.RootPath(root, p)
-	if err != nil {
-		return nil, err
-	}
-	return os.ReadFile(real)
+// accounts reads the /etc/passwd and /etc/group of the image filesystem mounted at root
+// (nil for one that is not there, or not a regular file of at most hostfs.MaxFile).
+func accounts(root string) (passwd, group []byte) {
+	passwd, _ = hostfs.ReadInRoot(root, "/etc/passwd", hostfs.MaxFile)
+	group, _ = hostfs.ReadInRoot(root, "/etc/group", hostfs.MaxFile)
+	return passwd, group
 }
 
 // mounted mounts the active snapshot id read-write in the build's directory and calls fn

@@ -1,7 +1,11 @@
 package dockerfile
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"io/fs"
@@ -16,21 +20,25 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/crun-ci/crun-ci/hostfs"
 )
 
 // parseText parses text as the Dockerfile of r, the way Build does, from a file in a
 // temporary directory. DockerfileName defaults to "Dockerfile".
 func parseText(t *testing.T, text string, r Request) (*run, []int, map[string]string, error) {
 	t.Helper()
-	r.Dockerfile = filepath.Join(t.TempDir(), "Dockerfile")
+	dir := t.TempDir()
+	r.Root, r.Dockerfile = dirOf(t, dir, hostfs.Beneath), "Dockerfile"
 	if r.DockerfileName == "" {
 		r.DockerfileName = "Dockerfile"
 	}
 	if r.Output == nil {
 		r.Output = io.Discard
 	}
-	writeFile(t, r.Dockerfile, text)
+	writeFile(t, filepath.Join(dir, r.Dockerfile), text)
 	return parse(r)
 }
 
@@ -44,6 +52,7 @@ func metadata(t *testing.T, text string, r Request) (*run, *state, error) {
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
+	x.b = &Builder{CacheSecret: testCacheSecret}
 	ctx := context.Background()
 	for _, i := range needed {
 		s, err := x.base(ctx, &x.stages[i], i)
@@ -126,7 +135,7 @@ func TestParseNamesTheDockerfileAsTheUserWroteIt(t *testing.T) {
 }
 
 func TestParseMissingDockerfile(t *testing.T) {
-	_, _, _, err := parse(Request{Dockerfile: filepath.Join(t.TempDir(), "Dockerfile"), DockerfileName: "Dockerfile"})
+	_, _, _, err := parse(Request{Root: dirOf(t, t.TempDir(), hostfs.Beneath), Dockerfile: "Dockerfile", DockerfileName: "Dockerfile"})
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("error = %v, want one that is fs.ErrNotExist", err)
 	}
@@ -758,12 +767,27 @@ LABEL m=2
 			rb:   Request{Args: map[string]string{"TOKEN": "two"}},
 		},
 		{
-			name: "a secret build argument's value does not change the key",
+			// Two projects with different secrets never share a layer.
+			name: "a secret build argument's value changes the key",
 			a:    all,
 			b:    all,
 			ra:   Request{SecretArgs: map[string]string{"TOKEN": "one"}},
 			rb:   Request{SecretArgs: map[string]string{"TOKEN": "two"}},
+		},
+		{
+			name: "the same secret gives the same key",
+			a:    all,
+			b:    all,
+			ra:   Request{SecretArgs: map[string]string{"TOKEN": "one"}},
+			rb:   Request{SecretArgs: map[string]string{"TOKEN": "one"}},
 			same: true,
+		},
+		{
+			name: "a secret taken into an ENV value changes the key",
+			a:    "FROM scratch\nARG TOKEN\nENV T=$TOKEN\n",
+			b:    "FROM scratch\nARG TOKEN\nENV T=$TOKEN\n",
+			ra:   Request{SecretArgs: map[string]string{"TOKEN": "one"}},
+			rb:   Request{SecretArgs: map[string]string{"TOKEN": "two"}},
 		},
 		{
 			name: "a build argument no ARG declares does not change the key",
@@ -792,13 +816,31 @@ LABEL m=2
 	}
 }
 
+// testCacheSecret is the cache secret of the unit tests' builders.
+var testCacheSecret = bytes.Repeat([]byte{7}, 32)
+
 func TestKeyOf(t *testing.T) {
-	x := &run{r: Request{Args: map[string]string{"A": "1"}, SecretArgs: map[string]string{"S": "hush"}}}
+	x := &run{b: &Builder{CacheSecret: testCacheSecret}, r: Request{Args: map[string]string{"A": "1"}, SecretArgs: map[string]string{"S": "hush", "L": "hush-longer"}}}
 	if got := x.keyOf("A", "1"); got != "A=1" {
 		t.Errorf("keyOf(A) = %q, want A=1", got)
 	}
-	if got := x.keyOf("S", "hush"); got != "secret:S" {
-		t.Errorf("keyOf(S) = %q, want secret:S", got)
+	mac := hmac.New(sha256.New, testCacheSecret)
+	mac.Write([]byte("hush"))
+	tag := "hmac-sha256:" + hex.EncodeToString(mac.Sum(nil))
+	if got := x.keyOf("S", "hush"); got != "S="+tag {
+		t.Errorf("keyOf(S) = %q, want S=%s", got, tag)
+	}
+	// A value that an instruction took in is replaced in the key's text; the longer
+	// secret whole, not as the shorter one plus the rest.
+	if got, want := x.key("ENV", "X=hush"), digest.FromString("ENV\x00X="+tag); got != want {
+		t.Errorf("key of a text with a secret = %s, want %s", got, want)
+	}
+	if got, want := x.key("X=hush-longer"), digest.FromString("X="+x.secretTag("hush-longer")); got != want {
+		t.Errorf("key of a text with the longer secret = %s, want %s", got, want)
+	}
+	other := &run{b: &Builder{CacheSecret: bytes.Repeat([]byte{8}, 32)}, r: x.r}
+	if x.keyOf("S", "hush") == other.keyOf("S", "hush") {
+		t.Error("two hosts' cache secrets give the same tag")
 	}
 }
 

@@ -1,6 +1,7 @@
 package dockerfile
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -15,70 +16,62 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/containerd/continuity/fs"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/crun-ci/crun-ci/hostfs"
 )
 
 // ignoreFile is the name of the file, at the root of the build context, that lists the
 // paths left out of the context.
 const ignoreFile = ".dockerignore"
 
-// Context is a build context: a host directory and the rules of its .dockerignore.
+// Context is a build context: a host directory, pinned, and the rules of its
+// .dockerignore.
 //
-// Paths "in the context" are slash-separated, clean and relative to Dir ("." is Dir
-// itself). Symbolic links in the context are resolved as if Dir were the root of the
-// filesystem, so no path ever leaves Dir.
+// Paths "in the context" are slash-separated, clean and relative to its top ("." is the
+// top itself). Symbolic links in the context are resolved as if its top were the root
+// of the filesystem, so no path ever leaves it, however the context changes while it
+// is read (see hostfs.InRoot).
 type Context struct {
-	// Dir is the absolute path of the context directory on the host.
-	Dir string
+	root *hostfs.Dir
 
 	mu       sync.Mutex // patternmatcher compiles lazily and is not safe for concurrent use
 	matcher  *patternmatcher.PatternMatcher
 	patterns []string
 }
 
-// OpenContext reads dir/.dockerignore (absent is fine) and returns the context. dir is
-// absolute.
-func OpenContext(dir string) (*Context, error) {
-	if !filepath.IsAbs(dir) {
-		return nil, fmt.Errorf("open build context %q: not an absolute path", dir)
-	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("open build context: %w", err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("open build context %q: not a directory", dir)
-	}
-	patterns, err := readIgnoreFile(filepath.Join(dir, ignoreFile))
+// NewContext reads the .dockerignore of the context root (absent is fine; at most max
+// bytes) and returns the context. root must resolve InRoot; the context reads through
+// it, and the caller closes it when the context is no longer used.
+func NewContext(root *hostfs.Dir, max int64) (*Context, error) {
+	patterns, err := readIgnoreFile(root, max)
 	if err != nil {
 		return nil, err
 	}
-	c := &Context{Dir: filepath.Clean(dir), patterns: patterns}
+	c := &Context{root: root, patterns: patterns}
 	if len(patterns) > 0 {
 		if c.matcher, err = patternmatcher.New(patterns); err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ignoreFile), err)
+			return nil, fmt.Errorf("%s: %w", ignoreFile, err)
 		}
 	}
 	return c, nil
 }
 
-// readIgnoreFile returns the patterns of the .dockerignore file at name, none if it does
+// readIgnoreFile returns the patterns of the context's .dockerignore, none if it does
 // not exist.
-func readIgnoreFile(name string) ([]string, error) {
-	f, err := os.Open(name)
+func readIgnoreFile(root *hostfs.Dir, max int64) ([]string, error) {
+	data, err := root.ReadFile(ignoreFile, max)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read ignore file: %w", err)
 	}
-	defer f.Close()
-	patterns, err := ignorefile.ReadAll(f)
+	patterns, err := ignorefile.ReadAll(bytes.NewReader(data))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+		return nil, fmt.Errorf("read %s: %w", ignoreFile, err)
 	}
 	return patterns, nil
 }
@@ -216,11 +209,7 @@ func (c *Context) matchElem(dir, elem string) ([]string, error) {
 	if _, err := filepath.Match(elem, ""); err != nil {
 		return nil, fmt.Errorf("pattern %q: %w", elem, err)
 	}
-	real, err := fs.RootPath(c.Dir, dir)
-	if err != nil {
-		return nil, err
-	}
-	entries, err := os.ReadDir(real)
+	entries, err := c.root.ReadDir(dir)
 	if err != nil {
 		// Not there or not a directory: nothing matches below it.
 		return nil, nil
@@ -238,14 +227,14 @@ func (c *Context) matchElem(dir, elem string) ([]string, error) {
 // is not excluded, nor is what it resolves to, or it is a directory with paths below it
 // that are not excluded.
 func (c *Context) present(rel string) (bool, error) {
-	real, base, err := c.resolve(rel)
+	base, err := c.root.Resolve(rel)
 	if err != nil {
 		if notFound(err) {
 			return false, nil
 		}
 		return false, err
 	}
-	fi, err := os.Lstat(real)
+	fi, err := c.root.Lstat(base)
 	if err != nil {
 		if notFound(err) {
 			return false, nil
@@ -258,7 +247,7 @@ func (c *Context) present(rel string) (bool, error) {
 	if !fi.IsDir() || c.SkipDir(base) {
 		return false, nil
 	}
-	entries, err := walk(real, base, fi, c.filter())
+	entries, err := walk(c.root, base, base, fi, c.filter())
 	if err != nil {
 		return false, err
 	}
@@ -269,20 +258,6 @@ func (c *Context) present(rel string) (bool, error) {
 // parents is not a directory.
 func notFound(err error) bool {
 	return errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
-}
-
-// resolve returns the host path of the context path rel, with all symbolic links
-// resolved inside the context, and that path relative to the context.
-func (c *Context) resolve(rel string) (real, base string, err error) {
-	real, err = fs.RootPath(c.Dir, rel)
-	if err != nil {
-		return "", "", fmt.Errorf("resolve %q in the build context: %w", rel, err)
-	}
-	base, err = filepath.Rel(c.Dir, real)
-	if err != nil {
-		return "", "", fmt.Errorf("resolve %q in the build context: %w", rel, err)
-	}
-	return real, filepath.ToSlash(base), nil
 }
 
 // filter returns the .dockerignore rules as a walk filter.
@@ -312,42 +287,42 @@ func (c *Context) Digest(rels []string) (digest.Digest, error) {
 
 // digestSource writes to h the description of one source and everything below it.
 func (c *Context) digestSource(h hash.Hash, rel string) error {
-	real, base, err := c.resolve(rel)
+	base, err := c.root.Resolve(rel)
 	if err != nil {
 		return fmt.Errorf("digest %q: %w", rel, err)
 	}
-	fi, err := os.Lstat(real)
+	fi, err := c.root.Lstat(base)
 	if err != nil {
 		return fmt.Errorf("digest %q: %w", rel, err)
 	}
-	entries, err := walk(real, base, fi, c.filter())
+	entries, err := walk(c.root, base, base, fi, c.filter())
 	if err != nil {
 		return fmt.Errorf("digest %q: %w", rel, err)
 	}
 	fmt.Fprintf(h, "source %q %d\n", rel, len(entries))
 	for _, e := range entries {
-		if err := digestEntry(h, e); err != nil {
+		if err := digestEntry(h, c.root, e); err != nil {
 			return fmt.Errorf("digest %q: %w", path.Join(rel, e.rel), err)
 		}
 	}
 	return nil
 }
 
-// digestEntry writes to h one line that describes e.
-func digestEntry(h hash.Hash, e entry) error {
+// digestEntry writes to h one line that describes e, read through root.
+func digestEntry(h hash.Hash, root *hostfs.Dir, e entry) error {
 	mode := e.fi.Mode()
 	var size int64
 	var target, content string
 	switch {
 	case mode.IsRegular():
 		size = e.fi.Size()
-		sum, err := fileSHA256(e.path)
+		sum, err := fileSHA256(root, e.path)
 		if err != nil {
 			return err
 		}
 		content = sum
 	case mode&os.ModeSymlink != 0:
-		t, err := os.Readlink(e.path)
+		t, err := root.Readlink(e.path)
 		if err != nil {
 			return err
 		}
@@ -359,9 +334,9 @@ func digestEntry(h hash.Hash, e entry) error {
 	return err
 }
 
-// fileSHA256 returns the hex sha256 of the content of the file at name.
-func fileSHA256(name string) (string, error) {
-	f, err := os.Open(name)
+// fileSHA256 returns the hex sha256 of the content of the regular file name below root.
+func fileSHA256(root *hostfs.Dir, name string) (string, error) {
+	f, err := root.Open(name)
 	if err != nil {
 		return "", err
 	}
@@ -376,7 +351,7 @@ func fileSHA256(name string) (string, error) {
 // entry is one path found by walk.
 type entry struct {
 	rel  string // slash-separated, relative to the walked source; "." is the source
-	path string // host path
+	path string // below the walked Dir
 	fi   os.FileInfo
 }
 
@@ -386,42 +361,39 @@ type filter struct {
 	skipDir func(rel string) bool // directory and all below excluded; nil: look inside
 }
 
-// walk lists the source at host path root (described by fi) and, if it is a directory,
-// everything below it in sorted order, parents before children. base is the path of
-// root that f sees. A path f ignores is left out, except a directory with paths below
-// it that f does not ignore.
-func walk(root, base string, fi os.FileInfo, f filter) ([]entry, error) {
-	top := entry{rel: ".", path: root, fi: fi}
+// walk lists the source at path top below d (described by fi) and, if it is a
+// directory, everything below it in sorted order, parents before children. base is the
+// path of top that f sees. A path f ignores is left out, except a directory with paths
+// below it that f does not ignore.
+func walk(d *hostfs.Dir, top, base string, fi os.FileInfo, f filter) ([]entry, error) {
+	first := entry{rel: ".", path: top, fi: fi}
 	if !fi.IsDir() {
 		if f.excluded(base) {
 			return nil, nil
 		}
-		return []entry{top}, nil
+		return []entry{first}, nil
 	}
-	below, err := walkDir(root, ".", base, f)
+	below, err := walkDir(d, top, ".", base, f)
 	if err != nil {
 		return nil, err
 	}
 	if len(below) == 0 && f.excluded(base) {
 		return nil, nil
 	}
-	return append([]entry{top}, below...), nil
+	return append([]entry{first}, below...), nil
 }
 
-// walkDir lists what is below the directory at host path dir, whose path is rel in the
-// walk and base for f.
-func walkDir(dir, rel, base string, f filter) ([]entry, error) {
-	des, err := os.ReadDir(dir)
+// walkDir lists what is below the directory at path dir below d, whose path is rel in
+// the walk and base for f.
+func walkDir(d *hostfs.Dir, dir, rel, base string, f filter) ([]entry, error) {
+	fis, err := d.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	var out []entry
-	for _, de := range des {
-		e := entry{rel: path.Join(rel, de.Name()), path: filepath.Join(dir, de.Name())}
-		eb := path.Join(base, de.Name())
-		if e.fi, err = de.Info(); err != nil {
-			return nil, err
-		}
+	for _, fi := range fis {
+		e := entry{rel: path.Join(rel, fi.Name()), path: path.Join(dir, fi.Name()), fi: fi}
+		eb := path.Join(base, fi.Name())
 		ignored := f.excluded(eb)
 		if !e.fi.IsDir() {
 			if !ignored {
@@ -432,7 +404,7 @@ func walkDir(dir, rel, base string, f filter) ([]entry, error) {
 		if ignored && f.skipDir != nil && f.skipDir(eb) {
 			continue
 		}
-		below, err := walkDir(e.path, e.rel, eb, f)
+		below, err := walkDir(d, e.path, e.rel, eb, f)
 		if err != nil {
 			return nil, err
 		}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/crun-ci/crun-ci/hostfs"
 )
 
 // ignoreRules is the .dockerignore the context tests use.
@@ -22,12 +24,29 @@ node_modules
 !docs/README.md
 `
 
+// dirOf pins the directory dir for the test.
+func dirOf(t *testing.T, dir string, mode hostfs.Mode) *hostfs.Dir {
+	t.Helper()
+	d, err := hostfs.Open(dir, mode, "the test directory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// openContext opens the build context at dir as a build does.
+func openContext(t *testing.T, dir string) (*Context, error) {
+	t.Helper()
+	return NewContext(dirOf(t, dir, hostfs.InRoot), hostfs.MaxFile)
+}
+
 // ignoreRulesContext returns an empty context whose .dockerignore holds ignoreRules.
 func ignoreRulesContext(t *testing.T) *Context {
 	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, ".dockerignore"), ignoreRules)
-	c, err := OpenContext(dir)
+	c, err := openContext(t, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,18 +105,15 @@ func TestSkipDir(t *testing.T) {
 func TestOpenContextWithoutIgnoreFile(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "a.log"), "x")
-	c, err := OpenContext(dir)
+	c, err := openContext(t, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Ignored("a.log") {
 		t.Error("a.log ignored without a .dockerignore")
 	}
-	if _, err := OpenContext("relative/dir"); err == nil {
-		t.Error("OpenContext of a relative directory: no error")
-	}
-	if _, err := OpenContext(filepath.Join(dir, "missing")); err == nil {
-		t.Error("OpenContext of a missing directory: no error")
+	if _, err := hostfs.Open(filepath.Join(dir, "missing"), hostfs.InRoot, "the build context"); err == nil {
+		t.Error("a missing context directory opened")
 	}
 }
 
@@ -126,7 +142,7 @@ func sourcesContext(t *testing.T) (ctxDir, outside string) {
 
 func TestSources(t *testing.T) {
 	ctxDir, _ := sourcesContext(t)
-	c, err := OpenContext(ctxDir)
+	c, err := openContext(t, ctxDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +196,7 @@ func TestSources(t *testing.T) {
 // checks that what lands in the image comes from inside it.
 func TestSourcesCopyStaysInside(t *testing.T) {
 	ctxDir, _ := sourcesContext(t)
-	c, err := OpenContext(ctxDir)
+	c, err := openContext(t, ctxDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +206,7 @@ func TestSourcesCopyStaysInside(t *testing.T) {
 	}
 	rootfs := t.TempDir()
 	o := CopyOptions{Ignored: c.Ignored, SkipDir: c.SkipDir}
-	if err := Copy(ctxDir, rels, rootfs, "/dst/", "", o); err != nil {
+	if err := Copy(c.root, rels, rootfs, "/dst/", "", o); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -205,7 +221,7 @@ func TestDigest(t *testing.T) {
 	ctxDir, _ := sourcesContext(t)
 	digestOf := func() string {
 		t.Helper()
-		c, err := OpenContext(ctxDir)
+		c, err := openContext(t, ctxDir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,7 +305,7 @@ func TestDigestSameContentSameDigest(t *testing.T) {
 	for range 2 {
 		dir := t.TempDir()
 		makeTree(t, dir, "a/b.txt=hello", "a/l->b.txt", "c=")
-		c, err := OpenContext(dir)
+		c, err := openContext(t, dir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/containerd/continuity/fs"
 	"golang.org/x/sys/unix"
+
+	"github.com/crun-ci/crun-ci/hostfs"
 )
 
 // CopyOptions say how Copy writes.
@@ -21,7 +23,7 @@ type CopyOptions struct {
 	// keeps the source's owner (COPY --from of another stage; for an extracted archive,
 	// the owner recorded in it). COPY from the context passes 0, 0 unless --chown.
 	UID, GID int
-	// Ignored, when not nil, skips source paths (relative to fromRoot, slash-separated)
+	// Ignored, when not nil, skips source paths (below from, slash-separated)
 	// it returns true for: the context's .dockerignore (Context.Ignored). An ignored
 	// directory is still looked into for paths that are not ignored, unless SkipDir
 	// says there can be none.
@@ -42,13 +44,13 @@ type CopyOptions struct {
 // file.
 var errMultipleSources = errors.New("when using COPY with more than one source file, the destination must be a directory and end with a /")
 
-// Copy copies srcs (paths relative to fromRoot, already resolved: from Sources, or from
-// a stage's root) to dest inside the container root filesystem mounted at rootfs, with
-// Docker's COPY semantics:
+// Copy copies srcs (paths below from, already resolved: from Sources) to dest inside the
+// container root filesystem mounted at rootfs, with Docker's COPY semantics:
 //
 //   - dest is absolute or relative to workdir (the image's WORKDIR, "/" when empty). It
 //     is resolved inside rootfs as the container sees it: symbolic links in the image
-//     never lead out of rootfs. Sources are resolved inside fromRoot the same way.
+//     never lead out of rootfs. Sources are resolved inside from the same way (from
+//     resolves InRoot) and read through it: only regular files are ever opened.
 //   - A directory source copies its contents into dest. A file source copies to dest,
 //     or into dest when dest ends with "/" (or is "." or ends with "/.") or is an
 //     existing directory. Several sources need such a directory destination.
@@ -63,11 +65,11 @@ var errMultipleSources = errors.New("when using COPY with more than one source f
 //     existing directory is merged into (a link to a directory in the image counts as
 //     that directory). A directory is never replaced by something else: that is an
 //     error.
-func Copy(fromRoot string, srcs []string, rootfs, dest, workdir string, o CopyOptions) error {
+func Copy(from *hostfs.Dir, srcs []string, rootfs, dest, workdir string, o CopyOptions) error {
 	if len(srcs) == 0 {
 		return fmt.Errorf("copy to %q: no source files", dest)
 	}
-	c := &copier{rootfs: rootfs, o: o}
+	c := &copier{from: from, rootfs: rootfs, o: o}
 	destC := containerPath(dest, workdir)
 	destDir, err := c.isDir(destC)
 	if err != nil {
@@ -78,7 +80,7 @@ func Copy(fromRoot string, srcs []string, rootfs, dest, workdir string, o CopyOp
 		return errMultipleSources
 	}
 	for _, src := range srcs {
-		if err := c.copySource(fromRoot, src, destC, destDir); err != nil {
+		if err := c.copySource(src, destC, destDir); err != nil {
 			return fmt.Errorf("copy %q to %q: %w", src, dest, err)
 		}
 	}
@@ -103,8 +105,9 @@ func wantsDir(dest string) bool {
 		strings.HasSuffix(dest, "/") || strings.HasSuffix(dest, "/.") || strings.HasSuffix(dest, "/..")
 }
 
-// copier writes into one container root filesystem.
+// copier writes into one container root filesystem what it reads from one Dir.
 type copier struct {
+	from   *hostfs.Dir
 	rootfs string
 	o      CopyOptions
 	// dirs are the directories written, whose times are set last: writing into a
@@ -122,25 +125,21 @@ type dirTimes struct {
 
 // copySource copies one source to the container path destC; destDir says whether destC
 // is a directory to copy a file source into.
-func (c *copier) copySource(fromRoot, src, destC string, destDir bool) error {
-	real, err := fs.RootPath(fromRoot, filepath.FromSlash(src))
+func (c *copier) copySource(src, destC string, destDir bool) error {
+	base, err := c.from.Resolve(src)
 	if err != nil {
 		return err
 	}
-	fi, err := os.Lstat(real)
+	fi, err := c.from.Lstat(base)
 	if err != nil {
 		return err
 	}
-	base, err := filepath.Rel(fromRoot, real)
-	if err != nil {
-		return err
-	}
-	entries, err := walk(real, filepath.ToSlash(base), fi, filter{ignored: c.o.Ignored, skipDir: c.o.SkipDir})
+	entries, err := walk(c.from, base, base, fi, filter{ignored: c.o.Ignored, skipDir: c.o.SkipDir})
 	if err != nil || len(entries) == 0 {
 		return err
 	}
 	if c.o.Extract && fi.Mode().IsRegular() {
-		ok, err := c.extract(real, destC)
+		ok, err := c.extract(base, destC)
 		if ok || err != nil {
 			return err
 		}
@@ -291,14 +290,14 @@ func (c *copier) write(e entry, dst string) error {
 	case mode.IsDir():
 		return c.makeDir(dst, m)
 	case mode.IsRegular():
-		f, err := os.Open(e.path)
+		f, err := c.from.Open(e.path)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
 		return c.makeFile(dst, f, m)
 	case mode&os.ModeSymlink != 0:
-		target, err := os.Readlink(e.path)
+		target, err := c.from.Readlink(e.path)
 		if err != nil {
 			return err
 		}

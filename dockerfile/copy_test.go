@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/crun-ci/crun-ci/hostfs"
 )
 
 // writeFile writes content to the file name with mode 0644, creating its parents.
@@ -358,7 +360,7 @@ func TestCopy(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			err := Copy(from, tc.srcs, rootfs, tc.dest, tc.workdir, tc.o)
+			err := Copy(dirOf(t, from, hostfs.InRoot), tc.srcs, rootfs, tc.dest, tc.workdir, tc.o)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Copy error = %v, want one containing %q", err, tc.wantErr)
@@ -402,7 +404,7 @@ func TestCopyKeepsModesAndTimes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := Copy(from, []string{"d"}, rootfs, "/out", "", CopyOptions{}); err != nil {
+	if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"d"}, rootfs, "/out", "", CopyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -435,7 +437,7 @@ func TestCopyLeavesAnExistingDestinationDirectoryAsItIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	makeTree(t, rootfs, "usr/")
-	if err := Copy(from, []string{"d"}, rootfs, "/usr", "", CopyOptions{UID: 5, GID: 5}); err != nil {
+	if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"d"}, rootfs, "/usr", "", CopyOptions{UID: 5, GID: 5}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"usr dir 0755 0:0", "usr/a file 0644 5:5 A"}
@@ -449,7 +451,7 @@ func TestCopyWithContextIgnore(t *testing.T) {
 		"build/tmp.o=O", "build/out/app=APP",
 		"node_modules/x.js=X", "src/secret.txt=S", "src/x.go=X",
 		"docs/guide.md=G", "docs/README.md=R")
-	c, err := OpenContext(ctxDir)
+	c, err := openContext(t, ctxDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +460,7 @@ func TestCopyWithContextIgnore(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := CopyOptions{UID: 0, GID: 0, Ignored: c.Ignored, SkipDir: c.SkipDir}
-	if err := Copy(ctxDir, rels, rootfs, "/app", "", o); err != nil {
+	if err := Copy(c.root, rels, rootfs, "/app", "", o); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -492,7 +494,7 @@ func TestCopyDeviceAndSocket(t *testing.T) {
 	}
 	defer l.Close()
 
-	if err := Copy(from, []string{"d"}, rootfs, "/dev", "", CopyOptions{}); err != nil {
+	if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"d"}, rootfs, "/dev", "", CopyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"dev dir 0755 0:0", "dev/null chardev 0666 0:0"}

@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/opencontainers/go-digest"
 
+	"github.com/crun-ci/crun-ci/hostfs"
 	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/snapshot"
 )
@@ -53,11 +53,17 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 			}
 			target := filepath.Join(x.r.Dir, "mnt", fmt.Sprintf("%s-from-%d", x.r.ID, x.seq.Add(1)))
 			return snapshot.View(ctx, x.c, filepath.Base(target), src.chainID(), x.r.Labels, target, func(fromRoot string) error {
-				rels, err := (&Context{Dir: fromRoot}).Sources(sd.SourcePaths)
+				// What earlier RUNs left there is read as any untrusted tree is.
+				d, err := hostfs.Open(fromRoot, hostfs.InRoot, "--from="+from)
 				if err != nil {
 					return err
 				}
-				return Copy(fromRoot, rels, root, dest, workdir, opts(uid, gid))
+				defer d.Close()
+				rels, err := (&Context{root: d}).Sources(sd.SourcePaths)
+				if err != nil {
+					return err
+				}
+				return Copy(d, rels, root, dest, workdir, opts(uid, gid))
 			})
 		}
 	case add && anyURL(sd.SourcePaths):
@@ -72,7 +78,7 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 				local = append(local, src)
 				continue
 			}
-			p, err := Fetch(ctx, src, dir)
+			p, err := Fetch(ctx, src, dir, x.r.Net.Dial)
 			if err != nil {
 				return err
 			}
@@ -85,7 +91,12 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 				return err
 			}
 		}
-		sum, err := (&Context{Dir: dir}).Digest(rels)
+		fetched, err := hostfs.Open(dir, hostfs.InRoot, "the downloads")
+		if err != nil {
+			return err
+		}
+		defer fetched.Close()
+		sum, err := (&Context{root: fetched}).Digest(rels)
 		if err != nil {
 			return err
 		}
@@ -95,7 +106,7 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 		}
 		keyParts = append(keyParts, sum.String(), ctxSum.String())
 		fill = func(root string, uid, gid int) error {
-			if err := Copy(dir, rels, root, dest, workdir, opts(uid, gid)); err != nil {
+			if err := Copy(fetched, rels, root, dest, workdir, opts(uid, gid)); err != nil {
 				return err
 			}
 			if len(ctxRels) == 0 {
@@ -103,7 +114,7 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 			}
 			o := opts(uid, gid)
 			o.Ignored, o.SkipDir, o.Extract, o.ArchiveOwners = x.ctxDir.Ignored, x.ctxDir.SkipDir, true, chown == ""
-			return Copy(x.ctxDir.Dir, ctxRels, root, dest, workdir, o)
+			return Copy(x.ctxDir.root, ctxRels, root, dest, workdir, o)
 		}
 	default:
 		rels, err := x.ctxDir.Sources(sd.SourcePaths)
@@ -118,11 +129,11 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 		fill = func(root string, uid, gid int) error {
 			o := opts(uid, gid)
 			o.Ignored, o.SkipDir, o.Extract, o.ArchiveOwners = x.ctxDir.Ignored, x.ctxDir.SkipDir, add, chown == ""
-			return Copy(x.ctxDir.Dir, rels, root, dest, workdir, o)
+			return Copy(x.ctxDir.root, rels, root, dest, workdir, o)
 		}
 	}
 
-	key := digest.FromString(strings.Join(keyParts, "\x00"))
+	key := x.key(keyParts...)
 	return x.layer(ctx, s, key, text, func(id string) error {
 		return x.mounted(ctx, id, func(root string) error {
 			uid, gid, err := chownIDs(root, chown)
@@ -151,8 +162,7 @@ func chownIDs(root, chown string) (int, int, error) {
 		return 0, 0, nil
 	}
 	userPart, groupPart, hasGroup := strings.Cut(chown, ":")
-	passwd, _ := readIn(root, "/etc/passwd")
-	group, _ := readIn(root, "/etc/group")
+	passwd, group := accounts(root)
 	u, err := oci.User(userPart, passwd, group)
 	if err != nil {
 		return 0, 0, fmt.Errorf("--chown=%s: %w", chown, err)
