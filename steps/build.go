@@ -18,7 +18,7 @@ import (
 	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/dockerfile"
-	"github.com/crun-ci/crun-ci/mounts"
+	"github.com/crun-ci/crun-ci/hostfs"
 	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
@@ -73,7 +73,7 @@ func (b *build) imageBuild(name string, cfg *config.Service) (*imageBuild, []err
 	if err != nil {
 		fail(bc.Pos, fmt.Errorf("build: %w", err))
 	}
-	context, dockerfilePath, shown, pathErrs := dockerfileOf(b.guard, b.o.Project.Dir, name, cfg)
+	context, dockerfilePath, pathErrs := dockerfileOf(b.root, name, cfg, b.o.MaxFile)
 	if len(pathErrs) > 0 {
 		return nil, append(errs, pathErrs...)
 	}
@@ -130,85 +130,57 @@ func (b *build) imageBuild(name string, cfg *config.Service) (*imageBuild, []err
 	}
 	return &imageBuild{req: dockerfile.Request{
 		Service:        name,
+		Root:           b.root,
 		Context:        context,
 		Dockerfile:     dockerfilePath,
-		DockerfileName: shown,
+		DockerfileName: dockerfilePath,
+		MaxFile:        b.o.MaxFile,
+		Resources:      b.o.Policy.Defaults(),
 		Args:           args,
 		SecretArgs:     secretArgs,
 		Image:          image,
 	}}, nil
 }
 
-// dockerfileOf finds a built service's context and Dockerfile inside the build directory
-// (or a granted prefix) and checks the Dockerfile: that it parses and uses only what the
-// builder builds. shown names it relative to the build directory.
-func dockerfileOf(guard mounts.Guard, dir, name string, cfg *config.Service) (context, dockerfilePath, shown string, errs []error) {
+// dockerfileOf finds a built service's context and Dockerfile below the build
+// directory root and checks the Dockerfile: that it is a regular file there, parses and
+// uses only what the builder builds. Both paths it returns are relative to root; the
+// Dockerfile's is how messages name it.
+func dockerfileOf(root *hostfs.Dir, name string, cfg *config.Service, max int64) (context, dockerfilePath string, errs []error) {
 	bc := cfg.Build
 	fail := func(err error) {
 		errs = append(errs, &config.Error{Pos: bc.Pos, Service: name, Err: err})
 	}
-	contextRel := bc.Context
-	if contextRel == "" {
-		contextRel = "."
+	context = root.Rel(bc.Context)
+	fi, err := root.Stat(context)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		fail(fmt.Errorf("build context %q: no such directory", bc.Context))
+	case err != nil:
+		fail(fmt.Errorf("build context %q: %w", bc.Context, err))
+	case !fi.IsDir():
+		fail(fmt.Errorf("build context %q: not a directory", bc.Context))
 	}
-	if missing(dir, contextRel) {
-		fail(fmt.Errorf("build context %q: no such directory", contextRel))
-		return "", "", "", errs
+	if errs != nil {
+		return "", "", errs
 	}
-	context, err := guard.HostPath(contextRel)
-	if err != nil {
-		fail(fmt.Errorf("build context %q: %w", contextRel, err))
-		return "", "", "", errs
-	}
-	dfRel := bc.Dockerfile
-	if dfRel == "" {
-		dfRel = "Dockerfile"
-	}
-	dfRel = filepath.Join(contextRel, dfRel)
-	if missing(dir, dfRel) {
-		fail(fmt.Errorf("build: Dockerfile %q: no such file", dfRel))
-		return "", "", "", errs
-	}
-	dockerfilePath, err = guard.HostPath(dfRel)
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = os.Stat(dockerfilePath); err == nil && !fi.Mode().IsRegular() {
-			err = fmt.Errorf("not a file")
-		}
-	}
-	if err != nil {
-		fail(fmt.Errorf("build: Dockerfile %q: %w", dfRel, err))
-		return "", "", "", errs
-	}
-	shown, err = filepath.Rel(dir, dockerfilePath)
-	if err != nil {
-		shown = dockerfilePath
-	}
-	if err := dockerfile.Check(dockerfile.Request{Dockerfile: dockerfilePath, DockerfileName: shown}); err != nil {
+	dockerfilePath = filepath.Join(context, bc.Dockerfile)
+	err = dockerfile.Check(dockerfile.Request{Root: root, Dockerfile: dockerfilePath, DockerfileName: dockerfilePath, MaxFile: max})
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		fail(fmt.Errorf("build: Dockerfile %q: no such file", dockerfilePath))
+	case err != nil:
 		fail(fmt.Errorf("build: %w", err))
 	}
-	return context, dockerfilePath, shown, errs
-}
-
-// missing reports whether the path p (relative to dir unless absolute) does not exist.
-func missing(dir, p string) bool {
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(dir, p)
-	}
-	_, err := os.Stat(p)
-	return errors.Is(err, fs.ErrNotExist)
+	return context, dockerfilePath, errs
 }
 
 // decryptFile reads and decrypts an encrypted file of the build directory, recording
 // why it cannot.
 func (b *build) decryptFile(v config.Value, errs *[]error, service string) ([]byte, bool) {
-	path, err := b.guard.HostPath(v.Text)
-	var data []byte
-	if err == nil {
-		data, err = os.ReadFile(path)
-	}
+	data, err := b.readFile(v.Text)
 	if err != nil {
-		*errs = append(*errs, &config.Error{Pos: v.Pos, Service: service, Err: fmt.Errorf("read %s: %w", v.Text, err)})
+		*errs = append(*errs, &config.Error{Pos: v.Pos, Service: service, Err: err})
 		return nil, false
 	}
 	return b.decrypt(v, data, v.Text, errs, service)
@@ -293,7 +265,11 @@ func (b *build) buildImage(ctx context.Context, step, name string, svc *service)
 		if err != nil {
 			return err
 		}
-		r.Net = dockerfile.Net{NetNS: n.netns, Hosts: n.hosts, ResolvConf: n.resolv}
+		resolv, err := network.ResolvConf(b.o.Network.Mode())
+		if err != nil {
+			return err
+		}
+		r.Net = dockerfile.Net{NetNS: n.netns, Hosts: n.hosts, ResolvConf: n.resolv, Dial: network.Dialer(n.netns, resolv)}
 	}
 	// The service's credentials pull its base images, a dockercfg_service's only when a
 	// pull needs them.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/hostfs"
 	"github.com/crun-ci/crun-ci/mounts"
 )
 
@@ -11,8 +12,13 @@ import (
 // specs parse, host paths exist and stay inside the build directory or a grant. It returns
 // every problem, as errors.Join of *config.Error. The Dockerfiles of built services are
 // found and checked too (see dockerfileOf).
-func Check(p *config.Project, allow []string) error {
-	guard := mounts.Guard{BuildDir: p.Dir, Allow: allow}
+func Check(p *config.Project, policy Policy) error {
+	guard := mounts.Guard{BuildDir: p.Dir, Allow: policy.Allow}
+	root, err := hostfs.Open(p.Dir, hostfs.Beneath, "the build directory")
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	var errs []error
 	for _, name := range p.Order {
 		svc := p.Services[name]
@@ -27,8 +33,12 @@ func Check(p *config.Project, allow []string) error {
 		}
 	}
 	for _, name := range p.Order {
+		_, _, confErrs := policy.confine(root, p.Services[name])
+		errs = append(errs, confErrs...)
+	}
+	for _, name := range p.Order {
 		if svc := p.Services[name]; svc.Build != nil {
-			_, _, _, bErrs := dockerfileOf(guard, p.Dir, name, svc)
+			_, _, bErrs := dockerfileOf(root, name, svc, policy.MaxFile)
 			errs = append(errs, bErrs...)
 		}
 	}

@@ -235,6 +235,9 @@ func (g *depGroup) run(ctx context.Context, d *dep, verify func(uint32) error) {
 		default:
 			if code != 0 {
 				note := fmt.Sprintf("dependency %q exited early with code %d", d.name, code)
+				if oom := g.b.oomNote(ctx, d.c, d.name); oom != "" {
+					note += " (" + oom + ")"
+				}
 				log.G(ctx).Warnf("step %q: %s", g.step.Name, note)
 				g.mu.Lock()
 				g.notes = append(g.notes, note)

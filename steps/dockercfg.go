@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -15,10 +14,10 @@ import (
 
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/hostfs"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/oci"
@@ -290,48 +289,33 @@ func (b *build) dockercfgService(ctx context.Context, name, step string, out *Ou
 	if code != 0 {
 		return nil, fmt.Errorf("exited with code %d", code)
 	}
-	data, err := readDockercfg(file)
+	data, err := readDockercfg(outDir)
 	if err != nil {
 		return nil, err
 	}
 	return remote.ParseCredentials(dockercfgPath, data)
 }
 
-// readDockercfg reads the file a credential service wrote, refusing anything but a
-// regular file of at most maxDockercfg bytes: the container made it, and could have made
-// it a link to a file of the host or a FIFO.
-func readDockercfg(path string) ([]byte, error) {
-	// Errors name the file as the container sees it, not the host's path.
-	fail := func(err error) error {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return fmt.Errorf("read %s: %w", dockercfgPath, err)
+// readDockercfg reads the file a credential service wrote into the directory dir
+// (dockercfgDir in its container), refusing anything but a regular file of at most
+// maxDockercfg bytes: the container made it, and could have made it a link to a file of
+// the host, a FIFO or a device.
+func readDockercfg(dir string) ([]byte, error) {
+	d, err := hostfs.Open(dir, hostfs.Beneath, dockercfgDir)
+	if err != nil {
+		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	defer d.Close()
+	data, err := d.ReadFile(filepath.Base(dockercfgPath), maxDockercfg)
+	var he *hostfs.Error
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("wrote no %s", dockercfgPath)
-	case errors.Is(err, unix.ELOOP):
-		return nil, fail(errors.New("a symbolic link, not a file"))
+	case errors.As(err, &he):
+		// Named as the container sees it, not by the host's path.
+		return nil, fmt.Errorf("%s %s", dockercfgPath, he.Why)
 	case err != nil:
-		return nil, fail(err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, fail(err)
-	}
-	if !info.Mode().IsRegular() {
-		return nil, fail(errors.New("not a regular file"))
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxDockercfg+1))
-	if err != nil {
-		return nil, fail(err)
-	}
-	if len(data) > maxDockercfg {
-		return nil, fmt.Errorf("read %s: larger than %d KiB", dockercfgPath, maxDockercfg>>10)
+		return nil, err
 	}
 	return data, nil
 }

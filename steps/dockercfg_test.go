@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/remote"
@@ -153,10 +154,13 @@ func TestADockercfgServiceThatFailsStopsTheBuildBeforeItStarts(t *testing.T) {
 		{"it writes no JSON", writes("user:password"), 0, `codeship-services.yml:4: service "app": dockercfg_service "creds": read registry credentials /crun-ci-dockercfg/config.json: invalid character`},
 		{"it writes a link to a host file", func(dir string) error {
 			return os.Symlink("/etc/hostname", filepath.Join(dir, "config.json"))
-		}, 0, `codeship-services.yml:4: service "app": dockercfg_service "creds": read /crun-ci-dockercfg/config.json: a symbolic link, not a file`},
+		}, 0, `codeship-services.yml:4: service "app": dockercfg_service "creds": /crun-ci-dockercfg/config.json is a symlink leaving /crun-ci-dockercfg`},
 		{"it writes a directory", func(dir string) error {
 			return os.Mkdir(filepath.Join(dir, "config.json"), 0o755)
-		}, 0, `codeship-services.yml:4: service "app": dockercfg_service "creds": read /crun-ci-dockercfg/config.json: not a regular file`},
+		}, 0, `codeship-services.yml:4: service "app": dockercfg_service "creds": /crun-ci-dockercfg/config.json is a directory, not a regular file`},
+		{"it writes a FIFO", func(dir string) error {
+			return unix.Mkfifo(filepath.Join(dir, "config.json"), 0o600)
+		}, 0, `codeship-services.yml:4: service "app": dockercfg_service "creds": /crun-ci-dockercfg/config.json is a named pipe, not a regular file`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &credFake{fake: newFake(t), write: tc.write, code: tc.code}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/docker/go-units"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -169,7 +171,7 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 	defer func() {
 		g.stop()
 		if len(g.notes) > 0 {
-			r.Note = strings.Join(g.notes, "; ")
+			r.Note = strings.Join(append(slices.DeleteFunc([]string{r.Note}, func(n string) bool { return n == "" }), g.notes...), "; ")
 		}
 	}()
 	// The step's own task is created while its dependencies start (creating a task is
@@ -207,7 +209,27 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 	if err != nil && ctx.Err() != nil {
 		return 0, b.stop(main)
 	}
+	if err == nil && code != 0 {
+		r.Note = b.oomNote(ctx, main, s.Service)
+	}
 	return code, err
+}
+
+// oomNote says, for a container of service whose task exited with a failure, whether the
+// OOM killer ended it: "killed: out of memory (limit 64MiB)"; "" when it did not.
+func (b *build) oomNote(ctx context.Context, c Container, service string) string {
+	oom, err := c.OOMKilled(ctx)
+	if err != nil {
+		log.G(ctx).WithError(err).Debugf("container %s: cannot tell whether it ran out of memory", c.ID())
+		return ""
+	}
+	if !oom {
+		return ""
+	}
+	if limit := b.services[service].resources.Memory; limit > 0 {
+		return fmt.Sprintf("killed: out of memory (limit %s)", units.BytesSize(float64(limit)))
+	}
+	return "killed: out of memory"
 }
 
 // verifyMounts checks, for a created task whose process has not started, that each of its
@@ -343,6 +365,8 @@ func (b *build) spec(ctx context.Context, id string, svc *service, args []string
 		NetNS:      net.netns,
 		HostsFile:  net.hosts,
 		ResolvConf: net.resolv,
+		Security:   svc.security,
+		Resources:  svc.resources,
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/hostfs"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/remote"
@@ -83,6 +84,9 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 			continue
 		}
 		svc := &service{cfg: cfg, templates: map[int]string{}}
+		var confErrs []error
+		svc.security, svc.resources, confErrs = b.o.Policy.confine(b.root, cfg)
+		errs = append(errs, confErrs...)
 		if cfg.Build != nil {
 			// Built when the first step that needs it starts.
 			ib, errs2 := b.imageBuild(name, cfg)
@@ -198,8 +202,8 @@ func (b *build) inspect(ctx context.Context, name string) error {
 	labels := maps.Clone(b.labels)
 	labels[builds.LabelService] = name
 	err := b.rt.View(ctx, svc.image, key, labels, filepath.Join(b.dir, "views", sanitize(name)), func(root string) error {
-		passwd, _ := readInRoot(root, "/etc/passwd")
-		group, _ := readInRoot(root, "/etc/group")
+		passwd, _ := hostfs.ReadInRoot(root, "/etc/passwd", hostfs.MaxFile)
+		group, _ := hostfs.ReadInRoot(root, "/etc/group", hostfs.MaxFile)
 		u, err := oci.User(user, passwd, group)
 		if err != nil {
 			return err
@@ -238,15 +242,12 @@ func (b *build) fileEnv(cfg *config.Service) (plainEnv, secretEnv []string, _ []
 		errs = append(errs, &config.Error{Pos: pos, Service: cfg.Name, Err: err})
 	}
 	read := func(v config.Value) ([]byte, bool) {
-		path, err := b.guard.HostPath(v.Text)
-		if err == nil {
-			var data []byte
-			if data, err = os.ReadFile(path); err == nil {
-				return data, true
-			}
+		data, err := b.readFile(v.Text)
+		if err != nil {
+			fail(v.Pos, err)
+			return nil, false
 		}
-		fail(v.Pos, fmt.Errorf("read %s: %w", v.Text, err))
-		return nil, false
+		return data, true
 	}
 	add := func(v config.Value, data []byte, secret bool) {
 		vars, err := secrets.ParseEnv(data)
@@ -385,13 +386,9 @@ func (b *build) decryptDockercfg(v config.Value) (remote.Credentials, error) {
 	if b.o.Key == nil {
 		return nil, fmt.Errorf("%s needs the key, which is not there (%s)", v.Text, b.o.KeySource)
 	}
-	path, err := b.guard.HostPath(v.Text)
-	var data []byte
-	if err == nil {
-		data, err = os.ReadFile(path)
-	}
+	data, err := b.readFile(v.Text)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", v.Text, err)
+		return nil, err
 	}
 	plain, err := secrets.Decrypt(*b.o.Key, data)
 	if err != nil {
@@ -490,10 +487,8 @@ func inRoot(root, p string) (string, error) {
 	return fs.RootPath(root, p)
 }
 
-func readInRoot(root, p string) ([]byte, error) {
-	real, err := inRoot(root, p)
-	if err != nil {
-		return nil, err
-	}
-	return os.ReadFile(real)
+// readFile reads a file that the pipeline names (env_file, encrypted files), relative to
+// the build directory and inside it, of at most the build's bound.
+func (b *build) readFile(name string) ([]byte, error) {
+	return b.root.ReadFile(b.root.Rel(name), b.o.maxFile())
 }

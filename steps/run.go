@@ -20,8 +20,10 @@ import (
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/hostfs"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/network"
+	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/task"
@@ -38,8 +40,8 @@ type Options struct {
 	MaxParallel int
 	// NoRemove keeps containers, snapshots and anonymous volumes after their step.
 	NoRemove bool
-	// Allow holds the absolute host path prefixes granted besides the build directory.
-	Allow []string
+	// Policy is what the operator lets the pipeline reach and ask for.
+	Policy
 	// BuildID names the build; a new one is made when empty.
 	BuildID string
 	// Namespace is containerd's namespace, which the spec's cgroup path names.
@@ -156,7 +158,7 @@ func (s *Summary) Print(w io.Writer) {
 	fmt.Fprintf(w, "\nbuild %s:\n", s.BuildID)
 	for _, r := range s.Results {
 		count[r.Status]++
-		line := fmt.Sprintf("  %-11s %s (%s)", strings.ToUpper(string(r.Status)), r.Step, r.Service)
+		line := fmt.Sprintf("  %-11s %s (%s)", strings.ToUpper(string(r.Status)), config.Printable(r.Step), config.Printable(r.Service))
 		if r.Status != NotRun && r.Status != Skipped {
 			line += fmt.Sprintf(" %.2fs", r.Duration.Seconds())
 		}
@@ -210,12 +212,15 @@ func NewBuildID() string {
 
 // build is the state of one run of Run.
 type build struct {
-	o        Options
-	rt       Runtime
-	out      *Output
-	dir      string // StateDir/builds/<id>
-	labels   map[string]string
-	guard    mounts.Guard
+	o      Options
+	rt     Runtime
+	out    *Output
+	dir    string // StateDir/builds/<id>
+	labels map[string]string
+	guard  mounts.Guard
+	// root is the build directory, pinned: every file of it that crun-ci reads is read
+	// through it.
+	root     *hostfs.Dir
 	services map[string]*service
 	msvc     map[string]mounts.Service
 	sem      chan struct{}
@@ -253,6 +258,9 @@ type service struct {
 	// encrypted_environment give, which reaches the process through the hand-off, never
 	// the spec.
 	fileEnv, secretEnv []string
+	// security and resources confine and bound its containers (Policy.confine).
+	security  oci.Security
+	resources oci.Resources
 }
 
 // Run runs the pipeline. It returns a *PreconditionError, and runs nothing, when the
@@ -322,6 +330,10 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 			}
 		}
 	}()
+	if b.root, err = hostfs.Open(o.Project.Dir, hostfs.Beneath, "the build directory"); err != nil {
+		return nil, err
+	}
+	defer b.root.Close()
 	ctx, release, err := rt.Lease(ctx, b.labels, 24*time.Hour)
 	if err != nil {
 		return nil, err

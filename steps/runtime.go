@@ -29,6 +29,8 @@ type Container interface {
 	// process has not started; an error stops here), then starts it.
 	Start(ctx context.Context, stdout, stderr io.Writer, before func(pid uint32) error) error
 	Wait(ctx context.Context) (uint32, error)
+	// OOMKilled reports whether the OOM killer killed a process of the exited task.
+	OOMKilled(ctx context.Context) (bool, error)
 	Kill(ctx context.Context, sig syscall.Signal) error
 	// Resize sets the size of the task's terminal.
 	Resize(ctx context.Context, width, height uint32) error

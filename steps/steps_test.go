@@ -102,6 +102,8 @@ func (c *fakeContainer) Wait(context.Context) (uint32, error) {
 		c.f.mu.Unlock()
 	}()
 	switch c.args[0] {
+	case "oom":
+		return 137, nil
 	case "exit":
 		var code uint32
 		fmt.Sscan(c.args[1], &code)
@@ -119,6 +121,11 @@ func (c *fakeContainer) Wait(context.Context) (uint32, error) {
 }
 
 func (c *fakeContainer) Kill(context.Context, syscall.Signal) error { return nil }
+
+// OOMKilled says a container whose command is "oom" ran out of memory.
+func (c *fakeContainer) OOMKilled(context.Context) (bool, error) {
+	return c.args[0] == "oom", nil
+}
 
 func (c *fakeContainer) Resize(context.Context, uint32, uint32) error { return nil }
 
@@ -381,6 +388,36 @@ func TestOutputPrefixesWholeLinesAndBoundsLongOnes(t *testing.T) {
 	s.Close()
 	if got, want := buf.String(), "p | "+strings.Repeat("y", maxLine)+"\np | next\n"; got != want {
 		t.Errorf("a line of exactly maxLine bytes came out as %d lines", strings.Count(got, "\n"))
+	}
+}
+
+// Names are checked when the pipeline is read; the output escapes their control
+// characters in any case, and leaves what containers write as it is.
+func TestCrunCIsOwnLinesNeverPrintAControlCharacterRaw(t *testing.T) {
+	var buf bytes.Buffer
+	s := NewOutput(&buf).Stream("st\x1b[2Jep/app | ")
+	s.Write([]byte("data \x1b[31mred\n"))
+	if got, want := buf.String(), "st\\x1b[2Jep/app | data \x1b[31mred\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	buf.Reset()
+	(&Summary{BuildID: "b", Results: []Result{{Step: "a\nFAKE PASSED", Service: "s\x1b]0;x\x07", Status: Failed, ExitCode: 1}}}).Print(&buf)
+	if strings.ContainsAny(buf.String(), "\x1b\x07") || strings.Contains(buf.String(), "\nFAKE") {
+		t.Errorf("the summary prints a control character raw: %q", buf.String())
+	}
+}
+
+func TestRunReportsAnOOMKill(t *testing.T) {
+	f := newFake(t)
+	p := load(t, "app:\n  image: busybox\n  mem_limit: 64m\n", "- {name: a, service: app, command: oom}\n")
+	sum, _, err := run(t, f, p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	sum.Print(&buf)
+	if !strings.Contains(buf.String(), "FAILED      a (app)") || !strings.Contains(buf.String(), ": exit code 137 (killed: out of memory (limit 64MiB))") {
+		t.Errorf("summary %q does not say the step ran out of memory", buf.String())
 	}
 }
 

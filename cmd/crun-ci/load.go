@@ -25,6 +25,7 @@ func runLoad(ctx context.Context, g globals, args []string, stdout, stderr io.Wr
 	fs := commandFlags("load", &g, stderr, " [SERVICE…]")
 	fs.StringVar(&p.dir, "dir", ".", "build directory")
 	fs.StringVar(&p.servicesPath, "services-path", "", "services file (default: codeship-services.yml, .json or docker-compose.yml in --dir)")
+	p.policyFlags.add(fs)
 	addNetworkFlag(fs, &netMode)
 	pf.add(fs)
 	kf.add(fs)
@@ -32,11 +33,16 @@ func runLoad(ctx context.Context, g globals, args []string, stdout, stderr io.Wr
 	if err := parse(fs, &g, args, stderr); err != nil {
 		return quietHelp(err)
 	}
+	policy, err := p.policy()
+	if err != nil {
+		return err
+	}
 	proj, err := config.LoadServices(p.dir, p.servicesPath)
 	if err != nil {
 		printErrors(stderr, err)
 		return &exitError{code: 2, err: fmt.Errorf("%w: invalid services", errReported)}
 	}
+	warn(stderr, proj)
 	names := fs.Args()
 	if len(names) == 0 {
 		names = proj.Order
@@ -63,6 +69,7 @@ func runLoad(ctx context.Context, g globals, args []string, stdout, stderr io.Wr
 	sum, err := steps.Run(ctx, steps.Containerd(task.New(sess.d.Client)), steps.Options{
 		Project:       proj,
 		Load:          names,
+		Policy:        policy,
 		BuildID:       buildID,
 		Namespace:     g.namespace,
 		StateDir:      sess.stateDir,

@@ -102,32 +102,79 @@ func (g *globals) connect(ctx context.Context) (*daemon.Daemon, error) {
 	return d, nil
 }
 
-// project flags: where the pipeline's files are.
+// project flags: where the pipeline's files are, and what the operator lets it do.
 type projectFlags struct {
 	dir, servicesPath, stepsPath string
-	allow                        []string
+	policyFlags
 }
 
 func (p *projectFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&p.dir, "dir", ".", "build directory")
 	fs.StringVar(&p.servicesPath, "services-path", "", "services file (default: codeship-services.yml, .json or docker-compose.yml in --dir)")
 	fs.StringVar(&p.stepsPath, "steps-path", "", "steps file (default: codeship-steps.yml or .json in --dir)")
+	p.policyFlags.add(fs)
+}
+
+// policyFlags are the operator's grants and bounds (steps.Policy).
+type policyFlags struct {
+	allow                  []string
+	maxFile                string
+	privileged, unconfined bool
+	pids                   int64
+	memory                 string
+}
+
+func (p *policyFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&p.allow, "allow-host-path", nil, "absolute host path prefix that volumes may mount besides the build directory (repeatable)")
+	fs.StringVar(&p.maxFile, "max-file-size", "10MiB", "bound of each Dockerfile, .dockerignore, env and encrypted file crun-ci reads from the build directory")
+	fs.BoolVar(&p.privileged, "allow-privileged", false, "let services widen their containers beyond Docker's defaults: privileged, cap_add beyond the default set, devices, systempaths=unconfined")
+	fs.BoolVar(&p.unconfined, "allow-unconfined", false, "let services replace or turn off the seccomp profile (security_opt: seccomp=unconfined or a profile file)")
+	fs.Int64Var(&p.pids, "pids-limit", steps.DefaultPidsLimit, "pids limit of every container, and the most a service's pids_limit may ask for (0 or -1: no limit)")
+	fs.StringVar(&p.memory, "memory-limit", "0", "memory limit of every container whose service sets no mem_limit, and the most one may ask for (e.g. 2g; 0: no limit)")
+}
+
+// policy checks the flags and returns the policy they give.
+func (p *policyFlags) policy() (steps.Policy, error) {
+	for _, a := range p.allow {
+		if !filepath.IsAbs(a) {
+			return steps.Policy{}, usageError("--allow-host-path %q: not an absolute path", a)
+		}
+	}
+	max, err := dockerfile.ParseSize(p.maxFile)
+	if err != nil || max <= 0 {
+		return steps.Policy{}, usageError("--max-file-size %q: want a positive size (10MiB, 500KB)", p.maxFile)
+	}
+	mem, err := dockerfile.ParseSize(p.memory)
+	if err != nil {
+		return steps.Policy{}, usageError("--memory-limit %q: want a size (2g, 512MiB) or 0", p.memory)
+	}
+	pids := p.pids
+	switch {
+	case pids == 0 || pids == -1:
+		pids = -1 // none
+	case pids < -1:
+		return steps.Policy{}, usageError("--pids-limit %d: want a positive number, or 0 for no limit", pids)
+	}
+	return steps.Policy{Allow: p.allow, MaxFile: max, Privileged: p.privileged, Unconfined: p.unconfined, PidsLimit: pids, MemoryLimit: mem}, nil
+}
+
+// warn prints, one a line, what crun-ci reads in the pipeline but does not act on.
+func warn(stderr io.Writer, proj *config.Project) {
+	for _, w := range steps.Warnings(proj) {
+		fmt.Fprintln(stderr, "crun-ci: warning: "+w.Error())
+	}
 }
 
 // load reads and checks the pipeline; every problem is printed, one per line.
 func (p *projectFlags) load(ctx context.Context, stderr io.Writer) (*config.Project, error) {
-	for _, a := range p.allow {
-		if !filepath.IsAbs(a) {
-			return nil, usageError("--allow-host-path %q: not an absolute path", a)
-		}
+	policy, err := p.policy()
+	if err != nil {
+		return nil, err
 	}
 	proj, err := config.Load(p.dir, p.servicesPath, p.stepsPath)
 	if err == nil {
-		for _, ig := range proj.Ignored {
-			log.G(ctx).Debugf("%s: service %q: key %q ignored", ig.Pos, ig.Service, ig.Key)
-		}
-		err = steps.Check(proj, p.allow)
+		warn(stderr, proj)
+		err = steps.Check(proj, policy)
 	}
 	if err != nil {
 		printErrors(stderr, err)
@@ -365,6 +412,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
+	policy, _ := p.policy() // checked by load
 	key, keySource, err := kf.load(proj.Dir)
 	if err != nil {
 		return err
@@ -389,7 +437,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		Env:           env,
 		MaxParallel:   maxParallel,
 		NoRemove:      noRemove,
-		Allow:         p.allow,
+		Policy:        policy,
 		BuildID:       buildID,
 		Namespace:     g.namespace,
 		StateDir:      sess.stateDir,
@@ -556,12 +604,17 @@ func (p *pullFlags) builder(s *session, namespace string) (*dockerfile.Builder, 
 	if err != nil {
 		return nil, usageError("--cache-max-size: %w", err)
 	}
+	secret, err := dockerfile.LoadCacheSecret(s.stateDir)
+	if err != nil {
+		return nil, err
+	}
 	c := task.New(s.d.Client)
 	return &dockerfile.Builder{
 		Client:       c,
 		Namespace:    namespace,
 		NoCache:      p.noCache,
 		CacheMaxSize: max,
+		CacheSecret:  secret,
 		Image: func(ctx context.Context, ref string, creds func(context.Context) (remote.Credentials, error)) (string, error) {
 			name, err := task.Normalize(ref)
 			if err != nil {

@@ -42,7 +42,7 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 	fs.SetInterspersed(false) // flags after SERVICE belong to the command
 	fs.StringVar(&p.dir, "dir", ".", "build directory")
 	fs.StringVar(&p.servicesPath, "services-path", "", "services file (default: codeship-services.yml, .json or docker-compose.yml in --dir)")
-	fs.StringArrayVar(&p.allow, "allow-host-path", nil, "absolute host path prefix that volumes may mount besides the build directory (repeatable)")
+	p.policyFlags.add(fs)
 	fs.StringArrayVarP(&env, "env", "e", nil, "KEY=VAL added to the container's environment (repeatable)")
 	fs.StringVar(&entrypoint, "entrypoint", "", "replace the service's entrypoint (split like a command)")
 	fs.BoolVar(&noRemove, "no-remove", false, "keep the containers, snapshots and anonymous volumes")
@@ -66,9 +66,14 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 			return usageError("--entrypoint %q: %w", entrypoint, err)
 		}
 	}
+	policy, err := p.policy()
+	if err != nil {
+		return err
+	}
 	proj, err := config.LoadServices(p.dir, p.servicesPath)
 	if err == nil {
-		err = steps.Check(proj, p.allow)
+		warn(stderr, proj)
+		err = steps.Check(proj, policy)
 	}
 	if err != nil {
 		printErrors(stderr, err)
@@ -125,7 +130,7 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 		Project:       proj,
 		MaxParallel:   1,
 		NoRemove:      noRemove,
-		Allow:         p.allow,
+		Policy:        policy,
 		Env:           env,
 		Namespace:     g.namespace,
 		StateDir:      sess.stateDir,

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/crun-ci/crun-ci/civars"
+	"github.com/crun-ci/crun-ci/hostfs"
 	"github.com/crun-ci/crun-ci/secrets"
 )
 
@@ -52,7 +53,7 @@ func (k *keyFlags) load(dir string) (*secrets.Key, string, error) {
 		return &key, keyEnv, nil
 	}
 	path := k.file(dir)
-	data, err := os.ReadFile(path)
+	data, err := readKeyFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Sprintf("no key file %s and %s is not set", path, keyEnv), nil
 	}
@@ -64,6 +65,21 @@ func (k *keyFlags) load(dir string) (*secrets.Key, string, error) {
 		return nil, "", &exitError{code: 2, err: fmt.Errorf("key file %s: %w", path, err)}
 	}
 	return &key, path, nil
+}
+
+// maxKeyFile bounds a key file: a key is 44 bytes of base64.
+const maxKeyFile = 64 << 10
+
+// readKeyFile reads the key file at path: a regular file in its directory (codeship.aes
+// of the build directory, which a pipeline could have replaced), not a symlink out of it,
+// a FIFO or a device, of at most maxKeyFile bytes.
+func readKeyFile(path string) ([]byte, error) {
+	d, err := hostfs.Open(filepath.Dir(path), hostfs.Beneath, "its directory")
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.ReadFile(filepath.Base(path), maxKeyFile)
 }
 
 // runCrypt is `crun-ci encrypt IN OUT` and `crun-ci decrypt IN OUT`.
