@@ -28,7 +28,7 @@ type tarEntry struct {
 }
 
 // makeTar returns a tar archive of entries, all with the modification time when.
-func makeTar(t *testing.T, when time.Time, entries ...tarEntry) []byte {
+func makeTar(t testing.TB, when time.Time, entries ...tarEntry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -88,7 +88,7 @@ func bzipped(t *testing.T, b []byte) []byte {
 
 // testArchive is an archive with a directory, a file, links, and names that try to
 // leave the destination.
-func testArchive(t *testing.T, when time.Time) []byte {
+func testArchive(t testing.TB, when time.Time) []byte {
 	return makeTar(t, when,
 		tarEntry{name: "./", typ: tar.TypeDir, mode: 0o700},
 		tarEntry{name: "d/", typ: tar.TypeDir, mode: 0o750, uid: 7, gid: 8},
