@@ -17,6 +17,7 @@ import (
 
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/dockerfile"
+	"github.com/crun-ci/crun-ci/hostfs"
 	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/steps"
@@ -207,8 +208,13 @@ func BenchmarkBuild(b *testing.B) {
 		seq++
 		work := filepath.Join(b.TempDir(), "work")
 		start := time.Now()
+		root, err := hostfs.Open(dir, hostfs.Beneath, "the build directory")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer root.Close()
 		res, err := bld.Build(ctx, dockerfile.Request{
-			Service: "bench", Context: dir, Dockerfile: filepath.Join(dir, "Dockerfile"), DockerfileName: "Dockerfile",
+			Service: "bench", Root: root, Context: ".", Dockerfile: "Dockerfile", DockerfileName: "Dockerfile",
 			Image: "docker.io/crunci/bench:1", Output: io.Discard,
 			ID: fmt.Sprintf("crunci-bench-%d", seq), Labels: map[string]string{"crun-ci.bench": "1"}, Dir: work,
 		})
