@@ -940,7 +940,10 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 	}
 	if code != 0 {
 		if oom, err := ctr.OOMKilled(ctx); err == nil && oom {
-			return fmt.Errorf("exit code %d (killed: out of memory (limit %s))", code, units.BytesSize(float64(x.r.Resources.Memory)))
+			if limit := x.r.Resources.Memory; limit > 0 {
+				return fmt.Errorf("exit code %d (killed: out of memory (limit %s))", code, units.BytesSize(float64(limit)))
+			}
+			return fmt.Errorf("exit code %d (killed: out of memory)", code)
 		}
 		return fmt.Errorf("exit code %d", code)
 	}

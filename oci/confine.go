@@ -39,7 +39,8 @@ type Security struct {
 	SeccompUnconfined bool
 	// NewPrivileges lets setuid programs gain privileges (no-new-privileges:false).
 	NewPrivileges bool
-	// SystemPaths leaves /proc and /sys unmasked and writable (systempaths=unconfined).
+	// SystemPaths neither masks nor makes read-only the paths of /proc and /sys that
+	// the default spec does (systempaths=unconfined, as Docker's).
 	SystemPaths bool
 }
 
@@ -122,7 +123,7 @@ func (s Security) opts() []ctroci.SpecOpts {
 		opts = append(opts, ctroci.WithNewPrivileges)
 	}
 	if s.SystemPaths {
-		opts = append(opts, ctroci.WithMaskedPaths(nil), ctroci.WithReadonlyPaths(nil), ctroci.WithWriteableSysfs)
+		opts = append(opts, ctroci.WithMaskedPaths(nil), ctroci.WithReadonlyPaths(nil))
 	}
 	switch {
 	case s.SeccompUnconfined:

@@ -117,7 +117,7 @@ func TestSpec(t *testing.T) {
 		},
 		{
 			// What only the operator allows: no seccomp filter, setuid programs gain
-			// privileges, /proc and /sys unmasked.
+			// privileges, no masked or read-only paths.
 			name: "unconfined",
 			c: Container{
 				ID:        "b1-test-app",
