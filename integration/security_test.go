@@ -108,11 +108,25 @@ built:
 		"Dockerfile": "FROM busybox\nCOPY . /ctx/\n",
 		"ctx/a.txt":  "ours\n",
 	})
+	before := cacheEntries(t)
 	r := stepsWithin(t, 2*time.Minute, dir)
 	wantCode(t, r, 1)
 	wantContains(t, "stdout", r.stdout, "PASSED      swap (app)", "FAILED      use (built)", "build context: ctx is a symlink leaving the build directory")
 	wantNoSecret(t, r)
 	noImage(t, "docker.io/crunci/swapped-context:1")
+	if after := cacheEntries(t); after != before {
+		t.Errorf("the layer cache grew from %d to %d entries", before, after)
+	}
+}
+
+// cacheEntries counts the layers of the layer cache.
+func cacheEntries(t *testing.T) int {
+	t.Helper()
+	entries, err := dockerfile.Cache(context.Background(), ctrd.Client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
 }
 
 func TestADockerfileSwappedForAHostFileOrADeviceIsRefused(t *testing.T) {
