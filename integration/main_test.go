@@ -15,10 +15,11 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/opencontainers/image-spec/identity"
+
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/daemon"
 	"github.com/crun-ci/crun-ci/ociarchive"
-	"github.com/opencontainers/image-spec/identity"
 )
 
 const namespace = "crun-ci"
@@ -145,8 +146,14 @@ type result struct {
 // crunci runs the binary with the suite's global flags and args.
 func crunci(t *testing.T, args ...string) result {
 	t.Helper()
+	return crunciCtx(t, context.Background(), args...)
+}
+
+// crunciCtx is crunci under ctx, which kills crun-ci when it ends.
+func crunciCtx(t *testing.T, ctx context.Context, args ...string) result {
+	t.Helper()
 	full := append([]string{"--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir}, args...)
-	cmd := exec.Command(bin, full...)
+	cmd := exec.CommandContext(ctx, bin, full...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

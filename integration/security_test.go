@@ -1,9 +1,7 @@
 package integration
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -43,23 +41,9 @@ func crunciWithin(t *testing.T, d time.Duration, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	full := append([]string{"--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir}, args...)
-	cmd := exec.CommandContext(ctx, bin, full...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	t.Logf("crun-ci %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, r.stdout, r.stderr)
+	r := crunciCtx(t, ctx, args...)
 	if ctx.Err() != nil {
 		t.Fatalf("crun-ci did not end within %s", d)
-	}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("run crun-ci: %v", err)
 	}
 	return r
 }
