@@ -56,12 +56,11 @@ func ListShims(namespace, address string) (map[string][]Shim, error) {
 			continue
 		}
 		id := flags["id"]
-		rest, ok := strings.CutPrefix(id, "crunci-")
+		parsed, ok := ParseID(id)
 		if !ok {
 			continue
 		}
-		build, _, _ := strings.Cut(rest, "-")
-		out[build] = append(out[build], Shim{PID: pid, ID: id, Namespace: namespace})
+		out[parsed.Build] = append(out[parsed.Build], Shim{PID: pid, ID: id, Namespace: namespace})
 	}
 	return out, nil
 }
