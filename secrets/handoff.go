@@ -9,6 +9,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // The hand-off moves secret environment variables into a container without writing them
@@ -61,4 +63,66 @@ func ReadEnvFile(path string) ([]string, error) {
 	}
 	defer f.Close()
 	return DecodeEnv(f)
+}
+
+// Where the hand-off appears inside a container: crun-ci's own executable and the FIFO.
+const (
+	HandoffExe  = "/.crun-ci/crun-ci"
+	HandoffFIFO = "/.crun-ci/env"
+)
+
+// HandoffArgs returns the process arguments that run args through the hand-off:
+// `crun-ci exec-env FIFO -- args…`.
+func HandoffArgs(args []string) []string {
+	return append([]string{HandoffExe, "exec-env", HandoffFIFO, "--"}, args...)
+}
+
+// Handoff is the FIFO through which one container gets its secret variables.
+type Handoff struct {
+	// Path is the FIFO's host path, to mount at HandoffFIFO.
+	Path string
+	f    *os.File
+	// wrote receives the result of the write.
+	wrote chan error
+}
+
+// NewHandoff makes the FIFO at path, owned by uid and gid (the container's user, who
+// reads it), opens it for reading and writing, so that what it holds waits in the pipe,
+// in memory, until the process reads it, and writes env into it. Close it once the
+// container has ended.
+func NewHandoff(path string, uid, gid int, env []string) (*Handoff, error) {
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		return nil, fmt.Errorf("make the secret hand-off: %w", err)
+	}
+	if err := os.Chown(path, uid, gid); err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("make the secret hand-off: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("open the secret hand-off: %w", err)
+	}
+	h := &Handoff{Path: path, f: f, wrote: make(chan error, 1)}
+	data := EncodeEnv(env)
+	// More than a pipe holds waits for the reader.
+	go func() {
+		_, err := f.Write(data)
+		h.wrote <- err
+	}()
+	return h, nil
+}
+
+// Close closes the FIFO and removes it. It returns the error of the write, unless the
+// write was cut short by the close (a process that never read it, having failed to
+// start, is not the hand-off's failure).
+func (h *Handoff) Close() error {
+	err := h.f.Close()
+	if werr := <-h.wrote; werr != nil && !errors.Is(werr, os.ErrClosed) {
+		err = errors.Join(err, fmt.Errorf("write the secret hand-off: %w", werr))
+	}
+	if rerr := os.Remove(h.Path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = errors.Join(err, rerr)
+	}
+	return err
 }

@@ -2,6 +2,11 @@ package secrets
 
 import (
 	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -27,5 +32,34 @@ func TestTheHandOffEncodingRoundTrips(t *testing.T) {
 		if _, err := DecodeEnv(bytes.NewReader([]byte(bad))); err == nil {
 			t.Errorf("DecodeEnv(%q) succeeded", bad)
 		}
+	}
+}
+
+func TestHandoffHandsTheVariablesOverOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "env")
+	h, err := NewHandoff(path, os.Getuid(), os.Getgid(), []string{"TOKEN=s3cret", "B=2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadEnvFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"TOKEN=s3cret", "B=2"}; !slices.Equal(got, want) {
+		t.Errorf("read %q, want %q", got, want)
+	}
+	if err := h.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the FIFO is still there: %v", err)
+	}
+	// Nobody read a large hand-off: closing it is no error.
+	h, err = NewHandoff(filepath.Join(t.TempDir(), "env"), os.Getuid(), os.Getgid(), []string{"BIG=" + strings.Repeat("x", 1<<20)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Errorf("Close of an unread hand-off: %v", err)
 	}
 }
