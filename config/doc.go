@@ -104,6 +104,9 @@
 //     `label=<option>` (more than once), `no-new-privileges` (alone, or =true or =false)
 //     and `systempaths=unconfined`. Anything else is an error; so is a key other than
 //     label given twice.
+//   - `stop_signal` is a signal by name (SIGQUIT, QUIT) or number; `stop_grace_period` a
+//     Go duration (10s, 1m30s) or whole seconds, 0 allowed: how long a dependency gets
+//     after its stop signal before SIGKILL when its step is over.
 //
 // # Step names
 //

@@ -238,7 +238,7 @@ services:
   app:
     image: alpine
     container_name: x
-    stop_signal: SIGINT
+    oom_score_adj: 500
     logging:
       driver: none
 volumes:
@@ -255,7 +255,7 @@ networks:
 	f := "codeship-services.yml"
 	want := []Ignored{
 		{Pos: Pos{f, 5, 5}, Service: "app", Key: "container_name"},
-		{Pos: Pos{f, 6, 5}, Service: "app", Key: "stop_signal"},
+		{Pos: Pos{f, 6, 5}, Service: "app", Key: "oom_score_adj"},
 		{Pos: Pos{f, 7, 5}, Service: "app", Key: "logging"},
 		{Pos: Pos{f, 9, 1}, Key: "volumes"},
 		{Pos: Pos{f, 11, 1}, Key: "networks"},

@@ -8,10 +8,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/distribution/reference"
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/sys/unix"
 )
 
 // serviceName is what a service may be called: it becomes a host name and part of
@@ -22,8 +24,7 @@ var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 var ignoredKeys = set(
 	"cgroup_parent", "container_name", "cpu_quota", "extends", "group_add", "init", "ipc",
 	"isolation", "logging", "log_driver", "log_opt", "mac_address", "mem_swappiness",
-	"networks", "network_mode", "oom_score_adj", "pid", "stop_signal", "stop_grace_period",
-	"tty", "tmpfs", "volume_driver",
+	"networks", "network_mode", "oom_score_adj", "pid", "tty", "tmpfs", "volume_driver",
 )
 
 // Service keys refused for good, with the reason.
@@ -229,6 +230,10 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 			s.Devices = f.devices(v, w)
 		case k == "security_opt":
 			s.SecurityOpt = f.securityOpts(v, w)
+		case k == "stop_signal":
+			s.StopSignal = f.signal(k, v, w)
+		case k == "stop_grace_period":
+			s.StopGracePeriod = f.grace(k, v, w)
 		case refusedKeys[k] != "":
 			f.errorf(p.key, w, "key %q: %s", k, refusedKeys[k])
 		case ignoredKeys[k]:
@@ -721,4 +726,49 @@ func (f *file) encryptedValues(k string, v *yaml.Node, w where) []Value {
 		return nil
 	}
 	return f.values(k, v, w)
+}
+
+// signal reads a signal: its name (SIGTERM, TERM) or number.
+func (f *file) signal(k string, v *yaml.Node, w where) syscall.Signal {
+	text, err := scalar(v)
+	if err != nil {
+		f.errorf(v, w, "key %q: %v", k, err)
+		return 0
+	}
+	sig, err := ParseSignal(text)
+	if err != nil {
+		f.errorf(v, w, "key %q: %v", k, err)
+	}
+	return sig
+}
+
+// ParseSignal reads what STOPSIGNAL and stop_signal may name: a number or SIGNAME / NAME.
+func ParseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	if n := unix.SignalNum("SIG" + strings.TrimPrefix(strings.ToUpper(s), "SIG")); n != 0 {
+		return n, nil
+	}
+	return 0, fmt.Errorf("%q is not a signal", s)
+}
+
+// grace reads a grace period: a Go duration ("10s", "1m30s") or whole seconds; 0 is one.
+func (f *file) grace(k string, v *yaml.Node, w where) time.Duration {
+	text, err := scalar(v)
+	if err != nil {
+		f.errorf(v, w, "key %q: %v", k, err)
+		return 0
+	}
+	d, err := time.ParseDuration(text)
+	if n, nerr := strconv.ParseUint(text, 10, 32); nerr == nil {
+		d, err = time.Duration(n)*time.Second, nil
+	}
+	switch {
+	case err != nil:
+		f.errorf(v, w, "key %q: %q is not a duration (write e.g. 10s, 1m30s or 0)", k, text)
+	case d < 0:
+		f.errorf(v, w, "key %q: %q is negative", k, text)
+	}
+	return d
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"syscall"
 	"testing"
 	"time"
 
@@ -373,4 +374,66 @@ b:
 			t.Errorf("build of b at %v, want %v", got, want)
 		}
 	})
+}
+
+func TestParseSignal(t *testing.T) {
+	for _, tt := range []struct {
+		in      string
+		want    syscall.Signal
+		wantErr string
+	}{
+		{in: "SIGINT", want: syscall.SIGINT},
+		{in: "9", want: syscall.SIGKILL},
+		{in: "TERM", want: syscall.SIGTERM},
+		{in: "sigquit", want: syscall.SIGQUIT},
+		{in: "SIGNOPE", wantErr: `"SIGNOPE" is not a signal`},
+		{in: "0", wantErr: `"0" is not a signal`},
+		{in: "65", wantErr: `"65" is not a signal`},
+		{in: "-9", wantErr: `"-9" is not a signal`},
+	} {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseSignal(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("ParseSignal(%q) = %v, %v; want error %s", tt.in, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("ParseSignal(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestStopSignalAndGracePeriod(t *testing.T) {
+	for _, tt := range []struct {
+		name, in  string
+		sig       syscall.Signal
+		grace     time.Duration
+		wantError string
+	}{
+		{name: "a signal by name and a grace as a duration", in: "  stop_signal: SIGQUIT\n  stop_grace_period: 1m30s\n", sig: syscall.SIGQUIT, grace: 90 * time.Second},
+		{name: "a signal without SIG and a grace in seconds", in: "  stop_signal: int\n  stop_grace_period: 5\n", sig: syscall.SIGINT, grace: 5 * time.Second},
+		{name: "a signal by number and no grace", in: "  stop_signal: 9\n  stop_grace_period: 0s\n", sig: syscall.SIGKILL},
+		{name: "an unknown signal", in: "  stop_signal: SIGNOPE\n", wantError: `codeship-services.yml:3: service "app": key "stop_signal": "SIGNOPE" is not a signal`},
+		{name: "a grace that is no duration", in: "  stop_grace_period: soon\n", wantError: `codeship-services.yml:3: service "app": key "stop_grace_period": "soon" is not a duration (write e.g. 10s, 1m30s or 0)`},
+		{name: "a negative grace", in: "  stop_grace_period: -1s\n", wantError: `codeship-services.yml:3: service "app": key "stop_grace_period": "-1s" is negative`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _, err := ParseServices("codeship-services.yml", []byte("app:\n  image: busybox\n"+tt.in))
+			if tt.wantError != "" {
+				if err == nil || err.Error() != tt.wantError {
+					t.Fatalf("error %v, want %s", err, tt.wantError)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := got["app"]; s.StopSignal != tt.sig || s.StopGracePeriod != tt.grace {
+				t.Errorf("stop signal %v, grace %s; want %v, %s", s.StopSignal, s.StopGracePeriod, tt.sig, tt.grace)
+			}
+		})
+	}
 }

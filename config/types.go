@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"syscall"
 	"time"
 )
 
@@ -106,6 +107,11 @@ type Service struct {
 	CapDrop      []Value
 	Devices      []Device
 	SecurityOpt  []SecurityOpt
+	// StopSignal stops the service's containers (0: the image's STOPSIGNAL, else
+	// SIGTERM); StopGracePeriod is how long a dependency gets after it before SIGKILL
+	// when its step is over (0 when unset).
+	StopSignal      syscall.Signal
+	StopGracePeriod time.Duration
 }
 
 // Bytes is a size in bytes (mem_limit, memswap_limit, shm_size), written as a number or

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -665,36 +664,6 @@ func TestMetadataHistory(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, s.config.History); diff != "" {
 		t.Errorf("history (-want +got):\n%s", diff)
-	}
-}
-
-func TestParseSignal(t *testing.T) {
-	for _, tt := range []struct {
-		in      string
-		want    syscall.Signal
-		wantErr string
-	}{
-		{in: "SIGINT", want: syscall.SIGINT},
-		{in: "9", want: syscall.SIGKILL},
-		{in: "TERM", want: syscall.SIGTERM},
-		{in: "sigquit", want: syscall.SIGQUIT},
-		{in: "SIGNOPE", wantErr: `"SIGNOPE" is not a signal`},
-		{in: "0", wantErr: `"0" is not a signal`},
-		{in: "65", wantErr: `"65" is not a signal`},
-		{in: "-9", wantErr: `"-9" is not a signal`},
-	} {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := parseSignal(tt.in)
-			if tt.wantErr != "" {
-				if err == nil || err.Error() != tt.wantErr {
-					t.Fatalf("parseSignal(%q) = %v, %v; want error %s", tt.in, got, err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Errorf("parseSignal(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
-			}
-		})
 	}
 }
 
