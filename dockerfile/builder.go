@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -19,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -35,14 +33,12 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
+	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/hostfs"
-	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/oci"
+	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/remote"
-	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/snapshot"
 	"github.com/crun-ci/crun-ci/task"
 )
@@ -67,15 +63,6 @@ type Builder struct {
 	CacheSecret []byte
 }
 
-// Net is the network of a build's RUN containers: the network namespace to join and the
-// files for /etc/hosts and /etc/resolv.conf; all "" for the host's. Dial, when not nil,
-// makes the connections of ADD <url> from that namespace (network.Dialer), so that a
-// build fetches exactly what its RUN could.
-type Net struct {
-	NetNS, Hosts, ResolvConf string
-	Dial                     func(ctx context.Context, network, address string) (net.Conn, error)
-}
-
 // Request is one image to build.
 type Request struct {
 	// Service names what is built in messages.
@@ -95,13 +82,10 @@ type Request struct {
 	// every container is (oci.Security's zero value).
 	Resources oci.Resources
 	// Args are the build arguments (--build-arg). SecretArgs came from encrypted sources:
-	// RUN gets them through the secret hand-off (never in a spec), and the cache keys
-	// hold their names only, so a changed secret alone does not rebuild a layer.
+	// RUN gets them through the pod's secret hand-off (never in a spec), and the cache
+	// keys hold a keyed hash of their values (see run.key).
 	Args       map[string]string
 	SecretArgs map[string]string
-	// Handoff is crun-ci's own static executable, which hands secret arguments to RUN
-	// (see secrets.EncodeEnv); needed when SecretArgs is not empty.
-	Handoff string
 	// Image is the normalised name of the image to create.
 	Image string
 	// Credentials, when not nil, gives the registry credentials to pull base images with
@@ -110,9 +94,11 @@ type Request struct {
 	// Output receives the progress lines and RUN's standard output, Stderr (when not nil)
 	// RUN's standard error; each is written by one goroutine at a time.
 	Output, Stderr io.Writer
-	Net            Net
+	// Pod runs the RUN containers, in its network; ADD <url> connects from that network
+	// too (Pod.Dial), so that a build fetches exactly what its RUN could.
+	Pod *pod.Pod
 	// ID starts the names of the build's temporary containers and snapshots; Labels go
-	// on them. Dir is a directory of the build's own for mount points and FIFOs.
+	// on them. Dir is a directory of the build's own for mount points (the pod's).
 	ID     string
 	Labels map[string]string
 	Dir    string
@@ -735,7 +721,7 @@ func (x *run) command(ctx context.Context, s *state, c instructions.Command, met
 	case *instructions.ShellCommand:
 		cfg.Shell = slices.Clone(c.Shell)
 	case *instructions.StopSignalCommand:
-		if _, err := parseSignal(c.Signal); err != nil {
+		if _, err := config.ParseSignal(c.Signal); err != nil {
 			return err
 		}
 		cfg.StopSignal = c.Signal
@@ -807,17 +793,6 @@ func (x *run) commandLine(s *state, c instructions.ShellDependantCmdLine) []stri
 	return slices.Clone(c.CmdLine)
 }
 
-// parseSignal accepts what STOPSIGNAL may name: a number or SIGNAME / NAME.
-func parseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
-		return syscall.Signal(n), nil
-	}
-	if n := unix.SignalNum("SIG" + strings.TrimPrefix(strings.ToUpper(s), "SIG")); n != 0 {
-		return n, nil
-	}
-	return 0, fmt.Errorf("%q is not a signal", s)
-}
-
 // runCommand carries out a RUN: a container on a new snapshot of s, whose changes become
 // the layer.
 func (x *run) runCommand(ctx context.Context, s *state, c *instructions.RunCommand) error {
@@ -835,15 +810,10 @@ func (x *run) runCommand(ctx context.Context, s *state, c *instructions.RunComma
 	})
 }
 
-// Where the secret hand-off appears in RUN containers, as in steps.
-const (
-	handoffExe  = "/.crun-ci/crun-ci"
-	handoffFIFO = "/.crun-ci/env"
-)
-
-// runIn runs args in a container on the active snapshot id, and fails unless it exits 0.
-// What the runtime makes in the snapshot for its mounts (/etc/hosts on an image without
-// one, the hand-off's directory) is removed again, so it is not in the layer.
+// runIn runs args in a container of the build's pod on the active snapshot id, and fails
+// unless it exits 0. What the runtime makes in the snapshot for its mounts (/etc/hosts on
+// an image without one, the hand-off's directory) is removed again, so it is not in the
+// layer.
 func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (retErr error) {
 	cfg := s.config.Config
 	var env, secret []string
@@ -857,44 +827,32 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 			env = append(env, k+"="+s.args[k])
 		}
 	}
-	var ms []specs.Mount
-	var fifo *os.File
-	if len(secret) > 0 {
-		args = append([]string{handoffExe, "exec-env", handoffFIFO, "--"}, args...)
-		path := filepath.Join(x.r.Dir, "handoff-"+id)
-		ms = append(ms,
-			mounts.Bind(x.r.Handoff, handoffExe, true),
-			mounts.Bind(path, handoffFIFO, true))
-		defer os.Remove(path)
-	}
-	spec, err := oci.Spec(ctx, oci.Container{
-		ID:         id,
-		Namespace:  x.b.Namespace,
-		Hostname:   "crun-ci-build",
-		Image:      cfg.ImageConfig,
-		Args:       args,
-		Env:        env,
-		WorkingDir: cfg.WorkingDir,
-		Mounts:     ms,
-		NetNS:      x.r.Net.NetNS,
-		HostsFile:  x.r.Net.Hosts,
-		ResolvConf: x.r.Net.ResolvConf,
-		Resources:  x.r.Resources,
-	})
-	if err != nil {
-		return err
+	m := pod.Member{
+		ID: id, Name: "RUN", Labels: x.r.Labels, Existing: true, Secrets: secret,
+		Container: oci.Container{
+			Hostname:   "crun-ci-build",
+			Image:      cfg.ImageConfig,
+			Args:       args,
+			Env:        env,
+			WorkingDir: cfg.WorkingDir,
+			Resources:  x.r.Resources,
+		},
 	}
 	// Before: the user, and which mount points the image lacks.
 	var stubs []string
-	err = x.mounted(ctx, id, func(root string) error {
+	err := x.mounted(ctx, id, func(root string) error {
 		passwd, group := accounts(root)
 		u, err := oci.User(cfg.User, passwd, group)
 		if err != nil {
 			return err
 		}
-		spec.Process.User = u
-		for _, m := range spec.Mounts {
-			missing, err := missingPaths(root, m.Destination)
+		m.Container.User = u
+		spec, err := x.r.Pod.Spec(ctx, m)
+		if err != nil {
+			return err
+		}
+		for _, mnt := range spec.Mounts {
+			missing, err := missingPaths(root, mnt.Destination)
 			if err != nil {
 				return err
 			}
@@ -911,13 +869,7 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 		})
 		retErr = errors.Join(retErr, err)
 	}()
-	if len(secret) > 0 {
-		if fifo, err = handoff(filepath.Join(x.r.Dir, "handoff-"+id), int(spec.Process.User.UID), int(spec.Process.User.GID), secret); err != nil {
-			return err
-		}
-		defer fifo.Close()
-	}
-	ctr, err := x.b.Client.Create(ctx, task.Options{ID: id, Spec: spec, Labels: x.r.Labels, FIFODir: filepath.Join(x.r.Dir, "fifo"), Existing: true})
+	ctr, err := x.r.Pod.Create(ctx, m)
 	if err != nil {
 		return err
 	}
@@ -928,13 +880,14 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 	if stderr == nil {
 		stderr = x.r.Output
 	}
-	if err := ctr.Start(context.WithoutCancel(ctx), x.r.Output, stderr, nil); err != nil {
+	if err := ctr.Start(ctx, x.r.Output, stderr, nil); err != nil {
 		return err
 	}
 	code, err := ctr.Wait(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			ctr.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+			// An interrupted RUN is killed at once: its layer is thrown away.
+			ctr.Stop(context.WithoutCancel(ctx), 0, nil)
 		}
 		return err
 	}
@@ -989,24 +942,6 @@ func removeStubs(root string, paths []string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// handoff makes the FIFO through which a RUN gets its secret arguments, owned by its
-// user, and writes them into it; the caller closes it once the RUN has ended.
-func handoff(path string, uid, gid int, env []string) (*os.File, error) {
-	if err := unix.Mkfifo(path, 0o600); err != nil {
-		return nil, fmt.Errorf("make the secret hand-off: %w", err)
-	}
-	if err := os.Chown(path, uid, gid); err != nil {
-		return nil, fmt.Errorf("make the secret hand-off: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open the secret hand-off: %w", err)
-	}
-	data := secrets.EncodeEnv(env)
-	go f.Write(data) // more than a pipe holds waits for the reader
-	return f, nil
 }
 
 // accounts reads the /etc/passwd and /etc/group of the image filesystem mounted at root

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -78,7 +79,11 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 				local = append(local, src)
 				continue
 			}
-			p, err := Fetch(ctx, src, dir, x.r.Net.Dial)
+			var dial func(ctx context.Context, network, address string) (net.Conn, error)
+			if x.r.Pod != nil {
+				dial = x.r.Pod.Dial()
+			}
+			p, err := Fetch(ctx, src, dir, dial)
 			if err != nil {
 				return err
 			}

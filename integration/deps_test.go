@@ -2,6 +2,7 @@ package integration
 
 import (
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,4 +180,63 @@ app:
 	wantCode(t, r, 130)
 	wantContains(t, "stdout", r.stdout, "long/db | db up\n", "INTERRUPTED long (app)")
 	assertClean(t)
+}
+
+// A dependency whose PID 1 ignores SIGTERM (busybox httpd, most servers without an init)
+// is stopped at once when the step's command has ended: it does not hold the step, or the
+// build, for the stop timeout.
+func TestADependencyThatIgnoresSIGTERMDoesNotHoldTheStep(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "web:\n  image: busybox\n  command: httpd -f -p 8080\napp:\n  image: busybox\n  depends_on: [web]\n",
+		"codeship-steps.yml":    "- {name: one, service: app, command: \"true\"}\n- {name: two, service: app, command: \"true\"}\n",
+	})
+	began := time.Now()
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	took := time.Since(began)
+	t.Logf("two steps with an httpd dependency: %s", took)
+	// Before, each step waited out the 10 s stop timeout for httpd.
+	if took > 5*time.Second {
+		t.Errorf("the build took %s", took)
+	}
+	for _, m := range regexp.MustCompile(`PASSED      \w+ \(app\) ([0-9.]+)s`).FindAllStringSubmatch(r.stdout, -1) {
+		if d, _ := time.ParseDuration(m[1] + "s"); d >= time.Second {
+			t.Errorf("a step took %s", d)
+		}
+	}
+	wantNotContains(t, "stderr", r.stderr, "waiting up to")
+}
+
+// stop_grace_period gives a dependency its grace after the step: one that handles SIGTERM
+// ends in it; one that ignores it gets SIGKILL once the grace is over, and crun-ci says
+// that it waits.
+func TestStopGracePeriodIsHonoured(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+clean:
+  image: busybox
+  stop_signal: SIGUSR1
+  stop_grace_period: 5s
+  command: "sh -c 'trap \"echo got USR1; sleep 1; echo bye; exit 0\" USR1; sleep 3600 & wait; wait'"
+stubborn:
+  image: busybox
+  stop_grace_period: 3s
+  command: httpd -f -p 8080
+app:
+  image: busybox
+  depends_on: [clean, stubborn]
+`,
+		"codeship-steps.yml": "- {name: one, service: app, command: \"sleep 0.5\"}\n",
+	})
+	began := time.Now()
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	took := time.Since(began)
+	wantContains(t, "stdout", r.stdout, "one/clean | got USR1\n", "one/clean | bye\n")
+	wantContains(t, "stderr", r.stderr, `stopping \"stubborn\"`, "sent SIGTERM, waiting up to", "before SIGKILL", `step=one`)
+	if took < 3*time.Second || took > 15*time.Second {
+		t.Errorf("the build took %s; want the stubborn dependency's 3s grace, not much more", took)
+	}
 }

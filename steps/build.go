@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -19,7 +20,6 @@ import (
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/dockerfile"
 	"github.com/crun-ci/crun-ci/hostfs"
-	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/task"
@@ -225,7 +225,7 @@ func (b *build) ensure(ctx context.Context, step string, names []string) error {
 	return nil
 }
 
-func (b *build) buildImage(ctx context.Context, step, name string, svc *service) error {
+func (b *build) buildImage(ctx context.Context, step, name string, svc *service) (retErr error) {
 	ib := svc.build
 	ib.mu.Lock()
 	defer ib.mu.Unlock()
@@ -234,43 +234,28 @@ func (b *build) buildImage(ctx context.Context, step, name string, svc *service)
 	}
 	r := ib.req
 	seq := b.seq.Add(1)
-	r.ID = fmt.Sprintf("crunci-%s-%d-build", b.o.BuildID, seq)
-	r.Dir = filepath.Join(b.dir, "image-builds", fmt.Sprint(seq))
+	r.ID = builds.ID{Build: b.o.BuildID, Seq: seq, Role: builds.RoleBuild}.String()
+	r.Dir = filepath.Join(b.dir, "image-builds", strconv.FormatInt(seq, 10))
 	r.Labels = maps.Clone(b.labels)
 	r.Labels[builds.LabelService] = name
 	r.Labels[builds.LabelStep] = step
-	r.Handoff = b.exe
-	defer os.RemoveAll(r.Dir)
-	if err := os.MkdirAll(r.Dir, 0o700); err != nil {
+	// RUN runs in a pod of the build's own, with a network like a step's.
+	p, err := b.newPod(ctx, seq, r.Dir, nil)
+	if err != nil {
 		return err
 	}
+	defer func() {
+		if err := p.Close(ctx); err != nil {
+			b.cleanupFailed(err)
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+	r.Pod = p
 	prefix := step + "/" + name + " build | "
 	so, se := b.out.Stream(prefix), b.out.Stream(prefix)
 	defer so.Close()
 	defer se.Close()
 	r.Output, r.Stderr = so, se
-
-	// RUN has a network of its own, as a step has.
-	if b.o.Network != nil && b.o.Network.Mode() != network.Host {
-		sb, err := b.o.Network.Setup(ctx, fmt.Sprintf("%s-%d", b.o.BuildID, seq), filepath.Join(b.dir, "netns"))
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if err := b.o.Network.Teardown(context.WithoutCancel(ctx), sb); err != nil {
-				log.G(ctx).WithError(err).Warn("tear down the network of an image build")
-			}
-		}()
-		n, err := b.stepFiles(filepath.Join(r.Dir, "etc"), sb, nil)
-		if err != nil {
-			return err
-		}
-		resolv, err := network.ResolvConf(b.o.Network.Mode())
-		if err != nil {
-			return err
-		}
-		r.Net = dockerfile.Net{NetNS: n.netns, Hosts: n.hosts, ResolvConf: n.resolv, Dial: network.Dialer(n.netns, resolv)}
-	}
 	// The service's credentials pull its base images, a dockercfg_service's only when a
 	// pull needs them.
 	r.Credentials = func(ctx context.Context) (remote.Credentials, error) {

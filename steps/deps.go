@@ -7,12 +7,12 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/containerd/log"
 
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/task"
 )
 
@@ -99,7 +99,7 @@ func dependencies(p *config.Project, main string) []string {
 // dep is a dependency container of a running step.
 type dep struct {
 	name string
-	c    Container
+	c    *pod.Container
 	// started is closed once the task runs (or could not be started: err says so).
 	started chan struct{}
 	// healthy is closed once the health check passed (at start when there is none), or
@@ -178,7 +178,7 @@ type depGroup struct {
 
 // startDeps starts the step's dependencies, each as soon as what it needs is ready,
 // independent ones concurrently. ctrs holds every container of the step by service.
-func (b *build) startDeps(ctx context.Context, s *config.Step, names []string, ctrs map[string]Container, verify func(string) func(uint32) error) *depGroup {
+func (b *build) startDeps(ctx context.Context, s *config.Step, names []string, ctrs map[string]*pod.Container, verify func(string) func(uint32) error) *depGroup {
 	ctx, cancel := context.WithCancel(ctx)
 	g := &depGroup{b: b, step: s, deps: map[string]*dep{}, mainDone: make(chan struct{}), cancel: cancel}
 	for _, n := range names {
@@ -215,13 +215,14 @@ func (g *depGroup) run(ctx context.Context, d *dep, verify func(uint32) error) {
 	if stdout != nil {
 		so, se = stdout, stderr
 	}
-	if err := d.c.Start(context.WithoutCancel(ctx), so, se, verify); err != nil {
+	if err := d.c.Start(ctx, so, se, verify); err != nil {
 		giveUp(fmt.Errorf("start dependency %q: %w", d.name, err))
 		return
 	}
 	closeOnce(d.started)
-	go func() {
-		code, err := d.c.Wait(context.Background())
+	// The watch is the group's: stop ends the task, so it ends too.
+	g.wg.Go(func() {
+		code, err := d.c.Wait(context.WithoutCancel(ctx))
 		if stdout != nil {
 			stdout.Close()
 			stderr.Close()
@@ -245,7 +246,7 @@ func (g *depGroup) run(ctx context.Context, d *dep, verify func(uint32) error) {
 			}
 		}
 		closeOnce(d.exited)
-	}()
+	})
 	hc := g.b.services[d.name].health
 	if hc == nil {
 		closeOnce(d.healthy)
@@ -309,17 +310,26 @@ func (g *depGroup) check(ctx context.Context, d *dep, hc *task.Healthcheck) erro
 	}
 }
 
-// stop ends every dependency that runs: SIGTERM, then SIGKILL after the stop timeout (at
-// once when Hurry is closed), all at the same time, and waits for the starts and watches
-// to end.
-func (g *depGroup) stop() {
+// stop ends every dependency that runs, all at the same time, by its stop policy with
+// its own grace (stop_grace_period: none unless the service says so; the step is over
+// and they are thrown away), and waits for the starts and watches to end. ctx carries
+// the step's logger.
+func (g *depGroup) stop(ctx context.Context) {
 	closeOnce(g.mainDone)
 	g.cancel()
 	var wg sync.WaitGroup
 	for _, d := range g.deps {
 		wg.Go(func() {
 			<-d.started
-			g.b.terminate(d.c, d.exited)
+			if isClosed(d.exited) || d.c == nil {
+				return
+			}
+			grace := g.b.services[d.name].cfg.StopGracePeriod
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace+pod.CleanupTimeout)
+			defer cancel()
+			if err := d.c.Stop(sctx, grace, g.b.o.Hurry); err != nil {
+				log.G(ctx).WithError(err).Warnf("stop dependency %q", d.name)
+			}
 		})
 	}
 	wg.Wait()
@@ -335,34 +345,16 @@ func isClosed(ch chan struct{}) bool {
 	}
 }
 
-// terminate stops a task whose exit closes exited: SIGTERM, then SIGKILL after the stop
-// timeout, or at once when Hurry is closed. It gives up waiting after cleanupTimeout.
-func (b *build) terminate(c Container, exited chan struct{}) {
-	if isClosed(exited) {
-		return
+// stopPolicy is how svc's containers are stopped: its stop_signal, else its image's
+// STOPSIGNAL, else SIGTERM, and, for a dependency, its stop_grace_period.
+func stopPolicy(svc *service) pod.Stop {
+	st := pod.Stop{Signal: svc.cfg.StopSignal, Grace: svc.cfg.StopGracePeriod}
+	if st.Signal == 0 && svc.image != nil && svc.image.Config.StopSignal != "" {
+		if sig, err := config.ParseSignal(svc.image.Config.StopSignal); err == nil {
+			st.Signal = sig
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.o.StopTimeout+cleanupTimeout)
-	defer cancel()
-	if err := c.Kill(ctx, syscall.SIGTERM); err != nil {
-		log.G(ctx).WithError(err).Debugf("container %s: SIGTERM", c.ID())
-	}
-	grace := time.NewTimer(b.o.StopTimeout)
-	defer grace.Stop()
-	select {
-	case <-exited:
-		return
-	case <-grace.C:
-	case <-b.o.Hurry:
-	case <-ctx.Done():
-	}
-	log.G(ctx).Debugf("container %s: still running after SIGTERM; SIGKILL", c.ID())
-	if err := c.Kill(ctx, syscall.SIGKILL); err != nil {
-		log.G(ctx).WithError(err).Debugf("container %s: SIGKILL", c.ID())
-	}
-	select {
-	case <-exited:
-	case <-ctx.Done():
-	}
+	return st
 }
 
 // healthcheckOf returns the health check that applies to a service: its healthcheck key,

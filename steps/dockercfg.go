@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,7 +18,6 @@ import (
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/hostfs"
 	"github.com/crun-ci/crun-ci/mounts"
-	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
@@ -191,43 +189,22 @@ func (b *build) dockercfgService(ctx context.Context, name, step string, out *Ou
 
 	seq := b.seq.Add(1)
 	dir := filepath.Join(b.dir, "dockercfg", strconv.FormatInt(seq, 10))
-	outDir, etc := filepath.Join(dir, "out"), filepath.Join(dir, "etc")
+	outDir := filepath.Join(dir, "out")
 	file := filepath.Join(outDir, filepath.Base(dockercfgPath))
-	var ctr Container
-	var sb *network.Sandbox
-	handoffs := map[string]string{}
+	p, err := b.newPod(ctx, seq, dir, []string{name})
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
-		for _, f := range b.handoffFiles(handoffs) {
-			f.Close()
-		}
 		// The file goes first, whatever happens to the container.
 		if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			retErr = errors.Join(retErr, err)
 		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		var errs []error
-		if ctr != nil {
-			errs = append(errs, ctr.Delete(cctx))
-		}
-		if sb != nil && errors.Join(errs...) == nil {
-			errs = append(errs, b.o.Network.Teardown(cctx, sb))
-		}
-		if err := errors.Join(errs...); err != nil {
-			// The container may still use the directory: it stays for crun-ci cleanup.
-			err = fmt.Errorf("keep %s: %w", dir, err)
-			b.cleanupFailed(err)
-			retErr = errors.Join(retErr, err)
-			return
-		}
-		if err := builds.RemoveDir(dir); err != nil {
+		if err := p.Close(ctx); err != nil {
 			b.cleanupFailed(err)
 			retErr = errors.Join(retErr, err)
 		}
 	}()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("make %s: %w", dir, err)
-	}
 	// Only the container's user may write to the directory, and only through its mount.
 	if err := os.Mkdir(outDir, 0o700); err != nil {
 		return nil, fmt.Errorf("make %s: %w", outDir, err)
@@ -237,38 +214,14 @@ func (b *build) dockercfgService(ctx context.Context, name, step string, out *Ou
 			return nil, fmt.Errorf("make %s: %w", outDir, err)
 		}
 	}
-
-	var net stepNet
-	if b.o.Network != nil && b.o.Network.Mode() != network.Host {
-		if sb, err = b.o.Network.Setup(ctx, fmt.Sprintf("%s-%d", b.o.BuildID, seq), filepath.Join(b.dir, "netns")); err != nil {
-			return nil, err
-		}
-		if net, err = b.stepFiles(etc, sb, []string{name}); err != nil {
-			return nil, err
-		}
-	}
-	ms := []specs.Mount{mounts.Bind(outDir, dockercfgDir, false)}
-	if len(svc.secretEnv) > 0 {
-		path, err := b.handoff(etc, name, svc.secretEnv)
-		if err != nil {
-			return nil, err
-		}
-		handoffs[name] = path
-		ms = append(ms, mounts.Bind(b.exe, handoffExe, true), mounts.Bind(path, handoffFIFO, true))
-		args = append([]string{handoffExe, "exec-env", handoffFIFO, "--"}, args...)
-	}
-	id := fmt.Sprintf("crunci-%s-%d-dockercfg-%s", b.o.BuildID, seq, sanitize(name))
-	spec, err := b.spec(ctx, id, svc, args, ms, net, false)
-	if err != nil {
-		return nil, err
-	}
-	labels := maps.Clone(b.labels)
-	labels[builds.LabelService] = name
+	m := b.member(svc, builds.ID{Build: b.o.BuildID, Seq: seq, Role: builds.RoleDockercfg, Service: name}, args, []specs.Mount{mounts.Bind(outDir, dockercfgDir, false)})
+	m.Labels = map[string]string{builds.LabelService: name}
 	if step != "" {
-		labels[builds.LabelStep] = step
+		m.Labels[builds.LabelStep] = step
 	}
-	log.G(ctx).Debugf("run credential service %q in container %s", name, id)
-	if ctr, err = b.rt.Create(ctx, task.Options{ID: id, Image: svc.image, Spec: spec, Labels: labels, FIFODir: filepath.Join(b.dir, "fifo")}); err != nil {
+	log.G(ctx).Debugf("run credential service %q in container %s", name, m.ID)
+	ctr, err := p.Create(ctx, m)
+	if err != nil {
 		return nil, err
 	}
 	prefix := "dockercfg/" + name + " | "
@@ -276,17 +229,20 @@ func (b *build) dockercfgService(ctx context.Context, name, step string, out *Ou
 	defer func() {
 		retErr = errors.Join(retErr, so.Close(), se.Close())
 	}()
-	if err := ctr.Start(context.WithoutCancel(ctx), so, se, nil); err != nil {
+	if err := ctr.Start(ctx, so, se, nil); err != nil {
 		return nil, err
 	}
 	code, err := ctr.Wait(ctx)
 	if err != nil && ctx.Err() != nil {
-		return nil, errors.Join(ctx.Err(), b.stop(ctr))
+		return nil, errors.Join(ctx.Err(), b.stop(ctx, ctr))
 	}
 	if err != nil {
 		return nil, err
 	}
 	if code != 0 {
+		if oom := b.oomNote(ctx, ctr, name); oom != "" {
+			return nil, fmt.Errorf("exited with code %d (%s)", code, oom)
+		}
 		return nil, fmt.Errorf("exited with code %d", code)
 	}
 	data, err := readDockercfg(outDir)

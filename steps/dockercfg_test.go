@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/task"
@@ -29,7 +30,7 @@ type credFake struct {
 	code  uint32
 }
 
-func (f *credFake) Create(ctx context.Context, o task.Options) (Container, error) {
+func (f *credFake) Create(ctx context.Context, o task.Options) (pod.Task, error) {
 	c, err := f.fake.Create(ctx, o)
 	if err != nil {
 		return nil, err
@@ -39,20 +40,20 @@ func (f *credFake) Create(ctx context.Context, o task.Options) (Container, error
 			if !slices.Contains(m.Options, "rw") {
 				return nil, errors.New("the credential directory is not mounted read-write")
 			}
-			return &credContainer{Container: c, f: f, dir: m.Source}, nil
+			return &credContainer{Task: c, f: f, dir: m.Source}, nil
 		}
 	}
 	return c, nil
 }
 
 type credContainer struct {
-	Container
+	pod.Task
 	f   *credFake
 	dir string
 }
 
 func (c *credContainer) Wait(ctx context.Context) (uint32, error) {
-	if _, err := c.Container.Wait(ctx); err != nil {
+	if _, err := c.Task.Wait(ctx); err != nil {
 		return 0, err
 	}
 	if c.f.write != nil {

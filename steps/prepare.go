@@ -198,10 +198,10 @@ func (b *build) inspect(ctx context.Context, name string) error {
 		svc.user = u
 		return nil
 	}
-	key := fmt.Sprintf("crunci-%s-view-%s", b.o.BuildID, sanitize(name))
+	key := builds.ID{Build: b.o.BuildID, Role: builds.RoleView, Service: name}.String()
 	labels := maps.Clone(b.labels)
 	labels[builds.LabelService] = name
-	err := b.rt.View(ctx, svc.image, key, labels, filepath.Join(b.dir, "views", sanitize(name)), func(root string) error {
+	err := b.rt.View(ctx, svc.image, key, labels, filepath.Join(b.dir, "views", builds.Sanitize(name)), func(root string) error {
 		passwd, _ := hostfs.ReadInRoot(root, "/etc/passwd", hostfs.MaxFile)
 		group, _ := hostfs.ReadInRoot(root, "/etc/group", hostfs.MaxFile)
 		u, err := oci.User(user, passwd, group)
@@ -214,7 +214,7 @@ func (b *build) inspect(ctx context.Context, name string) error {
 			if err != nil {
 				return err
 			}
-			dst := filepath.Join(b.dir, "templates", sanitize(name), strconv.Itoa(i))
+			dst := filepath.Join(b.dir, "templates", builds.Sanitize(name), strconv.Itoa(i))
 			if err := os.MkdirAll(dst, 0o755); err != nil {
 				return err
 			}

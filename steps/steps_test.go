@@ -20,6 +20,7 @@ import (
 
 	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/task"
 )
@@ -68,7 +69,7 @@ func (f *fake) Lease(ctx context.Context, _ map[string]string, _ time.Duration) 
 	}, nil
 }
 
-func (f *fake) Create(_ context.Context, o task.Options) (Container, error) {
+func (f *fake) Create(_ context.Context, o task.Options) (pod.Task, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.live[o.ID] = true

@@ -1,0 +1,432 @@
+package pod
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/crun-ci/crun-ci/builds"
+	"github.com/crun-ci/crun-ci/mounts"
+	"github.com/crun-ci/crun-ci/network"
+	"github.com/crun-ci/crun-ci/oci"
+	"github.com/crun-ci/crun-ci/secrets"
+	"github.com/crun-ci/crun-ci/task"
+)
+
+// CleanupTimeout bounds Close, which runs even when the build was interrupted.
+const CleanupTimeout = 60 * time.Second
+
+// Creator has containerd create containers (task.Client, or a test's fake).
+type Creator interface {
+	Create(ctx context.Context, o task.Options) (Task, error)
+}
+
+// Task is a created container and, once started, its task (task.Container).
+type Task interface {
+	ID() string
+	// Start creates the task, calls before with its pid (its mounts are made, its
+	// process has not started; an error stops here), then starts it.
+	Start(ctx context.Context, stdout, stderr io.Writer, before func(pid uint32) error) error
+	Wait(ctx context.Context) (uint32, error)
+	// OOMKilled reports whether the OOM killer killed a process of the exited task.
+	OOMKilled(ctx context.Context) (bool, error)
+	Kill(ctx context.Context, sig syscall.Signal) error
+	Resize(ctx context.Context, width, height uint32) error
+	// Exec runs args in the running task and returns its exit code and the end of its
+	// output.
+	Exec(ctx context.Context, id string, args []string) (uint32, []byte, error)
+	Delete(ctx context.Context) error
+}
+
+var _ Task = (*task.Container)(nil)
+
+// Containerd is the Creator of a containerd client.
+func Containerd(c *task.Client) Creator { return containerd{c} }
+
+type containerd struct{ c *task.Client }
+
+func (c containerd) Create(ctx context.Context, o task.Options) (Task, error) {
+	t, err := c.c.Create(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Options describe a pod.
+type Options struct {
+	// ID names the pod and its network sandbox (the CNI container id): the build id, a
+	// dash and the pod's sequence number in the build.
+	ID string
+	// Dir is the pod's directory, below the build's; New makes it, Close removes it.
+	// NetNSDir is where the build's network namespaces are mounted.
+	Dir, NetNSDir string
+	// Network gives the pod its network namespace; nil, or Host mode, runs the members
+	// in the host's, with its /etc/hosts and /etc/resolv.conf.
+	Network *network.Manager
+	// Hosts are the names /etc/hosts gives the pod's address: its services, their
+	// hostnames and link aliases.
+	Hosts []string
+	// Namespace is containerd's namespace, which names the members' cgroups. Labels go
+	// on every member; FIFODir is where their output FIFOs are made.
+	Namespace string
+	Labels    map[string]string
+	FIFODir   string
+	// Handoff is crun-ci's own static executable, which hands members their secret
+	// variables; needed when one has some.
+	Handoff string
+}
+
+// Pod is a set of containers sharing a network; see the package documentation.
+type Pod struct {
+	rt Creator
+	o  Options
+	sb *network.Sandbox
+	// netns, hosts and resolv are what members join and mount; "" for the host's.
+	netns, hosts, resolv string
+	resolvConf           []byte
+
+	mu      sync.Mutex
+	members []*Container
+	closed  bool
+}
+
+// New makes the pod's directory and network: a namespace with its address, and the
+// hosts and resolv.conf files its members mount. On error nothing of it is left.
+func New(ctx context.Context, rt Creator, o Options) (_ *Pod, retErr error) {
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("make the directory of %s: %w", o.ID, err)
+	}
+	p := &Pod{rt: rt, o: o}
+	defer func() {
+		if retErr != nil {
+			retErr = errors.Join(retErr, p.Close(ctx))
+		}
+	}()
+	if o.Network == nil || o.Network.Mode() == network.Host {
+		return p, nil
+	}
+	sb, err := o.Network.Setup(ctx, o.ID, o.NetNSDir)
+	if err != nil {
+		return nil, err
+	}
+	p.sb = sb
+	if p.resolvConf, err = network.ResolvConf(o.Network.Mode()); err != nil {
+		return nil, err
+	}
+	etc := p.etc()
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		return nil, err
+	}
+	p.netns, p.hosts, p.resolv = sb.Path, filepath.Join(etc, "hosts"), filepath.Join(etc, "resolv.conf")
+	if err := os.WriteFile(p.hosts, network.Hosts(sb.IP, o.Hosts), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(p.resolv, p.resolvConf, 0o644); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// etc holds the pod's own files: hosts, resolv.conf, hand-offs.
+func (p *Pod) etc() string { return filepath.Join(p.o.Dir, ".etc") }
+
+// Dir is the pod's directory.
+func (p *Pod) Dir() string { return p.o.Dir }
+
+// Dial returns what makes connections from the pod's network namespace (for ADD
+// <url>), nil when the pod uses the host's network.
+func (p *Pod) Dial() network.DialFunc {
+	if p.netns == "" {
+		return nil
+	}
+	return network.Dialer(p.netns, p.resolvConf)
+}
+
+// Stop is how a member is stopped: Signal (SIGTERM when 0), then SIGKILL once Grace
+// has passed.
+type Stop struct {
+	Signal syscall.Signal
+	Grace  time.Duration
+}
+
+// Member describes one container of a pod.
+type Member struct {
+	// ID is the container's id and its snapshot's key (a builds.ID); Name says what it
+	// is in messages: the service's name, or "RUN" of an image build.
+	ID, Name string
+	// Labels are added to the pod's.
+	Labels map[string]string
+	// Image is what the container's fresh snapshot is made from; with Existing, its
+	// snapshot named ID is there already (an image builder prepared it) and stays.
+	Image    *task.Image
+	Existing bool
+	// Container is what the runtime spec is made of; the pod sets its id, namespace and
+	// network.
+	Container oci.Container
+	// Secrets (KEY=VALUE) reach the process through the hand-off, never the spec.
+	Secrets []string
+	// Stop is the member's stop policy.
+	Stop Stop
+	// Stdin and Terminal attach the container (crun-ci run).
+	Stdin    io.Reader
+	Terminal bool
+}
+
+// Container is a member of a pod. Its methods other than Start, Wait, Stop and Delete
+// are the Task's.
+type Container struct {
+	Task
+	name    string
+	stop    Stop
+	handoff *secrets.Handoff
+	pod     *Pod
+
+	started bool
+	// exited is closed when the started task has ended; code and waitErr say how.
+	exited  chan struct{}
+	code    uint32
+	waitErr error
+	deleted bool
+}
+
+// Create makes one member: its hand-off, if it has secrets, its spec and its container.
+func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error) {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("container %s: its pod is closed", m.ID)
+	}
+	c := &Container{name: m.Name, stop: m.Stop, pod: p, exited: make(chan struct{})}
+	oc, err := p.container(m)
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Secrets) > 0 {
+		if err := os.MkdirAll(p.etc(), 0o755); err != nil {
+			return nil, err
+		}
+		h, err := secrets.NewHandoff(p.handoffPath(m), int(oc.User.UID), int(oc.User.GID), m.Secrets)
+		if err != nil {
+			return nil, fmt.Errorf("container %s: %w", m.ID, err)
+		}
+		c.handoff = h
+		defer func() {
+			if retErr != nil {
+				retErr = errors.Join(retErr, h.Close())
+			}
+		}()
+	}
+	spec, err := oci.Spec(ctx, oc)
+	if err != nil {
+		return nil, err
+	}
+	labels := maps.Clone(p.o.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, m.Labels)
+	log.G(ctx).Debugf("create container %s", m.ID)
+	t, err := p.rt.Create(ctx, task.Options{
+		ID: m.ID, Image: m.Image, Existing: m.Existing, Spec: spec, Labels: labels,
+		FIFODir: p.o.FIFODir, Stdin: m.Stdin, Terminal: m.Terminal,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.Task = t
+	p.mu.Lock()
+	p.members = append(p.members, c)
+	p.mu.Unlock()
+	return c, nil
+}
+
+// Spec is the runtime spec that Create would give m: an image builder looks at its mount
+// points first.
+func (p *Pod) Spec(ctx context.Context, m Member) (*specs.Spec, error) {
+	oc, err := p.container(m)
+	if err != nil {
+		return nil, err
+	}
+	return oci.Spec(ctx, oc)
+}
+
+// container is what m's spec is made from: its own description, with the pod's ids and
+// network, and the hand-off's mounts and command when it has secrets.
+func (p *Pod) container(m Member) (oci.Container, error) {
+	oc := m.Container
+	oc.ID, oc.Namespace = m.ID, p.o.Namespace
+	oc.NetNS, oc.HostsFile, oc.ResolvConf = p.netns, p.hosts, p.resolv
+	if len(m.Secrets) > 0 {
+		if p.o.Handoff == "" {
+			return oci.Container{}, fmt.Errorf("container %s: secret variables need crun-ci's executable to hand them over", m.ID)
+		}
+		oc.Mounts = append(slices.Clone(oc.Mounts), mounts.Bind(p.o.Handoff, secrets.HandoffExe, true), mounts.Bind(p.handoffPath(m), secrets.HandoffFIFO, true))
+		oc.Args = secrets.HandoffArgs(oc.Args)
+	}
+	return oc, nil
+}
+
+func (p *Pod) handoffPath(m Member) string { return filepath.Join(p.etc(), "secrets-"+m.ID) }
+
+// Start creates the task, with its output copied to stdout and stderr, calls before (when
+// not nil) with its pid once its mounts are made and before its process starts, and
+// starts it unless before failed. Starting is not cut short by ctx: a task half
+// started would be killed outright, without the grace of Stop.
+func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer, before func(pid uint32) error) error {
+	if err := c.Task.Start(context.WithoutCancel(ctx), stdout, stderr, before); err != nil {
+		return err
+	}
+	c.started = true
+	go func() {
+		c.code, c.waitErr = c.Task.Wait(context.WithoutCancel(ctx))
+		close(c.exited)
+	}()
+	return nil
+}
+
+// Exited is closed once the started task has ended (never, for one not started).
+func (c *Container) Exited() <-chan struct{} { return c.exited }
+
+// Wait waits for the task to end and returns its exit code, or ctx's error when ctx ends
+// first (the task runs on).
+func (c *Container) Wait(ctx context.Context) (uint32, error) {
+	if !c.started {
+		return 0, fmt.Errorf("wait for container %s: not started", c.ID())
+	}
+	select {
+	case <-c.exited:
+		return c.code, c.waitErr
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Stop ends a started task by its stop policy: the stop signal, then, when the task is
+// still running after grace (or at once when hurry is closed), SIGKILL. With no grace the
+// task gets SIGKILL at once. A grace that it waits for is said on stderr. It returns once
+// the task has ended, or ctx has.
+func (c *Container) Stop(ctx context.Context, grace time.Duration, hurry <-chan struct{}) error {
+	if !c.started || isClosed(c.exited) {
+		return nil
+	}
+	if grace > 0 {
+		sig := c.stop.Signal
+		if sig == 0 {
+			sig = syscall.SIGTERM
+		}
+		if err := c.Kill(ctx, sig); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(grace)
+		// Most processes end at once; say nothing of those.
+		ended, err := c.waitUpTo(ctx, min(grace, 100*time.Millisecond), hurry)
+		if ended || err != nil {
+			return err
+		}
+		if left := time.Until(deadline); left > 0 && !isClosed(hurry) {
+			log.G(ctx).Infof("stopping %s: sent %s, waiting up to %s before SIGKILL", c.what(), unix.SignalName(sig), left.Round(time.Millisecond))
+			if ended, err := c.waitUpTo(ctx, left, hurry); ended || err != nil {
+				return err
+			}
+		}
+		log.G(ctx).Infof("stopping %s: SIGKILL", c.what())
+	}
+	if err := c.Kill(ctx, syscall.SIGKILL); err != nil {
+		return err
+	}
+	_, err := c.waitUpTo(ctx, CleanupTimeout, nil)
+	return err
+}
+
+// waitUpTo waits for the task to end, for at most d or until hurry is closed; it reports
+// whether it ended, and ctx's error when ctx ended first.
+func (c *Container) waitUpTo(ctx context.Context, d time.Duration, hurry <-chan struct{}) (bool, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.exited:
+		return true, nil
+	case <-t.C:
+	case <-hurry:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	return isClosed(c.exited), nil
+}
+
+// StopPolicy is the member's stop policy.
+func (c *Container) StopPolicy() Stop { return c.stop }
+
+func (c *Container) what() string {
+	if c.name == "" {
+		return "container " + c.ID()
+	}
+	return fmt.Sprintf("%q (container %s)", c.name, c.ID())
+}
+
+// Delete removes the member now (killing its task if it still runs) and its hand-off,
+// before the pod's Close; what is gone is not an error.
+func (c *Container) Delete(ctx context.Context) error {
+	if c.deleted {
+		return nil
+	}
+	err := c.Task.Delete(ctx)
+	if err == nil {
+		c.deleted = true
+	}
+	if c.handoff != nil {
+		err = errors.Join(err, c.handoff.Close())
+		c.handoff = nil
+	}
+	return err
+}
+
+// Close deletes the pod's members, the last made first, then its network, then its
+// directory (unless a mount is still in it). It runs with a timeout of its own, even
+// when ctx was cancelled. When a member cannot be deleted, the network and directory
+// stay (the member may still use them) for `crun-ci cleanup`, and the error says so.
+func (p *Pod) Close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
+	defer cancel()
+	p.mu.Lock()
+	members := p.members
+	p.members, p.closed = nil, true
+	p.mu.Unlock()
+	var errs []error
+	for i := len(members) - 1; i >= 0; i-- {
+		errs = append(errs, members[i].Delete(ctx))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("keep %s: %w", p.o.Dir, err)
+	}
+	if p.sb != nil {
+		if err := p.o.Network.Teardown(ctx, p.sb); err != nil {
+			return fmt.Errorf("keep %s: %w", p.o.Dir, err)
+		}
+		p.sb = nil
+	}
+	return builds.RemoveDir(p.o.Dir)
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
