@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -377,47 +378,16 @@ func RemoveDir(dir string) error {
 
 // MountedBelow returns a mount point at or below dir, or "" when there is none.
 func MountedBelow(dir string) (string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	below := mountinfo.PrefixFilter(dir)
+	infos, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		skip, _ = below(m)
+		return skip, !skip // the first one is enough
+	})
 	if err != nil {
 		return "", err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescape(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			return mp, nil
-		}
+	if len(infos) == 0 {
+		return "", nil
 	}
-	return "", nil
-}
-
-// unescape undoes the octal escapes (\040 for a space) of /proc/self/mountinfo.
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var sb strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var n byte
-			ok := true
-			for _, d := range s[i+1 : i+4] {
-				if d < '0' || d > '7' {
-					ok = false
-					break
-				}
-				n = n*8 + byte(d-'0')
-			}
-			if ok {
-				sb.WriteByte(n)
-				i += 3
-				continue
-			}
-		}
-		sb.WriteByte(s[i])
-	}
-	return sb.String()
+	return infos[0].Mountpoint, nil
 }

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestALockIsOwnedWhileHeldAndFreeAfter(t *testing.T) {
@@ -69,15 +71,31 @@ func TestRemoveDirRemovesAndMountedBelowFindsNothingInATempDir(t *testing.T) {
 	}
 }
 
-func TestUnescapeUndoesMountinfoOctal(t *testing.T) {
-	for in, want := range map[string]string{
-		`/a\040b`:   "/a b",
-		`/tab\011x`: "/tab\tx",
-		`/plain`:    "/plain",
-		`/bad\09`:   `/bad\09`,
-	} {
-		if got := unescape(in); got != want {
-			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
+func TestMountedBelowFindsAMountWhosePathMountinfoEscapes(t *testing.T) {
+	// The kernel writes a space, tab, newline or backslash in a mount point as an octal
+	// escape (\040, \011, \012, \134); MountedBelow must return the path itself.
+	dir := filepath.Join(t.TempDir(), "build dir")
+	mnt := filepath.Join(dir, "vol\tume\n", `back\09`)
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(mnt, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %q: %v", mnt, err)
 		}
+	})
+	if m, err := MountedBelow(dir); err != nil || m != mnt {
+		t.Errorf("MountedBelow(%q) = %q, %v; want %q", dir, m, err, mnt)
+	}
+	// "build di" is a prefix of the mount point's string, not of its path.
+	short := dir[:len(dir)-1]
+	if m, err := MountedBelow(short); err != nil || m != "" {
+		t.Errorf("MountedBelow(%q) = %q, %v; want nothing", short, m, err)
+	}
+	if err := RemoveDir(dir); err == nil {
+		t.Errorf("RemoveDir(%q) removed a directory with a mount below it", dir)
 	}
 }

@@ -853,6 +853,39 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+// TestParseSizeWhereGoUnitsDiffers pins the cases where go-units' parsers would answer
+// differently, so that ParseSize cannot quietly become one of them, and the neighbours
+// where they agree (a number is whatever strconv.ParseFloat reads).
+func TestParseSizeWhereGoUnitsDiffers(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int64 // -1: an error
+	}{
+		{"2kib", 2 << 10},                   // FromHumanSize: 2000
+		{"2kb", 2000},                       // RAMInBytes: 2048
+		{"1p", -1},                          // both: a petabyte or pebibyte
+		{"1pb", -1},                         // both: a petabyte or pebibyte
+		{"9223372036854775807", -1},         // both: the float 2^63 does not fit an int64
+		{"8e18", 8e18},                      // fits
+		{"8.5eb", -1},                       // exa is not a unit in either
+		{"10  kb", 10000},                   // go-units: two spaces are not a number
+		{"10\tkb", 10000},                   // go-units: a tab is not a separator
+		{"1e3k", 1000 << 10},                // an exponent is a number
+		{"0x1p10", 1024},                    // and so is a hexadecimal float
+		{strings.Repeat("9", 30) + "t", -1}, // the product overflows
+	} {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseSize(tt.in)
+			switch {
+			case tt.want == -1 && err == nil:
+				t.Errorf("ParseSize(%q) = %d, want an error", tt.in, got)
+			case tt.want != -1 && (err != nil || got != tt.want):
+				t.Errorf("ParseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
 func TestRemoveStubs(t *testing.T) {
 	for _, tt := range []struct {
 		name  string

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/errdefs"
+	"github.com/docker/go-units"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/crun-ci/crun-ci/snapshot"
@@ -169,19 +170,25 @@ func Prune(ctx context.Context, c *client.Client, max int64, dry bool) ([]CacheE
 	return evict, errors.Join(errs...)
 }
 
-// ParseSize reads a size such as 500MB, 2GiB, 1g or 1048576 (bytes).
+// ParseSize reads a size such as 500MB, 2GiB, 1g or 1048576 (bytes): kb, mb, gb and tb are
+// decimal; kib, mib, gib and tib are binary, and so are k, m, g and t.
+//
+// go-units has the multipliers but not this grammar: its FromHumanSize takes kib as 1000
+// and its RAMInBytes kb as 1024, both accept p, and neither checks that the product fits
+// in an int64 (1e30 converts to whatever the platform makes of it), so the suffix and the
+// bound stay here.
 func ParseSize(s string) (int64, error) {
 	t := strings.TrimSpace(strings.ToLower(s))
-	units := []struct {
+	suffixes := []struct {
 		suffix string
 		mult   int64
 	}{
-		{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
-		{"kb", 1000}, {"mb", 1000 * 1000}, {"gb", 1000 * 1000 * 1000}, {"tb", 1000 * 1000 * 1000 * 1000},
-		{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40}, {"b", 1},
+		{"kib", units.KiB}, {"mib", units.MiB}, {"gib", units.GiB}, {"tib", units.TiB},
+		{"kb", units.KB}, {"mb", units.MB}, {"gb", units.GB}, {"tb", units.TB},
+		{"k", units.KiB}, {"m", units.MiB}, {"g", units.GiB}, {"t", units.TiB}, {"b", 1},
 	}
 	mult := int64(1)
-	for _, u := range units {
+	for _, u := range suffixes {
 		if strings.HasSuffix(t, u.suffix) {
 			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
 			break

@@ -2,6 +2,7 @@ package mounts
 
 import (
 	"io/fs"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 func TestParse(t *testing.T) {
@@ -702,6 +704,50 @@ func TestCopy(t *testing.T) {
 			t.Errorf("%s: owner %d:%d, want %d:%d", name, d.Uid, d.Gid, s.Uid, s.Gid)
 		}
 	}
+}
+
+// TestCopySkipsDevicesAndSockets pins why Copy is not continuity's fs.CopyDir, which
+// recreates device nodes and sockets with mknod: a device node in an image must not become
+// a node in a volume's directory on the host, where no nodev mount option covers it.
+func TestCopySkipsDevicesAndSockets(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "keep"), "k", 0o644)
+	l, err := net.Listen("unix", filepath.Join(src, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	devices := true
+	if err := unix.Mknod(filepath.Join(src, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Logf("no device nodes, only a socket: cannot make a device node here: %v", err)
+		devices = false
+	}
+	if devices {
+		if err := unix.Mknod(filepath.Join(src, "disk"), unix.S_IFBLK|0o660, int(unix.Mkdev(7, 0))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	dst := t.TempDir()
+	if _, err := Copy(dst, src); err != nil {
+		t.Fatalf("Copy: %v", err)
+	}
+	want := map[string]entry{
+		".":    {Mode: lstatMode(t, src)},
+		"keep": {Mode: 0o644, Data: "k"},
+	}
+	if diff := cmp.Diff(want, tree(t, dst)); diff != "" {
+		t.Errorf("copied tree (-want +got):\n%s", diff)
+	}
+}
+
+func lstatMode(t *testing.T, name string) fs.FileMode {
+	t.Helper()
+	info, err := os.Lstat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Mode()
 }
 
 func lstat(t *testing.T, name string) *syscall.Stat_t {

@@ -237,6 +237,11 @@ func User(user string, passwd, group []byte) (specs.User, error) {
 // lookup finds the entry of a passwd (numeric fields 2 and 3) or group (numeric field 2)
 // file whose name is key, or else whose id (field 2) is key. It returns nil when none
 // matches; malformed lines are skipped.
+//
+// It is not github.com/moby/sys/user: ParsePasswdFilter and ParseGroupFilter read an id
+// that is not a number, or missing, as 0, so "app:x:1OOO:1OOO:..." would make app root
+// where here it is no user at all, and they keep passwd lines that start with "#".
+// GetExecUser refuses ids above 2^31-1, and reads a numeric name only as an id.
 func lookup(file []byte, key string, numeric ...int) ([]string, error) {
 	sc := bufio.NewScanner(bytes.NewReader(file))
 	var byID []string
