@@ -1,10 +1,8 @@
 package integration
 
 import (
-	"bytes"
 	"encoding/base64"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,16 +54,7 @@ func credProject(t *testing.T, services, host, user, password string, code strin
 // left nothing behind.
 func stepsWithoutCredentials(t *testing.T, dir string, args ...string) result {
 	t.Helper()
-	full := append([]string{"--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "steps", "--dir", dir}, args...)
-	cmd := exec.Command(bin, full...)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
-	t.Logf("crun-ci steps %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-	assertClean(t)
-	return r
+	return runStepsEnv(t, dir, []string{"DOCKER_CONFIG=" + t.TempDir()}, args...)
 }
 
 // A service's dockercfg_service runs before its image is pulled; what it writes is the

@@ -152,8 +152,16 @@ func crunci(t *testing.T, args ...string) result {
 // crunciCtx is crunci under ctx, which kills crun-ci when it ends.
 func crunciCtx(t *testing.T, ctx context.Context, args ...string) result {
 	t.Helper()
+	return crunciEnv(t, ctx, nil, args...)
+}
+
+// crunciEnv is crunciCtx with env added to crun-ci's environment (an entry wins over
+// the test's own of the same name).
+func crunciEnv(t *testing.T, ctx context.Context, env []string, args ...string) result {
+	t.Helper()
 	full := append([]string{"--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir}, args...)
 	cmd := exec.CommandContext(ctx, bin, full...)
+	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -197,7 +205,13 @@ func project(t *testing.T, files map[string]string) string {
 // nothing behind.
 func runSteps(t *testing.T, dir string, args ...string) result {
 	t.Helper()
-	r := crunci(t, append([]string{"steps", "--dir", dir}, args...)...)
+	return runStepsEnv(t, dir, nil, args...)
+}
+
+// runStepsEnv is runSteps with env added to crun-ci's environment.
+func runStepsEnv(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
+	r := crunciEnv(t, context.Background(), env, append([]string{"steps", "--dir", dir}, args...)...)
 	assertClean(t)
 	return r
 }

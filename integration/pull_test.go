@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -153,16 +152,7 @@ func TestMissingImagesArePulledWithCredentials(t *testing.T) {
 	})
 	steps := func(config string, args ...string) result {
 		t.Helper()
-		full := append([]string{"--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "steps", "--dir", dir}, args...)
-		cmd := exec.Command(bin, full...)
-		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+config)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		cmd.Run()
-		r := result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
-		t.Logf("crun-ci steps %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-		assertClean(t)
-		return r
+		return runStepsEnv(t, dir, []string{"DOCKER_CONFIG=" + config}, args...)
 	}
 	t.Cleanup(func() { crunci(t, "cleanup") })
 
@@ -251,16 +241,8 @@ func TestPushStepsPushTheServiceImage(t *testing.T) {
 		"codeship-steps.yml":    "- {service: app, command: 'true'}\n- {name: publish, type: push, service: app, image_name: " + reg.host + "/crunci/pushed, image_tag: \"{{ .Branch }}-{{ .ServiceName }}\"}\n",
 	})
 	steps := func(args ...string) result {
-		full := append([]string{"--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "steps", "--dir", dir}, args...)
-		cmd := exec.Command(bin, full...)
-		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dockerConfig(t, reg.host, "ci", "pw"))
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		cmd.Run()
-		r := result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
-		t.Logf("crun-ci steps %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-		assertClean(t)
-		return r
+		t.Helper()
+		return runStepsEnv(t, dir, []string{"DOCKER_CONFIG=" + dockerConfig(t, reg.host, "ci", "pw")}, args...)
 	}
 	target := reg.host + "/crunci/pushed:main-app"
 	r := steps("--tag", "main")

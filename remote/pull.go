@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/remotes"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	"github.com/containerd/errdefs"
@@ -22,8 +23,9 @@ import (
 
 // Puller pulls images with one set of credentials and insecure registries.
 type Puller struct {
-	Client      *client.Client
-	Credentials Credentials
+	Client *client.Client
+	// Keychain gives the logins of registries (the host's DockerConfig); nil, none.
+	Keychain Keychain
 	// Insecure lists the registries (host or host:port) reached over plain HTTP besides
 	// loopback ones.
 	Insecure []string
@@ -37,6 +39,33 @@ type Puller struct {
 
 	boardOnce     sync.Once
 	progressBoard *board
+}
+
+// Keychain gives the login of a registry host, as containerd's authorizer asks for it:
+// an identity token is a secret with an empty user; no login is two empty strings.
+type Keychain interface {
+	Lookup(host string) (user, secret string, err error)
+}
+
+// resolver is the resolver of one pull or push, with p.lookup(more).
+func (p *Puller) resolver(more Credentials) remotes.Resolver {
+	hosts := docker.ConfigureDefaultRegistries(
+		docker.WithPlainHTTP(p.plainHTTP),
+		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(p.lookup(more)))),
+	)
+	return docker.NewResolver(docker.ResolverOptions{Hosts: hosts})
+}
+
+// lookup answers the authorizer of one pull or push: more's logins win over the
+// Keychain's for their registries, and the Keychain is not asked for those (no helper
+// runs for them).
+func (p *Puller) lookup(more Credentials) func(host string) (string, string, error) {
+	return func(host string) (string, string, error) {
+		if _, ok := more[normalizeHost(host)]; ok || p.Keychain == nil {
+			return more.Lookup(host)
+		}
+		return p.Keychain.Lookup(host)
+	}
 }
 
 // plainHTTP reports whether host is reached over plain HTTP: a loopback registry or one
@@ -70,15 +99,10 @@ func (p *Puller) Pull(ctx context.Context, ref string) error {
 	return p.PullWith(ctx, ref, nil)
 }
 
-// PullWith is Pull with more credentials, which win over the Puller's (a service's
-// encrypted_dockercfg_path).
+// PullWith is Pull with more credentials, which win over the Puller's Keychain for
+// their registries (a service's encrypted_dockercfg_path or dockercfg_service).
 func (p *Puller) PullWith(ctx context.Context, ref string, more Credentials) error {
-	creds := p.Credentials.With(more)
-	hosts := docker.ConfigureDefaultRegistries(
-		docker.WithPlainHTTP(p.plainHTTP),
-		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(creds.Lookup))),
-	)
-	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: hosts})
+	resolver := p.resolver(more)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	var board *board
@@ -110,8 +134,12 @@ func (p *Puller) PullWith(ctx context.Context, ref string, more Credentials) err
 }
 
 // pullError says what the registry said: denied, not found or rate limited, with its own
-// message.
+// message; or which credential helper failed, in its own words.
 func pullError(err error) error {
+	var helper *helperError
+	if errors.As(err, &helper) {
+		return helper
+	}
 	var status remoteerrors.ErrUnexpectedStatus
 	if errors.As(err, &status) {
 		msg := strings.TrimSpace(string(status.Body))

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/errdefs"
 )
 
@@ -16,7 +15,7 @@ func (p *Puller) Push(ctx context.Context, source, target string) error {
 	return p.PushWith(ctx, source, target, nil)
 }
 
-// PushWith is Push with more credentials, which win over the Puller's for their
+// PushWith is Push with more credentials, which win over the Puller's Keychain for their
 // registries (a push step's encrypted_dockercfg_path or dockercfg_service).
 func (p *Puller) PushWith(ctx context.Context, source, target string, more Credentials) error {
 	is := p.Client.ImageService()
@@ -34,12 +33,7 @@ func (p *Puller) PushWith(ctx context.Context, source, target string, more Crede
 			return fmt.Errorf("tag %s as %s: %w", source, target, err)
 		}
 	}
-	creds := p.Credentials.With(more)
-	hosts := docker.ConfigureDefaultRegistries(
-		docker.WithPlainHTTP(p.plainHTTP),
-		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(creds.Lookup))),
-	)
-	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: hosts})
+	resolver := p.resolver(more)
 	began := time.Now()
 	if err := p.Client.Push(quiet(ctx), target, img.Target, client.WithResolver(resolver)); err != nil {
 		return pullError(err)

@@ -32,7 +32,8 @@ import (
 // of the build's that is mounted read-write into that container only. The container
 // writes the file (Docker's config.json with "auths", or the older .dockercfg form) and
 // exits 0; crun-ci reads it into memory and removes it, the directory and the container
-// at once.
+// at once. Only its logins count: "credsStore" and "credHelpers" in it are ignored (see
+// remote.ParseCredentials), as in an encrypted_dockercfg_path.
 //
 // A service's credential service runs while the build is prepared, before its image is
 // pulled, and only when that image is pulled: when it is missing, or always with

@@ -638,14 +638,14 @@ func (p *pullFlags) builder(s *session, namespace string) (*dockerfile.Builder, 
 	}, nil
 }
 
-// puller makes the image puller of a build: credentials from Docker's config files,
-// progress on stderr.
+// puller makes the image puller of a build: credentials from Docker's config files and
+// the credential helpers they name, progress on stderr.
 func (p *pullFlags) puller(d *daemon.Daemon, stderr io.Writer) (*remote.Puller, error) {
-	creds, err := remote.LoadCredentials("")
+	keychain, err := remote.LoadDockerConfig("")
 	if err != nil {
 		return nil, &exitError{code: 2, err: err}
 	}
-	return &remote.Puller{Client: d.Client, Credentials: creds, Insecure: p.insecure, Progress: stderr, Terminal: isTerminal(stderr), Snapshotter: snapshot.Snapshotter}, nil
+	return &remote.Puller{Client: d.Client, Keychain: keychain, Insecure: p.insecure, Progress: stderr, Terminal: isTerminal(stderr), Snapshotter: snapshot.Snapshotter}, nil
 }
 
 // isTerminal reports whether w is a terminal (and TERM does not say it is a dumb one).
