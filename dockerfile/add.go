@@ -145,8 +145,9 @@ func decompress(r *bufio.Reader) (io.Reader, error) {
 //
 // Entry names are resolved inside destC ("../x" and "/x" land in destC/x); links
 // within the archive and in the image are resolved as the container sees them, so
-// nothing is written outside rootfs.
-func (c *copier) extract(src, destC string) (bool, error) {
+// nothing is written outside rootfs. Once ctx is done, reading the archive fails with
+// ctx's error.
+func (c *copier) extract(ctx context.Context, src, destC string) (bool, error) {
 	f, err := c.from.Open(src)
 	if err != nil {
 		return false, err
@@ -156,9 +157,12 @@ func (c *copier) extract(src, destC string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	tr := tar.NewReader(r)
+	tr := tar.NewReader(ctxReader{ctx, r})
 	hdr, err := tr.Next()
 	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
 		// Like Docker: what does not start with a tar header is copied as a file.
 		return false, nil
 	}
@@ -176,6 +180,19 @@ func (c *copier) extract(src, destC string) (bool, error) {
 		return true, fmt.Errorf("unpack: %w", err)
 	}
 	return true, nil
+}
+
+// ctxReader reads from r until ctx is done, and then fails with ctx's error.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
 }
 
 // extractEntry writes one archive entry below the container directory destC.

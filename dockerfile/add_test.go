@@ -133,7 +133,7 @@ func TestCopyExtract(t *testing.T) {
 				t.Fatal(err)
 			}
 			o := CopyOptions{UID: -1, GID: -1, Extract: true}
-			if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"archive.bin"}, rootfs, "/dst", "", o); err != nil {
+			if err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"archive.bin"}, rootfs, "/dst", "", o); err != nil {
 				t.Fatal(err)
 			}
 			checkTree(t, rootfs, wantArchiveTree)
@@ -154,7 +154,7 @@ func TestCopyExtractWithOwner(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(from, "a.tar"), archive, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/x/", "", CopyOptions{UID: 1, GID: 2, Extract: true}); err != nil {
+	if err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/x/", "", CopyOptions{UID: 1, GID: 2, Extract: true}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"x dir 0755 1:2", "x/f file 0600 1:2 F"}
@@ -175,7 +175,7 @@ func TestCopyExtractStaysInsideRootfs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(from, "a.tar"), archive, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true}); err != nil {
+	if err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -199,7 +199,7 @@ func TestCopyExtractHardLinkOutOfArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	// "../etc/shadow" names /dst/etc/shadow, which does not exist.
-	err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true})
+	err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true})
 	if err == nil || !strings.Contains(err.Error(), `hard link to "/dst/etc/shadow"`) {
 		t.Fatalf("Copy error = %v, want one about the hard link target", err)
 	}
@@ -222,7 +222,7 @@ func TestCopyWithoutExtractOrNotAnArchive(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(from, "a.tar.gz"), tc.content, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar.gz"}, rootfs, "/dst/", "", CopyOptions{Extract: tc.extract}); err != nil {
+			if err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"a.tar.gz"}, rootfs, "/dst/", "", CopyOptions{Extract: tc.extract}); err != nil {
 				t.Fatal(err)
 			}
 			got, err := os.ReadFile(filepath.Join(rootfs, "dst/a.tar.gz"))
@@ -236,12 +236,32 @@ func TestCopyWithoutExtractOrNotAnArchive(t *testing.T) {
 	}
 }
 
+// A cancelled build stops unpacking: before the next source, and while the archive is
+// read.
+func TestCopyExtractStopsWhenCancelled(t *testing.T) {
+	from, rootfs := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(from, "a.tar"), testArchive(t, time.Now()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	d := dirOf(t, from, hostfs.InRoot)
+	if err := Copy(ctx, d, []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Copy error = %v, want context.Canceled", err)
+	}
+	c := &copier{from: d, rootfs: rootfs, o: CopyOptions{Extract: true}}
+	if ok, err := c.extract(ctx, "a.tar", "/dst"); ok || !errors.Is(err, context.Canceled) {
+		t.Errorf("extract = %v, %v, want false, context.Canceled", ok, err)
+	}
+	checkTree(t, rootfs, nil)
+}
+
 func TestCopyExtractXz(t *testing.T) {
 	from, rootfs := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(from, "a.tar.xz"), []byte("\xfd7zXZ\x00rest"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar.xz"}, rootfs, "/dst/", "", CopyOptions{Extract: true})
+	err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"a.tar.xz"}, rootfs, "/dst/", "", CopyOptions{Extract: true})
 	if err == nil || !strings.Contains(err.Error(), "xz archives are not supported") {
 		t.Fatalf("Copy error = %v, want one saying xz is not supported", err)
 	}

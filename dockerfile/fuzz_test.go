@@ -49,7 +49,7 @@ func FuzzExtract(f *testing.F) {
 		}
 		defer d.Close()
 		// Errors are fine (a broken archive, owners a test without root cannot set).
-		Copy(d, []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{UID: -1, GID: -1, Extract: true, ArchiveOwners: true})
+		Copy(t.Context(), d, []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{UID: -1, GID: -1, Extract: true, ArchiveOwners: true})
 		top2, err := os.ReadDir(top)
 		if err != nil {
 			t.Fatal(err)
