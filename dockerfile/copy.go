@@ -33,10 +33,11 @@ type CopyOptions struct {
 	// it are ignored, so Copy need not look inside (Context.SkipDir). It only makes
 	// copying faster.
 	SkipDir func(rel string) bool
-	// Extract (ADD) unpacks a source that is a local tar archive (plain, gzip or bzip2;
-	// told by content, not by name) into the destination directory instead of copying
-	// it. With ArchiveOwners, what is unpacked keeps the owners the archive records
-	// (ADD without --chown, as Docker does) whatever UID and GID say.
+	// Extract (ADD) unpacks a source that is a local tar archive (plain, gzip, bzip2, xz
+	// or zstd, as Docker does; told by content, not by name; xz needs the xz command)
+	// into the destination directory instead of copying it. With ArchiveOwners, what is
+	// unpacked keeps the owners the archive records (ADD without --chown, as Docker
+	// does) whatever UID and GID say.
 	Extract       bool
 	ArchiveOwners bool
 }
