@@ -60,7 +60,7 @@ func makeTar(t testing.TB, when time.Time, entries ...tarEntry) []byte {
 }
 
 // gzipped returns b compressed with gzip.
-func gzipped(t *testing.T, b []byte) []byte {
+func gzipped(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -74,20 +74,20 @@ func gzipped(t *testing.T, b []byte) []byte {
 }
 
 // bzipped returns b compressed by the bzip2 command.
-func bzipped(t *testing.T, b []byte) []byte {
+func bzipped(t testing.TB, b []byte) []byte {
 	t.Helper()
 	return compressedBy(t, b, "bzip2", "-c")
 }
 
 // xzed returns b compressed by the xz command.
-func xzed(t *testing.T, b []byte) []byte {
+func xzed(t testing.TB, b []byte) []byte {
 	t.Helper()
 	return compressedBy(t, b, "xz", "-c")
 }
 
 // compressedBy returns what the command name with args writes when it reads b, skipping
 // the test without the command; in CI (CI set) its absence fails the test.
-func compressedBy(t *testing.T, b []byte, name string, args ...string) []byte {
+func compressedBy(t testing.TB, b []byte, name string, args ...string) []byte {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
 		msg := fmt.Sprintf("no %s command to make a %s archive with (scripts/setup.sh installs it)", name, name)
@@ -106,7 +106,7 @@ func compressedBy(t *testing.T, b []byte, name string, args ...string) []byte {
 }
 
 // zstded returns b compressed with zstd.
-func zstded(t *testing.T, b []byte) []byte {
+func zstded(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw, err := zstd.NewWriter(&buf)
@@ -156,9 +156,9 @@ func TestCopyExtract(t *testing.T) {
 	when := time.Date(2019, 5, 6, 7, 8, 9, 0, time.UTC)
 	for _, tc := range []struct {
 		name     string
-		compress func(*testing.T, []byte) []byte
+		compress func(testing.TB, []byte) []byte
 	}{
-		{"a plain tar", func(_ *testing.T, b []byte) []byte { return b }},
+		{"a plain tar", func(_ testing.TB, b []byte) []byte { return b }},
 		{"a gzip tar", gzipped},
 		{"a bzip2 tar", bzipped},
 		{"an xz tar", xzed},
@@ -293,12 +293,12 @@ func TestCopyExtractTruncated(t *testing.T) {
 	)
 	for _, tc := range []struct {
 		name     string
-		compress func(*testing.T, []byte) []byte
+		compress func(testing.TB, []byte) []byte
 		want     string
 	}{
-		{"a plain tar", func(_ *testing.T, b []byte) []byte { return b }, "unexpected EOF"},
+		{"a plain tar", func(_ testing.TB, b []byte) []byte { return b }, "unexpected EOF"},
 		{"a gzip tar", gzipped, "unexpected EOF"},
-		{"a bzip2 tar", func(t *testing.T, b []byte) []byte { return compressedBy(t, b, "bzip2", "-c", "-1") }, "unexpected EOF"},
+		{"a bzip2 tar", func(t testing.TB, b []byte) []byte { return compressedBy(t, b, "bzip2", "-c", "-1") }, "unexpected EOF"},
 		{"an xz tar", xzed, "xz: (stdin): Unexpected end of input (exit status 1)"},
 		{"a zstd tar", zstded, "unexpected EOF"},
 	} {

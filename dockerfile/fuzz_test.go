@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -28,6 +29,11 @@ func FuzzExtract(f *testing.F) {
 	))
 	f.Add([]byte{0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0})
 	f.Add([]byte("BZh91AY&SY"))
+	f.Add(zstded(f, testArchive(f, when)))
+	// testdata/fuzz has xz archives for a machine without the xz command.
+	if _, err := exec.LookPath("xz"); err == nil {
+		f.Add(xzed(f, testArchive(f, when)))
+	}
 	f.Fuzz(func(t *testing.T, archive []byte) {
 		top, err := os.MkdirTemp("", "fuzz-extract-")
 		if err != nil {
