@@ -2,10 +2,8 @@ package dockerfile
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"compress/bzip2"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -14,11 +12,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/containerd/continuity/fs"
 	"golang.org/x/sys/unix"
 )
@@ -115,29 +115,104 @@ func writeDownload(name string, resp *http.Response) (retErr error) {
 	return nil
 }
 
-// Magic numbers of the compressed formats that Docker unpacks.
+// Magic numbers of the compressed formats that Docker unpacks and containerd's
+// compression package does not tell (it tells gzip and zstd).
 var (
-	magicGzip  = []byte{0x1f, 0x8b, 0x08}
 	magicBzip2 = []byte{'B', 'Z', 'h'}
 	magicXz    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
-	magicZstd  = []byte{0x28, 0xb5, 0x2f, 0xfd}
 )
 
-// decompress returns a reader of the decompressed content of r, told by its first
-// bytes; r itself if it is not compressed.
-func decompress(r *bufio.Reader) (io.Reader, error) {
-	head, _ := r.Peek(6)
-	switch {
-	case bytes.HasPrefix(head, magicGzip):
-		return gzip.NewReader(r)
-	case bytes.HasPrefix(head, magicBzip2):
-		return bzip2.NewReader(r), nil
-	case bytes.HasPrefix(head, magicXz):
-		return nil, errors.New("xz archives are not supported")
-	case bytes.HasPrefix(head, magicZstd):
-		return nil, errors.New("zstd archives are not supported")
+// decompress returns a reader of the decompressed content of the file f, read from its
+// start and told by its first bytes as Docker tells it: gzip and zstd are read by
+// containerd's compression package, bzip2 by compress/bzip2, xz by the xz command (see
+// unxz); anything else is returned as it is. Close releases what the decompressor holds
+// (goroutines, the xz process).
+func decompress(ctx context.Context, f *os.File) (io.ReadCloser, error) {
+	head := make([]byte, len(magicXz))
+	n, err := f.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
 	}
-	return r, nil
+	switch head = head[:n]; {
+	case bytes.HasPrefix(head, magicBzip2):
+		return io.NopCloser(bzip2.NewReader(f)), nil
+	case bytes.HasPrefix(head, magicXz):
+		return unxz(ctx, f)
+	}
+	return compression.DecompressStream(f)
+}
+
+// xzWaitDelay bounds how long unxz waits for the end of xz's error output once xz has
+// exited.
+const xzWaitDelay = 5 * time.Second
+
+// unxz returns a reader of what the xz command, run as Docker runs it (xz -d -c -q),
+// writes when it decompresses in. xz reads in itself, so no goroutine of crun-ci does,
+// and none can be left blocked on it. A read fails with xz's message when xz fails (a
+// truncated or broken stream), and with ctx's error once ctx is done: xz is killed
+// then. Close kills xz if it is still running and waits for it.
+func unxz(ctx context.Context, in *os.File) (io.ReadCloser, error) {
+	cmd := exec.CommandContext(ctx, "xz", "-d", "-c", "-q")
+	cmd.Stdin = in
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = xzWaitDelay
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return nil, fmt.Errorf("xz archive: %w (the xz command is in Debian's xz-utils)", err)
+		}
+		return nil, fmt.Errorf("xz archive: %w", err)
+	}
+	return &xzStream{ctx: ctx, cmd: cmd, out: out, stderr: &stderr}, nil
+}
+
+// xzStream is the output of a running xz process.
+type xzStream struct {
+	ctx    context.Context
+	cmd    *exec.Cmd
+	out    io.Reader
+	stderr *bytes.Buffer
+	// done is set once the process has been waited for; err is then what reads return.
+	done bool
+	err  error
+}
+
+var _ io.ReadCloser = (*xzStream)(nil)
+
+func (x *xzStream) Read(p []byte) (int, error) {
+	if x.done {
+		return 0, x.err
+	}
+	n, err := x.out.Read(p)
+	if errors.Is(err, io.EOF) {
+		// xz closed its output: it has exited.
+		x.done, x.err = true, io.EOF
+		if werr := x.cmd.Wait(); x.ctx.Err() != nil {
+			x.err = x.ctx.Err()
+		} else if werr != nil {
+			x.err = fmt.Errorf("xz: %w", werr)
+			if msg := strings.TrimSpace(x.stderr.String()); msg != "" {
+				x.err = fmt.Errorf("%s (%w)", msg, werr) // "xz: (stdin): Unexpected end of input (exit status 1)"
+			}
+		}
+		return n, x.err
+	}
+	return n, err
+}
+
+func (x *xzStream) Close() error {
+	if x.done {
+		return nil
+	}
+	x.done, x.err = true, os.ErrClosed
+	// What is still unread is not wanted: the exit status says nothing then.
+	x.cmd.Process.Kill()
+	x.cmd.Wait()
+	return nil
 }
 
 // extract unpacks the file src (below the copier's Dir) into the container directory
@@ -145,20 +220,25 @@ func decompress(r *bufio.Reader) (io.Reader, error) {
 //
 // Entry names are resolved inside destC ("../x" and "/x" land in destC/x); links
 // within the archive and in the image are resolved as the container sees them, so
-// nothing is written outside rootfs.
-func (c *copier) extract(src, destC string) (bool, error) {
+// nothing is written outside rootfs. Once ctx is done, reading the archive fails with
+// ctx's error.
+func (c *copier) extract(ctx context.Context, src, destC string) (bool, error) {
 	f, err := c.from.Open(src)
 	if err != nil {
 		return false, err
 	}
 	defer f.Close()
-	r, err := decompress(bufio.NewReader(f))
+	r, err := decompress(ctx, f)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("unpack: %w", err)
 	}
-	tr := tar.NewReader(r)
+	defer r.Close()
+	tr := tar.NewReader(ctxReader{ctx, r})
 	hdr, err := tr.Next()
 	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
 		// Like Docker: what does not start with a tar header is copied as a file.
 		return false, nil
 	}
@@ -176,6 +256,19 @@ func (c *copier) extract(src, destC string) (bool, error) {
 		return true, fmt.Errorf("unpack: %w", err)
 	}
 	return true, nil
+}
+
+// ctxReader reads from r until ctx is done, and then fails with ctx's error.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
 }
 
 // extractEntry writes one archive entry below the container directory destC.

@@ -6,6 +6,9 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/crun-ci/crun-ci/hostfs"
 )
@@ -55,7 +60,7 @@ func makeTar(t testing.TB, when time.Time, entries ...tarEntry) []byte {
 }
 
 // gzipped returns b compressed with gzip.
-func gzipped(t *testing.T, b []byte) []byte {
+func gzipped(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -68,22 +73,53 @@ func gzipped(t *testing.T, b []byte) []byte {
 	return buf.Bytes()
 }
 
-// bzipped returns b compressed by the bzip2 command, skipping the test without it.
-func bzipped(t *testing.T, b []byte) []byte {
+// bzipped returns b compressed by the bzip2 command.
+func bzipped(t testing.TB, b []byte) []byte {
 	t.Helper()
-	if _, err := exec.LookPath("bzip2"); err != nil {
+	return compressedBy(t, b, "bzip2", "-c")
+}
+
+// xzed returns b compressed by the xz command.
+func xzed(t testing.TB, b []byte) []byte {
+	t.Helper()
+	return compressedBy(t, b, "xz", "-c")
+}
+
+// compressedBy returns what the command name with args writes when it reads b, skipping
+// the test without the command; in CI (CI set) its absence fails the test.
+func compressedBy(t testing.TB, b []byte, name string, args ...string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		msg := fmt.Sprintf("no %s command to make a %s archive with (scripts/setup.sh installs it)", name, name)
 		if os.Getenv("CI") != "" {
-			t.Fatal("no bzip2 command to make a bzip2 archive with (scripts/setup.sh installs it)")
+			t.Fatal(msg)
 		}
-		t.Skip("no bzip2 command to make a bzip2 archive with (scripts/setup.sh installs it)")
+		t.Skip(msg)
 	}
-	cmd := exec.Command("bzip2", "-c")
+	cmd := exec.Command(name, args...)
 	cmd.Stdin = bytes.NewReader(b)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// zstded returns b compressed with zstd.
+func zstded(t testing.TB, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, err := zstd.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // testArchive is an archive with a directory, a file, links, and names that try to
@@ -120,11 +156,13 @@ func TestCopyExtract(t *testing.T) {
 	when := time.Date(2019, 5, 6, 7, 8, 9, 0, time.UTC)
 	for _, tc := range []struct {
 		name     string
-		compress func(*testing.T, []byte) []byte
+		compress func(testing.TB, []byte) []byte
 	}{
-		{"a plain tar", func(_ *testing.T, b []byte) []byte { return b }},
+		{"a plain tar", func(_ testing.TB, b []byte) []byte { return b }},
 		{"a gzip tar", gzipped},
 		{"a bzip2 tar", bzipped},
+		{"an xz tar", xzed},
+		{"a zstd tar", zstded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			from, rootfs := t.TempDir(), t.TempDir()
@@ -133,7 +171,7 @@ func TestCopyExtract(t *testing.T) {
 				t.Fatal(err)
 			}
 			o := CopyOptions{UID: -1, GID: -1, Extract: true}
-			if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"archive.bin"}, rootfs, "/dst", "", o); err != nil {
+			if err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"archive.bin"}, rootfs, "/dst", "", o); err != nil {
 				t.Fatal(err)
 			}
 			checkTree(t, rootfs, wantArchiveTree)
@@ -154,7 +192,7 @@ func TestCopyExtractWithOwner(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(from, "a.tar"), archive, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/x/", "", CopyOptions{UID: 1, GID: 2, Extract: true}); err != nil {
+	if err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/x/", "", CopyOptions{UID: 1, GID: 2, Extract: true}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"x dir 0755 1:2", "x/f file 0600 1:2 F"}
@@ -175,7 +213,7 @@ func TestCopyExtractStaysInsideRootfs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(from, "a.tar"), archive, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true}); err != nil {
+	if err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -199,7 +237,7 @@ func TestCopyExtractHardLinkOutOfArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	// "../etc/shadow" names /dst/etc/shadow, which does not exist.
-	err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true})
+	err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true})
 	if err == nil || !strings.Contains(err.Error(), `hard link to "/dst/etc/shadow"`) {
 		t.Fatalf("Copy error = %v, want one about the hard link target", err)
 	}
@@ -207,44 +245,202 @@ func TestCopyExtractHardLinkOutOfArchive(t *testing.T) {
 
 func TestCopyWithoutExtractOrNotAnArchive(t *testing.T) {
 	archive := makeTar(t, time.Now(), tarEntry{name: "f", typ: tar.TypeReg, mode: 0o644, content: "F"})
+	text := []byte("just text")
 	for _, tc := range []struct {
 		name    string
-		content []byte
+		content func(*testing.T) []byte
 		extract bool
 	}{
-		{"a tar without Extract", archive, false},
-		{"a gzip file that holds no tar", gzipped(t, []byte("just text")), true},
-		{"a text file", []byte("just text"), true},
-		{"an empty file", nil, true},
+		{"a tar without Extract", func(*testing.T) []byte { return archive }, false},
+		{"a gzip file that holds no tar", func(t *testing.T) []byte { return gzipped(t, text) }, true},
+		{"a bzip2 file that holds no tar", func(t *testing.T) []byte { return bzipped(t, text) }, true},
+		{"an xz file that holds no tar", func(t *testing.T) []byte { return xzed(t, text) }, true},
+		{"a zstd file that holds no tar", func(t *testing.T) []byte { return zstded(t, text) }, true},
+		{"an xz file that is broken after its magic number", func(*testing.T) []byte { return []byte("\xfd7zXZ\x00rest") }, true},
+		{"a text file", func(*testing.T) []byte { return text }, true},
+		{"an empty file", func(*testing.T) []byte { return nil }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			from, rootfs := t.TempDir(), t.TempDir()
-			if err := os.WriteFile(filepath.Join(from, "a.tar.gz"), tc.content, 0o644); err != nil {
+			content := tc.content(t)
+			if err := os.WriteFile(filepath.Join(from, "a.tar.gz"), content, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar.gz"}, rootfs, "/dst/", "", CopyOptions{Extract: tc.extract}); err != nil {
+			if err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"a.tar.gz"}, rootfs, "/dst/", "", CopyOptions{Extract: tc.extract}); err != nil {
 				t.Fatal(err)
 			}
 			got, err := os.ReadFile(filepath.Join(rootfs, "dst/a.tar.gz"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(got, tc.content) {
+			if !bytes.Equal(got, content) {
 				t.Error("the file was not copied as it is")
 			}
 		})
 	}
 }
 
-func TestCopyExtractXz(t *testing.T) {
+// An archive cut short after its first entries is an error that says why, whatever
+// its compression, not a file copied as it is.
+func TestCopyExtractTruncated(t *testing.T) {
+	// Incompressible and larger than a bzip2 block of bzip2 -1 (100 kB), so that the
+	// first entry can be read and the cut falls inside the second.
+	noise := make([]byte, 256<<10)
+	rand.NewChaCha8([32]byte{}).Read(noise)
+	archive := makeTar(t, time.Now(),
+		tarEntry{name: "first", typ: tar.TypeReg, mode: 0o644, content: "1"},
+		tarEntry{name: "noise", typ: tar.TypeReg, mode: 0o644, content: string(noise)},
+	)
+	for _, tc := range []struct {
+		name     string
+		compress func(testing.TB, []byte) []byte
+		want     string
+	}{
+		{"a plain tar", func(_ testing.TB, b []byte) []byte { return b }, "unexpected EOF"},
+		{"a gzip tar", gzipped, "unexpected EOF"},
+		{"a bzip2 tar", func(t testing.TB, b []byte) []byte { return compressedBy(t, b, "bzip2", "-c", "-1") }, "unexpected EOF"},
+		{"an xz tar", xzed, "xz: (stdin): Unexpected end of input (exit status 1)"},
+		{"a zstd tar", zstded, "unexpected EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			from, rootfs := t.TempDir(), t.TempDir()
+			b := tc.compress(t, archive)
+			if err := os.WriteFile(filepath.Join(from, "a.tar"), b[:len(b)/2], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Copy error = %v, want one with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A cancelled build stops unpacking: before the next source, and while the archive is
+// read.
+func TestCopyExtractStopsWhenCancelled(t *testing.T) {
+	from, rootfs := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(from, "a.tar"), testArchive(t, time.Now()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	d := dirOf(t, from, hostfs.InRoot)
+	if err := Copy(ctx, d, []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{Extract: true}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Copy error = %v, want context.Canceled", err)
+	}
+	c := &copier{from: d, rootfs: rootfs, o: CopyOptions{Extract: true}}
+	if ok, err := c.extract(ctx, "a.tar", "/dst"); ok || !errors.Is(err, context.Canceled) {
+		t.Errorf("extract = %v, %v, want false, context.Canceled", ok, err)
+	}
+	checkTree(t, rootfs, nil)
+}
+
+func TestCopyExtractXzWithoutTheXzCommand(t *testing.T) {
 	from, rootfs := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(from, "a.tar.xz"), []byte("\xfd7zXZ\x00rest"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := Copy(dirOf(t, from, hostfs.InRoot), []string{"a.tar.xz"}, rootfs, "/dst/", "", CopyOptions{Extract: true})
-	if err == nil || !strings.Contains(err.Error(), "xz archives are not supported") {
-		t.Fatalf("Copy error = %v, want one saying xz is not supported", err)
+	t.Setenv("PATH", t.TempDir())
+	err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"a.tar.xz"}, rootfs, "/dst/", "", CopyOptions{Extract: true})
+	if !errors.Is(err, exec.ErrNotFound) || !strings.Contains(err.Error(), `copy "a.tar.xz" to "/dst/": unpack: xz archive:`) || !strings.Contains(err.Error(), "xz-utils") {
+		t.Fatalf("Copy error = %v, want one saying the xz command is missing", err)
 	}
+}
+
+// openBytes returns a file, open for reading, that holds b.
+func openBytes(t *testing.T, b []byte) *os.File {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(name, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// The xz process never outlives its use: a cancelled context kills it while it waits
+// for input, and Close kills it in the middle of a stream.
+func TestUnxz(t *testing.T) {
+	data := make([]byte, 1<<20)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	stream := xzed(t, data)
+
+	t.Run("a cancelled context", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		// Half the stream, and the other half never comes: xz waits for input.
+		in, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
+		defer w.Close()
+		go w.Write(stream[:len(stream)/2])
+		r, err := unxz(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if _, err := io.ReadFull(r, make([]byte, 1<<10)); err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(100*time.Millisecond, cancel)
+		done := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(io.Discard, r)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("read error = %v, want context.Canceled", err)
+			}
+		case <-time.After(xzWaitDelay):
+			t.Fatal("reading xz's output did not end after the context was cancelled")
+		}
+		if ps := r.(*xzStream).cmd.ProcessState; ps == nil || ps.Exited() {
+			t.Errorf("xz state %v, want killed", ps)
+		}
+	})
+
+	t.Run("Close in the middle of a stream", func(t *testing.T) {
+		r, err := unxz(t.Context(), openBytes(t, stream))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(r, make([]byte, 1<<10)); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if ps := r.(*xzStream).cmd.ProcessState; ps == nil {
+			t.Error("xz was not waited for")
+		}
+		if _, err := r.Read(make([]byte, 1)); !errors.Is(err, os.ErrClosed) {
+			t.Errorf("read after Close: %v, want os.ErrClosed", err)
+		}
+	})
+
+	t.Run("the whole stream", func(t *testing.T) {
+		r, err := unxz(t.Context(), openBytes(t, stream))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		got, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Error("xz's output is not what was compressed")
+		}
+	})
 }
 
 func TestIsURL(t *testing.T) {

@@ -206,7 +206,7 @@ func TestSourcesCopyStaysInside(t *testing.T) {
 	}
 	rootfs := t.TempDir()
 	o := CopyOptions{Ignored: c.Ignored, SkipDir: c.SkipDir}
-	if err := Copy(c.root, rels, rootfs, "/dst/", "", o); err != nil {
+	if err := Copy(t.Context(), c.root, rels, rootfs, "/dst/", "", o); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{

@@ -1,6 +1,7 @@
 package dockerfile
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -32,10 +33,11 @@ type CopyOptions struct {
 	// it are ignored, so Copy need not look inside (Context.SkipDir). It only makes
 	// copying faster.
 	SkipDir func(rel string) bool
-	// Extract (ADD) unpacks a source that is a local tar archive (plain, gzip or bzip2;
-	// told by content, not by name) into the destination directory instead of copying
-	// it. With ArchiveOwners, what is unpacked keeps the owners the archive records
-	// (ADD without --chown, as Docker does) whatever UID and GID say.
+	// Extract (ADD) unpacks a source that is a local tar archive (plain, gzip, bzip2, xz
+	// or zstd, as Docker does; told by content, not by name; xz needs the xz command)
+	// into the destination directory instead of copying it. With ArchiveOwners, what is
+	// unpacked keeps the owners the archive records (ADD without --chown, as Docker
+	// does) whatever UID and GID say.
 	Extract       bool
 	ArchiveOwners bool
 }
@@ -65,7 +67,10 @@ var errMultipleSources = errors.New("when using COPY with more than one source f
 //     existing directory is merged into (a link to a directory in the image counts as
 //     that directory). A directory is never replaced by something else: that is an
 //     error.
-func Copy(from *hostfs.Dir, srcs []string, rootfs, dest, workdir string, o CopyOptions) error {
+//
+// Once ctx is done, Copy stops before the next source and while it unpacks an archive,
+// with ctx's error.
+func Copy(ctx context.Context, from *hostfs.Dir, srcs []string, rootfs, dest, workdir string, o CopyOptions) error {
 	if len(srcs) == 0 {
 		return fmt.Errorf("copy to %q: no source files", dest)
 	}
@@ -80,7 +85,10 @@ func Copy(from *hostfs.Dir, srcs []string, rootfs, dest, workdir string, o CopyO
 		return errMultipleSources
 	}
 	for _, src := range srcs {
-		if err := c.copySource(src, destC, destDir); err != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := c.copySource(ctx, src, destC, destDir); err != nil {
 			return fmt.Errorf("copy %q to %q: %w", src, dest, err)
 		}
 	}
@@ -125,7 +133,7 @@ type dirTimes struct {
 
 // copySource copies one source to the container path destC; destDir says whether destC
 // is a directory to copy a file source into.
-func (c *copier) copySource(src, destC string, destDir bool) error {
+func (c *copier) copySource(ctx context.Context, src, destC string, destDir bool) error {
 	base, err := c.from.Resolve(src)
 	if err != nil {
 		return err
@@ -139,7 +147,7 @@ func (c *copier) copySource(src, destC string, destDir bool) error {
 		return err
 	}
 	if c.o.Extract && fi.Mode().IsRegular() {
-		ok, err := c.extract(base, destC)
+		ok, err := c.extract(ctx, base, destC)
 		if ok || err != nil {
 			return err
 		}

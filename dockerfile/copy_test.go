@@ -360,7 +360,7 @@ func TestCopy(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			err := Copy(dirOf(t, from, hostfs.InRoot), tc.srcs, rootfs, tc.dest, tc.workdir, tc.o)
+			err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), tc.srcs, rootfs, tc.dest, tc.workdir, tc.o)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Copy error = %v, want one containing %q", err, tc.wantErr)
@@ -404,7 +404,7 @@ func TestCopyKeepsModesAndTimes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"d"}, rootfs, "/out", "", CopyOptions{}); err != nil {
+	if err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"d"}, rootfs, "/out", "", CopyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -437,7 +437,7 @@ func TestCopyLeavesAnExistingDestinationDirectoryAsItIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	makeTree(t, rootfs, "usr/")
-	if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"d"}, rootfs, "/usr", "", CopyOptions{UID: 5, GID: 5}); err != nil {
+	if err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"d"}, rootfs, "/usr", "", CopyOptions{UID: 5, GID: 5}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"usr dir 0755 0:0", "usr/a file 0644 5:5 A"}
@@ -460,7 +460,7 @@ func TestCopyWithContextIgnore(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := CopyOptions{UID: 0, GID: 0, Ignored: c.Ignored, SkipDir: c.SkipDir}
-	if err := Copy(c.root, rels, rootfs, "/app", "", o); err != nil {
+	if err := Copy(t.Context(), c.root, rels, rootfs, "/app", "", o); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -494,7 +494,7 @@ func TestCopyDeviceAndSocket(t *testing.T) {
 	}
 	defer l.Close()
 
-	if err := Copy(dirOf(t, from, hostfs.InRoot), []string{"d"}, rootfs, "/dev", "", CopyOptions{}); err != nil {
+	if err := Copy(t.Context(), dirOf(t, from, hostfs.InRoot), []string{"d"}, rootfs, "/dev", "", CopyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"dev dir 0755 0:0", "dev/null chardev 0666 0:0"}

@@ -64,7 +64,7 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 				if err != nil {
 					return err
 				}
-				return Copy(d, rels, root, dest, workdir, opts(uid, gid))
+				return Copy(ctx, d, rels, root, dest, workdir, opts(uid, gid))
 			})
 		}
 	case add && anyURL(sd.SourcePaths):
@@ -111,7 +111,7 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 		}
 		keyParts = append(keyParts, sum.String(), ctxSum.String())
 		fill = func(root string, uid, gid int) error {
-			if err := Copy(fetched, rels, root, dest, workdir, opts(uid, gid)); err != nil {
+			if err := Copy(ctx, fetched, rels, root, dest, workdir, opts(uid, gid)); err != nil {
 				return err
 			}
 			if len(ctxRels) == 0 {
@@ -119,7 +119,7 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 			}
 			o := opts(uid, gid)
 			o.Ignored, o.SkipDir, o.Extract, o.ArchiveOwners = x.ctxDir.Ignored, x.ctxDir.SkipDir, true, chown == ""
-			return Copy(x.ctxDir.root, ctxRels, root, dest, workdir, o)
+			return Copy(ctx, x.ctxDir.root, ctxRels, root, dest, workdir, o)
 		}
 	default:
 		rels, err := x.ctxDir.Sources(sd.SourcePaths)
@@ -134,7 +134,7 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 		fill = func(root string, uid, gid int) error {
 			o := opts(uid, gid)
 			o.Ignored, o.SkipDir, o.Extract, o.ArchiveOwners = x.ctxDir.Ignored, x.ctxDir.SkipDir, add, chown == ""
-			return Copy(x.ctxDir.root, rels, root, dest, workdir, o)
+			return Copy(ctx, x.ctxDir.root, rels, root, dest, workdir, o)
 		}
 	}
 

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -28,6 +29,11 @@ func FuzzExtract(f *testing.F) {
 	))
 	f.Add([]byte{0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0})
 	f.Add([]byte("BZh91AY&SY"))
+	f.Add(zstded(f, testArchive(f, when)))
+	// testdata/fuzz has xz archives for a machine without the xz command.
+	if _, err := exec.LookPath("xz"); err == nil {
+		f.Add(xzed(f, testArchive(f, when)))
+	}
 	f.Fuzz(func(t *testing.T, archive []byte) {
 		top, err := os.MkdirTemp("", "fuzz-extract-")
 		if err != nil {
@@ -49,7 +55,7 @@ func FuzzExtract(f *testing.F) {
 		}
 		defer d.Close()
 		// Errors are fine (a broken archive, owners a test without root cannot set).
-		Copy(d, []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{UID: -1, GID: -1, Extract: true, ArchiveOwners: true})
+		Copy(t.Context(), d, []string{"a.tar"}, rootfs, "/dst/", "", CopyOptions{UID: -1, GID: -1, Extract: true, ArchiveOwners: true})
 		top2, err := os.ReadDir(top)
 		if err != nil {
 			t.Fatal(err)

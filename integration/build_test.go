@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/platforms"
+	"github.com/klauspost/compress/zstd"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"github.com/crun-ci/crun-ci/dockerfile"
@@ -49,21 +51,64 @@ func imageConfig(t *testing.T, name string) dockerspec.DockerOCIImage {
 	return cfg
 }
 
-// targz makes a gzip-compressed tar archive of files (name to content).
-func targz(t *testing.T, files map[string]string) string {
+// tarOf makes a tar archive of files (name to content), owned by 1234:1234, mode 0640.
+func tarOf(t *testing.T, files map[string]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
+	tw := tar.NewWriter(&buf)
 	for name, data := range files {
 		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o640, Size: int64(len(data)), Typeflag: tar.TypeReg, Uid: 1234, Gid: 1234}); err != nil {
 			t.Fatal(err)
 		}
 		tw.Write([]byte(data))
 	}
-	tw.Close()
-	gz.Close()
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// targz makes a gzip-compressed tar archive of files.
+func targz(t *testing.T, files map[string]string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	gz.Write(tarOf(t, files))
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
 	return buf.String()
+}
+
+// tarzst makes a zstd-compressed tar archive of files.
+func tarzst(t *testing.T, files map[string]string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, err := zstd.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(tarOf(t, files))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+// tarxz makes a tar archive of files compressed by the xz command, which crun-ci needs to
+// unpack it too (scripts/setup.sh installs it).
+func tarxz(t *testing.T, files map[string]string) string {
+	t.Helper()
+	if _, err := exec.LookPath("xz"); err != nil {
+		t.Fatal("no xz command (scripts/setup.sh installs it): crun-ci needs it for ADD of an xz archive")
+	}
+	cmd := exec.Command("xz", "-c")
+	cmd.Stdin = bytes.NewReader(tarOf(t, files))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }
 
 // builtLine matches the line that ends an image build.
@@ -200,6 +245,31 @@ CMD ["echo default cmd"]
 	r = runSteps(t, dir2, "--stop-timeout", "1s")
 	wantCode(t, r, 0)
 	wantContains(t, "stdout", r.stdout, "default/app | default cmd\n", "waits/client | app is healthy\n")
+}
+
+// ADD unpacks zstd and xz archives from the context as Docker does, told by content:
+// one named .bin too, keeping the owners and modes they record.
+func TestBuildAddsZstdAndXzArchives(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  build:\n    image: crunci/archives:dev\n",
+		"codeship-steps.yml":    "- {name: check, service: app, command: \"sh -c 'cat /zst/inner/z.txt /xz/inner/x.txt /bin-named/y.txt; ls -ln /zst/inner /xz/inner; ls /zst /xz /bin-named'\"}\n",
+		"Dockerfile":            "FROM busybox\nADD files.tar.zst /zst/\nADD files.tar.xz /xz/\nADD xz-archive.bin /bin-named/\n",
+		"files.tar.zst":         tarzst(t, map[string]string{"inner/z.txt": "from the zstd archive\n"}),
+		"files.tar.xz":          tarxz(t, map[string]string{"inner/x.txt": "from the xz archive\n"}),
+		"xz-archive.bin":        tarxz(t, map[string]string{"y.txt": "from the archive named .bin\n"}),
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout,
+		"check/app | from the zstd archive\ncheck/app | from the xz archive\ncheck/app | from the archive named .bin\n")
+	for _, name := range []string{"z.txt", "x.txt"} {
+		if !regexp.MustCompile(`check/app \| -rw-r----- +1 1234 +1234 +\d+ .* ` + name + `\n`).MatchString(r.stdout) {
+			t.Errorf("%s is missing or has not the archive's owner and mode", name)
+		}
+	}
+	// Unpacked, not copied.
+	wantNotContains(t, "stdout", r.stdout, "check/app | files.tar", "check/app | xz-archive.bin")
 }
 
 func hasEnv(env []string, kv string) bool {

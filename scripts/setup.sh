@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 machine, as root, for crun-ci: Debian's containerd, runc,
-# containernetworking-plugins and iptables (step networks) and busybox-static (for the
-# offline test image), then builds bin/crun-ci and bin/mkimage.
+# containernetworking-plugins and iptables (step networks), xz-utils (ADD of xz
+# archives) and busybox-static (for the offline test image), then builds bin/crun-ci
+# and bin/mkimage.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,9 @@ command -v runc >/dev/null || missing+=(runc)
 # Step networks: the CNI plugins (bridge, host-local, loopback) and iptables.
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 command -v iptables >/dev/null || missing+=(iptables)
+# ADD of an xz archive runs xz, as Docker does (dockerfile.unxz); the dockerfile tests
+# (TestCopyExtract, TestUnxz) make their xz archives with it too.
+command -v xz >/dev/null || missing+=(xz-utils)
 # What the tests use besides: git (CI variables), ip (network checks), openssl (an
 # independent implementation of Codeship's encrypted files), bzip2 (an archive for ADD),
 # script (a terminal for the pull progress).
