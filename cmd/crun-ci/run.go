@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/docker/go-units"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -130,7 +131,7 @@ func (p *policyFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&p.privileged, "allow-privileged", false, "let services widen their containers beyond Docker's defaults: privileged, cap_add beyond the default set, devices, systempaths=unconfined")
 	fs.BoolVar(&p.unconfined, "allow-unconfined", false, "let services replace or turn off the seccomp profile (security_opt: seccomp=unconfined or a profile file)")
 	fs.Int64Var(&p.pids, "pids-limit", steps.DefaultPidsLimit, "pids limit of every container, and the most a service's pids_limit may ask for (0 or -1: no limit)")
-	fs.StringVar(&p.memory, "memory-limit", "0", "memory limit of every container whose service sets no mem_limit, and the most one may ask for (e.g. 2g; 0: no limit)")
+	fs.StringVar(&p.memory, "memory-limit", "0", "memory limit of every container whose service sets no mem_limit, and the most one may ask for (as mem_limit: 512m, 2g; 0: no limit)")
 }
 
 // policy checks the flags and returns the policy they give.
@@ -144,9 +145,12 @@ func (p *policyFlags) policy() (steps.Policy, error) {
 	if err != nil || max <= 0 {
 		return steps.Policy{}, usageError("--max-file-size %q: want a positive size (10MiB, 500KB)", p.maxFile)
 	}
-	mem, err := dockerfile.ParseSize(p.memory)
-	if err != nil {
-		return steps.Policy{}, usageError("--memory-limit %q: want a size (2g, 512MiB) or 0", p.memory)
+	// As a service's mem_limit reads (and docker run --memory): binary units, 512m = 512 MiB.
+	var mem int64
+	if p.memory != "0" {
+		if mem, err = units.RAMInBytes(p.memory); err != nil || mem <= 0 {
+			return steps.Policy{}, usageError("--memory-limit %q: want a size as mem_limit takes it (512m, 2g) or 0", p.memory)
+		}
 	}
 	pids := p.pids
 	switch {
