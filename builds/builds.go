@@ -18,6 +18,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/crun-ci/crun-ci/snapshot"
 )
 
 // Labels on every containerd object of a build.
@@ -27,9 +29,6 @@ const (
 	LabelStep    = "crun-ci.step"
 	LabelService = "crun-ci.service"
 )
-
-// Snapshotter is the snapshotter builds use.
-const Snapshotter = "overlayfs"
 
 // Dir returns the working directory of build id.
 func Dir(stateDir, id string) string { return filepath.Join(stateDir, "builds", id) }
@@ -184,7 +183,7 @@ func Find(ctx context.Context, c *client.Client, stateDir, address, namespace st
 			o.Tasks = append(o.Tasks, ctr.ID())
 		}
 	}
-	err = c.SnapshotService(Snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+	err = snapshot.Walk(ctx, c, func(info snapshots.Info) error {
 		o := get(info.Labels[LabelBuild])
 		o.Snapshots = append(o.Snapshots, info.Name)
 		return nil
@@ -265,11 +264,8 @@ func Remove(ctx context.Context, c *client.Client, stateDir string, o Orphan, re
 	for _, id := range o.Containers {
 		errs = append(errs, deleteContainer(ctx, c, id))
 	}
-	sn := c.SnapshotService(Snapshotter)
 	for _, key := range o.Snapshots {
-		if err := sn.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("remove snapshot %s: %w", key, err))
-		}
+		errs = append(errs, snapshot.Remove(ctx, c, key))
 	}
 	for _, id := range o.Leases {
 		if err := c.LeasesService().Delete(ctx, leases.Lease{ID: id}, leases.SynchronousDelete); err != nil && !errdefs.IsNotFound(err) {

@@ -21,10 +21,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/mount"
-	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/continuity/fs"
-	"github.com/containerd/errdefs"
 	"github.com/docker/go-units"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -954,26 +951,8 @@ func accounts(root string) (passwd, group []byte) {
 
 // mounted mounts the active snapshot id read-write in the build's directory and calls fn
 // with its root.
-func (x *run) mounted(ctx context.Context, id string, fn func(root string) error) (retErr error) {
-	ms, err := x.c.SnapshotService(snapshot.Snapshotter).Mounts(ctx, id)
-	if err != nil {
-		return err
-	}
-	target := filepath.Join(x.r.Dir, "mnt", id)
-	if err := os.MkdirAll(target, 0o700); err != nil {
-		return err
-	}
-	if err := mount.All(ms, target); err != nil {
-		return fmt.Errorf("mount snapshot %s: %w", id, err)
-	}
-	defer func() {
-		if err := mount.UnmountAll(target, 0); err != nil {
-			retErr = errors.Join(retErr, fmt.Errorf("unmount snapshot %s: %w", id, err))
-			return
-		}
-		retErr = errors.Join(retErr, os.Remove(target))
-	}()
-	return fn(target)
+func (x *run) mounted(ctx context.Context, id string, fn func(root string) error) error {
+	return snapshot.Mount(ctx, x.c, id, filepath.Join(x.r.Dir, "mnt", id), fn)
 }
 
 // layer makes the layer of key on top of s: from the cache when it has key, else by
@@ -993,11 +972,10 @@ func (x *run) layer(ctx context.Context, s *state, key digest.Digest, what strin
 		}
 	}
 	start := time.Now()
-	sn := x.c.SnapshotService(snapshot.Snapshotter)
 	id := fmt.Sprintf("%s-%d", x.r.ID, x.seq.Add(1))
 	parent := s.chainID()
-	if _, err := sn.Prepare(ctx, id, parent.String(), snapshots.WithLabels(x.r.Labels)); err != nil {
-		return fmt.Errorf("prepare snapshot: %w", err)
+	if err := snapshot.Prepare(ctx, x.c, id, parent, x.r.Labels); err != nil {
+		return err
 	}
 	committed := false
 	defer func() {
@@ -1027,18 +1005,14 @@ func (x *run) layer(ctx context.Context, s *state, key digest.Digest, what strin
 	if err := fn(id); err != nil {
 		return err
 	}
-	desc, diffID, err := x.diff(ctx, id, parent)
+	desc, diffID, err := snapshot.Diff(ctx, x.c, id, parent, x.r.Labels)
 	if err != nil {
 		return err
 	}
 	chain := identity.ChainID(append(slices.Clone(s.diffIDs), diffID))
-	if err := sn.Commit(ctx, chain.String(), id); err != nil {
-		if !errdefs.IsAlreadyExists(err) {
-			return fmt.Errorf("commit snapshot: %w", err)
-		}
-		// The same layer on the same parents is there already: use it.
-	} else {
-		committed = true
+	// When the same layer on the same parents is there already, it is used.
+	if committed, err = snapshot.Commit(ctx, x.c, chain.String(), id); err != nil {
+		return err
 	}
 	s.layers = append(s.layers, desc)
 	s.diffIDs = append(s.diffIDs, diffID)
@@ -1050,33 +1024,4 @@ func (x *run) layer(ctx context.Context, s *state, key digest.Digest, what strin
 		fmt.Fprintf(x.r.Output, "warning: layer cache: %v\n", err)
 	}
 	return nil
-}
-
-// diff writes the changes of the active snapshot id over parent as a gzip layer into the
-// content store, returning its descriptor and its uncompressed digest.
-func (x *run) diff(ctx context.Context, id string, parent digest.Digest) (ocispec.Descriptor, digest.Digest, error) {
-	sn := x.c.SnapshotService(snapshot.Snapshotter)
-	lowerKey := id + "-lower"
-	lower, err := sn.View(ctx, lowerKey, parent.String(), snapshots.WithLabels(x.r.Labels))
-	if err != nil {
-		return ocispec.Descriptor{}, "", fmt.Errorf("view snapshot %s: %w", parent, err)
-	}
-	defer snapshot.Remove(context.WithoutCancel(ctx), x.c, lowerKey)
-	upper, err := sn.Mounts(ctx, id)
-	if err != nil {
-		return ocispec.Descriptor{}, "", err
-	}
-	desc, err := x.c.DiffService().Compare(ctx, lower, upper)
-	if err != nil {
-		return ocispec.Descriptor{}, "", fmt.Errorf("diff layer: %w", err)
-	}
-	info, err := x.c.ContentStore().Info(ctx, desc.Digest)
-	if err != nil {
-		return ocispec.Descriptor{}, "", fmt.Errorf("diff layer: %w", err)
-	}
-	diffID, err := digest.Parse(info.Labels["containerd.io/uncompressed"])
-	if err != nil {
-		return ocispec.Descriptor{}, "", fmt.Errorf("diff layer %s: no uncompressed digest: %w", desc.Digest, err)
-	}
-	return desc, diffID, nil
 }

@@ -54,7 +54,7 @@ func (x *run) fromCache(ctx context.Context, s *state, key digest.Digest) (bool,
 	// build uses them removes nothing it needs.
 	if id, ok := leases.FromContext(ctx); ok {
 		lm := x.c.LeasesService()
-		res := []leases.Resource{{ID: chain.String(), Type: "snapshots/" + snapshot.Snapshotter}}
+		res := []leases.Resource{snapshot.LeaseResource(chain.String())}
 		for _, l := range m.Layers {
 			res = append(res, leases.Resource{ID: l.Digest.String(), Type: "content"})
 		}

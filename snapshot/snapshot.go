@@ -7,11 +7,13 @@ import (
 	"os"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Snapshotter is the one crun-ci uses.
@@ -84,4 +86,84 @@ func View(ctx context.Context, c *client.Client, key string, parent digest.Diges
 		retErr = errors.Join(retErr, os.Remove(target))
 	}()
 	return fn(target)
+}
+
+// Mount mounts the active snapshot key read-write at target (made if needed) and calls
+// fn with it; it is unmounted and target removed before Mount returns.
+func Mount(ctx context.Context, c *client.Client, key, target string, fn func(root string) error) (retErr error) {
+	ms, err := c.SnapshotService(Snapshotter).Mounts(ctx, key)
+	if err != nil {
+		return fmt.Errorf("mounts of snapshot %s: %w", key, err)
+	}
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return err
+	}
+	if err := mount.All(ms, target); err != nil {
+		return fmt.Errorf("mount snapshot %s: %w", key, err)
+	}
+	defer func() {
+		if err := mount.UnmountAll(target, 0); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("unmount snapshot %s: %w", key, err))
+			return
+		}
+		retErr = errors.Join(retErr, os.Remove(target))
+	}()
+	return fn(target)
+}
+
+// Commit commits the active snapshot key as name. It reports false, and no error, when a
+// snapshot of that name exists already (the same layer on the same parents): the active
+// one is then left for its owner to remove.
+func Commit(ctx context.Context, c *client.Client, name, key string) (bool, error) {
+	if err := c.SnapshotService(Snapshotter).Commit(ctx, name, key); err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("commit snapshot %s: %w", key, err)
+	}
+	return true, nil
+}
+
+// Diff writes the changes of the active snapshot key over its parent (the committed
+// snapshot parent) as a gzip layer into the content store, through containerd's diff
+// service, and returns the layer's descriptor and uncompressed digest. A view of the
+// parent, keyed key+"-lower" and labelled, is made for it and removed.
+func Diff(ctx context.Context, c *client.Client, key string, parent digest.Digest, labels map[string]string) (ocispec.Descriptor, digest.Digest, error) {
+	sn := c.SnapshotService(Snapshotter)
+	lowerKey := key + "-lower"
+	lower, err := sn.View(ctx, lowerKey, parent.String(), snapshots.WithLabels(labels))
+	if err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("view snapshot %s: %w", parent, err)
+	}
+	defer Remove(context.WithoutCancel(ctx), c, lowerKey)
+	upper, err := sn.Mounts(ctx, key)
+	if err != nil {
+		return ocispec.Descriptor{}, "", err
+	}
+	desc, err := c.DiffService().Compare(ctx, lower, upper)
+	if err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("diff layer: %w", err)
+	}
+	info, err := c.ContentStore().Info(ctx, desc.Digest)
+	if err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("diff layer: %w", err)
+	}
+	diffID, err := digest.Parse(info.Labels["containerd.io/uncompressed"])
+	if err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("diff layer %s: no uncompressed digest: %w", desc.Digest, err)
+	}
+	return desc, diffID, nil
+}
+
+// LeaseResource is the committed snapshot name as a lease holds it.
+func LeaseResource(name string) leases.Resource {
+	return leases.Resource{ID: name, Type: "snapshots/" + Snapshotter}
+}
+
+// Walk calls fn with every snapshot that matches the filters (containerd's filter
+// syntax, e.g. a label).
+func Walk(ctx context.Context, c *client.Client, fn func(snapshots.Info) error, filters ...string) error {
+	return c.SnapshotService(Snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		return fn(info)
+	}, filters...)
 }
