@@ -1,13 +1,17 @@
 package civars
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/containerd/log"
 )
 
 // Name is the value of CI_NAME and of the template's .CiName.
@@ -171,4 +175,29 @@ func (d TemplateData) Expand(text string) (string, error) {
 		return "", fmt.Errorf("template %q: %w", text, err)
 	}
 	return b.String(), nil
+}
+
+// Resolve returns a build's CI values: its git repository's (FromGit; a repository that
+// cannot be read gives empty values and a warning on the context's logger), then the
+// --ci-* flags' (see Override), the build id and the time now. tag, when not empty, is
+// CI_BRANCH unless the branch flag says otherwise: the build's tag is what jet named so.
+func Resolve(ctx context.Context, dir string, flags map[string]string, buildID, tag string) (Values, error) {
+	v, err := FromGit(ctx, dir)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("could not read the git repository of the build directory; CI_* variables from git are empty")
+		v = Values{}
+	}
+	flags = maps.Clone(flags)
+	if flags == nil {
+		flags = map[string]string{}
+	}
+	if flags["branch"] == "" && tag != "" {
+		flags["branch"] = tag
+	}
+	if err := v.Override(flags); err != nil {
+		return Values{}, err
+	}
+	v.BuildID = buildID
+	v.Time = time.Now()
+	return v, nil
 }

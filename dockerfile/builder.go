@@ -44,8 +44,6 @@ import (
 // Image are needed.
 type Builder struct {
 	Client *task.Client
-	// Namespace is containerd's namespace, which the RUN containers' cgroup path names.
-	Namespace string
 	// Image makes sure the image ref (of a FROM or COPY --from) is in containerd's store,
 	// pulling it when it is missing, and returns its normalised name. creds, when not
 	// nil, gives the request's registry credentials; it is called only if a pull needs

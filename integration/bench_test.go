@@ -19,6 +19,7 @@ import (
 	"github.com/crun-ci/crun-ci/dockerfile"
 	"github.com/crun-ci/crun-ci/hostfs"
 	"github.com/crun-ci/crun-ci/network"
+	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/steps"
 	"github.com/crun-ci/crun-ci/task"
@@ -195,9 +196,8 @@ func BenchmarkBuild(b *testing.B) {
 	}
 	builder := func(noCache bool) *dockerfile.Builder {
 		return &dockerfile.Builder{
-			Client:    task.New(ctrd.Client),
-			Namespace: namespace,
-			NoCache:   noCache,
+			Client:  task.New(ctrd.Client),
+			NoCache: noCache,
 			Image: func(ctx context.Context, ref string, _ func(context.Context) (remote.Credentials, error)) (string, error) {
 				return task.Normalize(ref)
 			},
@@ -213,9 +213,15 @@ func BenchmarkBuild(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer root.Close()
+		// RUN runs in a pod on the host's network, as the floor's containers do.
+		p, err := pod.New(ctx, pod.Containerd(task.New(ctrd.Client)), pod.Options{ID: fmt.Sprintf("bench-%d", seq), Dir: work, Namespace: namespace})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close(ctx)
 		res, err := bld.Build(ctx, dockerfile.Request{
 			Service: "bench", Root: root, Context: ".", Dockerfile: "Dockerfile", DockerfileName: "Dockerfile",
-			Image: "docker.io/crunci/bench:1", Output: io.Discard,
+			Image: "docker.io/crunci/bench:1", Output: io.Discard, Pod: p,
 			ID: fmt.Sprintf("crunci-bench-%d", seq), Labels: map[string]string{"crun-ci.bench": "1"}, Dir: work,
 		})
 		if err != nil {

@@ -63,3 +63,22 @@ app:
 	wantCode(t, r, 2)
 	wantContains(t, "stderr", r.stderr, `crun-ci: run: no service "nope" in codeship-services.yml`)
 }
+
+// crun-ci run gives a built service's build arguments the same template values as steps:
+// {{ .Branch }} is the git repository's branch (it rendered empty under run).
+func TestRunRendersBuildArgumentTemplatesFromGit(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  build:\n    image: crunci/run-templates:1\n    args:\n      VERSION: \"{{ .Branch }}-{{ .ServiceName }}\"\n",
+		"Dockerfile":            "FROM busybox\nARG VERSION\nRUN echo \"version=$VERSION\" > /v\n",
+	})
+	git := exec.Command("sh", "-c", "git init -q -b feature-x && git add . && git -c user.name=Ada -c user.email=ada@example.com commit -q -m first")
+	git.Dir = dir
+	if out, err := git.CombinedOutput(); err != nil {
+		t.Fatalf("git: %v\n%s", err, out)
+	}
+	r := crunci(t, "run", "--dir", dir, "--no-cache", "app", "cat", "/v")
+	assertClean(t)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "version=feature-x-app\n")
+}

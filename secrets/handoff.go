@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -125,4 +128,42 @@ func (h *Handoff) Close() error {
 		err = errors.Join(err, rerr)
 	}
 	return err
+}
+
+// ExecError is the failure of ExecEnv to become the command: Code is the exit status a
+// shell gives (127: not found, 126: not executable).
+type ExecError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExecError) Error() string { return e.Err.Error() }
+func (e *ExecError) Unwrap() error { return e.Err }
+
+// ExecEnv is the container's side of the hand-off, `crun-ci exec-env FIFO -- COMMAND
+// [ARGS…]` (args without "exec-env"): it reads the secret variables from the FIFO, adds
+// them to its environment (replacing those of the same names) and becomes COMMAND. It
+// returns only when it could not.
+func ExecEnv(args []string) error {
+	if len(args) < 3 || args[1] != "--" {
+		return &ExecError{Code: 2, Err: errors.New("exec-env: want FIFO -- COMMAND [ARGS…]")}
+	}
+	env, err := ReadEnvFile(args[0])
+	if err != nil {
+		return err
+	}
+	environ := os.Environ()
+	for _, e := range env {
+		k, _, _ := strings.Cut(e, "=")
+		environ = slices.DeleteFunc(environ, func(x string) bool { return strings.HasPrefix(x, k+"=") })
+		environ = append(environ, e)
+	}
+	path := args[2]
+	if !strings.Contains(path, "/") {
+		if path, err = exec.LookPath(path); err != nil {
+			return &ExecError{Code: 127, Err: fmt.Errorf("%s: not found", args[2])}
+		}
+	}
+	err = syscall.Exec(path, args[2:], environ)
+	return &ExecError{Code: 126, Err: fmt.Errorf("%s: %v", args[2], err)}
 }

@@ -1,0 +1,299 @@
+// Package session is crun-ci as a library. A Session opens containerd (the one at an
+// address, or an embedded one it starts), removes what dead builds left, and runs
+// pipelines, single services and image loads; the crun-ci command only parses flags into
+// Options and a Build, and maps errors to exit statuses.
+//
+// Words:
+//   - A session is one use of containerd by one crun-ci process, with the step networks'
+//     manager, the image puller and the image builder that its builds share.
+//   - A build is one run of a pipeline's containers (a pipeline, one service, or the
+//     loading of images), with its own id, lock, lease and directory (package steps).
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+
+	"github.com/crun-ci/crun-ci/builds"
+	"github.com/crun-ci/crun-ci/civars"
+	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/daemon"
+	"github.com/crun-ci/crun-ci/dockerfile"
+	"github.com/crun-ci/crun-ci/network"
+	"github.com/crun-ci/crun-ci/remote"
+	"github.com/crun-ci/crun-ci/secrets"
+	"github.com/crun-ci/crun-ci/snapshot"
+	"github.com/crun-ci/crun-ci/steps"
+	"github.com/crun-ci/crun-ci/task"
+)
+
+// SetupError is an error of what a session or a build needs before anything runs: a
+// containerd that cannot be reached or started, missing CNI plugins, an unreadable
+// Docker config. The command line exits with status 2 on it.
+type SetupError struct{ Err error }
+
+func (e *SetupError) Error() string { return e.Err.Error() }
+func (e *SetupError) Unwrap() error { return e.Err }
+
+// Options configure a session.
+type Options struct {
+	// Address is containerd's socket; when nothing answers there, an embedded containerd
+	// is started below StateDir (absolute). Namespace is containerd's namespace.
+	Address, Namespace, StateDir string
+	// Network is the mode of the step networks; "" when the session runs no build
+	// (import, cleanup).
+	Network network.Mode
+	// KeepLeftovers skips the clean-up of dead builds that Open does otherwise (crun-ci
+	// cleanup does it itself, and reports it).
+	KeepLeftovers bool
+	// Pull says how images are pulled and built.
+	Pull Pull
+	// Progress receives pull progress and what the clean-up removed (stderr); Terminal
+	// says it is a terminal, where pull progress redraws its lines.
+	Progress io.Writer
+	Terminal bool
+}
+
+// Pull says how images are pulled and built.
+type Pull struct {
+	// IfPresent pulls images that are in containerd's store too.
+	IfPresent bool
+	// Insecure lists registries (HOST[:PORT]) reached over plain HTTP.
+	Insecure []string
+	// NoCache builds every layer of built images anew; CacheMaxSize bounds the layer
+	// cache in bytes (0: no bound).
+	NoCache      bool
+	CacheMaxSize int64
+}
+
+// Session is an open containerd with what builds share.
+type Session struct {
+	o       Options
+	d       *daemon.Daemon
+	network *network.Manager
+	puller  *remote.Puller
+	builder *dockerfile.Builder
+}
+
+// Open connects to containerd (starting the embedded one if need be) and, unless
+// KeepLeftovers, removes what dead builds left. With a Network mode, it makes the step
+// networks' manager first (so that missing CNI plugins stop it before containerd is
+// touched), the image puller (with the host's Docker config) and the image builder.
+// Close the session when done.
+func Open(ctx context.Context, o Options) (_ *Session, retErr error) {
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	s := &Session{o: o}
+	if o.Network != "" {
+		nm, err := network.New(o.Network, network.Config{StateDir: o.StateDir})
+		if err != nil {
+			return nil, &SetupError{err}
+		}
+		s.network = nm
+	}
+	d, err := daemon.Connect(ctx, o.Address, o.StateDir, o.Namespace)
+	if err != nil {
+		return nil, &SetupError{err}
+	}
+	s.d = d
+	defer func() {
+		if retErr != nil {
+			retErr = errors.Join(retErr, d.Close())
+		}
+	}()
+	if !o.KeepLeftovers {
+		if _, err := s.Cleanup(ctx, false, o.Progress); err != nil {
+			log.G(ctx).WithError(err).Warn("clean-up of earlier builds failed; `crun-ci cleanup` tries again")
+		}
+	}
+	if o.Network == "" {
+		return s, nil
+	}
+	keychain, err := remote.LoadDockerConfig("")
+	if err != nil {
+		return nil, &SetupError{err}
+	}
+	s.puller = &remote.Puller{Client: d.Client, Keychain: keychain, Insecure: o.Pull.Insecure, Progress: o.Progress, Terminal: o.Terminal, Snapshotter: snapshot.Snapshotter}
+	secret, err := dockerfile.LoadCacheSecret(o.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	s.builder = &dockerfile.Builder{
+		Client:       task.New(d.Client),
+		NoCache:      o.Pull.NoCache,
+		CacheMaxSize: o.Pull.CacheMaxSize,
+		CacheSecret:  secret,
+		Image:        s.baseImage,
+	}
+	return s, nil
+}
+
+// Close closes the connection (and stops the embedded containerd when no other crun-ci
+// uses it).
+func (s *Session) Close() error { return s.d.Close() }
+
+// pull pulls ref (normalised) with the host's credentials and more, which win.
+func (s *Session) pull(ctx context.Context, ref string, more remote.Credentials) error {
+	return s.puller.PullWith(ctx, ref, more)
+}
+
+// baseImage makes a Dockerfile's base image present as steps make a service's: pulled
+// when missing, or always with IfPresent. creds, when not nil, gives the build's own
+// credentials, and is called only when a pull needs them.
+func (s *Session) baseImage(ctx context.Context, ref string, creds func(context.Context) (remote.Credentials, error)) (string, error) {
+	name, err := task.Normalize(ref)
+	if err != nil {
+		return "", err
+	}
+	c := task.New(s.d.Client)
+	_, err = c.Image(ctx, ref)
+	if s.o.Pull.IfPresent || errdefs.IsNotFound(err) {
+		var more remote.Credentials
+		if creds != nil {
+			if more, err = creds(ctx); err != nil {
+				return "", err
+			}
+		}
+		if err = s.pull(ctx, name, more); err != nil {
+			return "", fmt.Errorf("pull %s: %w", name, err)
+		}
+		_, err = c.Image(ctx, ref)
+	}
+	return name, err
+}
+
+// Import loads an image archive (OCI layout or `docker save`) and returns the names of
+// the images it held.
+func (s *Session) Import(ctx context.Context, r io.Reader) ([]string, error) {
+	return task.New(s.d.Client).Import(ctx, r)
+}
+
+// Cleanup removes what builds of the session's state directory whose process is gone
+// left behind (or, dry, lists it), writing a line per build to w, and returns how many
+// it found. Live builds are never touched.
+func (s *Session) Cleanup(ctx context.Context, dry bool, w io.Writer) (int, error) {
+	orphans, err := builds.Find(ctx, s.d.Client, s.o.StateDir, s.d.Address, s.d.Namespace)
+	if err != nil {
+		return 0, fmt.Errorf("find leftovers of earlier builds: %w", err)
+	}
+	var removeNetworks func(ctx context.Context, dir string) error
+	if nm, err := network.New(network.None, network.Config{StateDir: s.o.StateDir}); err == nil {
+		removeNetworks = nm.RemoveOrphans
+	}
+	var errs []error
+	for _, o := range orphans {
+		if dry {
+			fmt.Fprintln(w, "would remove "+o.String())
+			continue
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		err := builds.Remove(cctx, s.d.Client, s.o.StateDir, o, removeNetworks)
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintln(w, "removed "+o.String())
+	}
+	return len(orphans), errors.Join(errs...)
+}
+
+// PruneCache removes the least recently used layers of the layer cache until it holds
+// at most max bytes (all, when max < 0), or with dry says what it would remove.
+func (s *Session) PruneCache(ctx context.Context, max int64, dry bool) ([]dockerfile.CacheEntry, error) {
+	return dockerfile.Prune(ctx, s.d.Client, max, dry)
+}
+
+// Build is one run of a pipeline's containers: what a pipeline, a single service and a
+// load of images share.
+type Build struct {
+	Project *config.Project
+	Policy  steps.Policy
+	// Key decrypts the pipeline's encrypted files; nil when there is none, and KeySource
+	// says where it was looked for.
+	Key       *secrets.Key
+	KeySource string
+	// CI holds the build's CI values (its id included): the CI_* variables of its
+	// containers and the values of its templates.
+	CI civars.Values
+	// Tag is matched by the steps' tag and exclude.
+	Tag string
+	// Env entries (KEY=VAL) are added to every container, after the service's.
+	Env         []string
+	MaxParallel int
+	NoRemove    bool
+	QuietDeps   bool
+	// StopTimeout is the grace of an interrupted step; StepTimeout bounds every run step
+	// without a timeout of its own.
+	StopTimeout, StepTimeout time.Duration
+	// Push runs push steps.
+	Push bool
+	// Output receives the containers' output, a prefixed line at a time, and the
+	// summary's caller prints it there.
+	Output io.Writer
+	// Hurry, once closed, cuts the stop grace short (a second interrupt).
+	Hurry <-chan struct{}
+}
+
+// Steps runs the pipeline of b.
+func (s *Session) Steps(ctx context.Context, b Build) (*steps.Summary, error) {
+	return steps.Run(ctx, steps.Containerd(task.New(s.d.Client)), s.options(b))
+}
+
+// Run runs one container of service, like a step: with command (nil for the
+// service's), entrypoint (nil for the service's) and attach.
+func (s *Session) Run(ctx context.Context, b Build, service string, command, entrypoint []string, attach *steps.Attach) (*steps.Summary, error) {
+	step := &config.Step{Name: "run", Type: config.Run, Service: service, Command: command}
+	p := *b.Project
+	p.Steps = []*config.Step{step}
+	b.Project = &p
+	o := s.options(b)
+	o.MaxParallel, o.Attach, o.Entrypoint = 1, attach, entrypoint
+	return steps.Run(ctx, steps.Containerd(task.New(s.d.Client)), o)
+}
+
+// Load makes the images of services present (pulled or built) without running a step.
+func (s *Session) Load(ctx context.Context, b Build, services []string) (*steps.Summary, error) {
+	o := s.options(b)
+	o.Load = services
+	return steps.Run(ctx, steps.Containerd(task.New(s.d.Client)), o)
+}
+
+// options is the one translation of a Build into steps.Options.
+func (s *Session) options(b Build) steps.Options {
+	o := steps.Options{
+		Project:       b.Project,
+		Policy:        b.Policy,
+		Tag:           b.Tag,
+		Env:           b.Env,
+		MaxParallel:   b.MaxParallel,
+		NoRemove:      b.NoRemove,
+		BuildID:       b.CI.BuildID,
+		Namespace:     s.o.Namespace,
+		StateDir:      s.o.StateDir,
+		Output:        b.Output,
+		StopTimeout:   b.StopTimeout,
+		StepTimeout:   b.StepTimeout,
+		QuietDeps:     b.QuietDeps,
+		Network:       s.network,
+		CIEnv:         b.CI.Env(),
+		CI:            b.CI,
+		Key:           b.Key,
+		KeySource:     b.KeySource,
+		Pull:          s.pull,
+		PullIfPresent: s.o.Pull.IfPresent,
+		Builder:       s.builder,
+		Hurry:         b.Hurry,
+	}
+	if b.Push {
+		o.Push = s.puller.PushWith
+	}
+	return o
+}
