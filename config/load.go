@@ -95,6 +95,7 @@ func load(dir, servicesPath, stepsPath string, withSteps bool) (*Project, error)
 		StepsFile:    stepAbs,
 		Services:     svc.services,
 		Order:        svc.order,
+		Graph:        newGraph(svc.services),
 		Steps:        steps.steps,
 		Ignored:      svc.ignored,
 	}, nil

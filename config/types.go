@@ -35,6 +35,8 @@ type Project struct {
 	Order    []string
 	// Steps is the top level of the steps file, run serially.
 	Steps []*Step
+	// Graph is how the services refer to each other.
+	Graph *Graph
 	// Ignored lists the keys of the services file that Compose knows but crun-ci ignores
 	// on purpose (see doc.go), in file order, so the caller can log them at debug level.
 	Ignored []Ignored

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -532,22 +533,23 @@ func TestForStep(t *testing.T) {
 			},
 		},
 		{
-			name: "a volumes_from cycle is an error naming the cycle",
+			// Load refuses cycles; an order that has one is refused here too.
+			name: "a volumes_from cycle in the order is an error",
 			services: map[string]Service{
 				"app": {VolumesFrom: []From{{Service: "a"}}},
 				"a":   {VolumesFrom: []From{{Service: "b"}}},
 				"b":   {VolumesFrom: []From{{Service: "a"}}},
 			},
 			main:    "app",
-			wantErr: "volumes_from cycle: a -> b -> a",
+			wantErr: `service "b": volumes_from "a" is not planned before it`,
 		},
 		{
-			name: "a service naming itself in volumes_from is a cycle",
+			name: "a service naming itself in volumes_from is an error",
 			services: map[string]Service{
 				"app": {VolumesFrom: []From{{Service: "app"}}},
 			},
 			main:    "app",
-			wantErr: "volumes_from cycle: app -> app",
+			wantErr: `service "app": volumes_from "app" is not planned before it`,
 		},
 		{
 			name: "volumes_from naming an unknown service is an error",
@@ -576,7 +578,7 @@ func TestForStep(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ForStep(tt.services, vols, tt.main)
+			got, err := ForStep(tt.services, vols, volumeOrder(tt.services, tt.main))
 			if tt.wantErr != "" {
 				if err == nil {
 					t.Fatalf("ForStep = %+v, want error %q", got, tt.wantErr)
@@ -594,6 +596,28 @@ func TestForStep(t *testing.T) {
 			}
 		})
 	}
+}
+
+// volumeOrder is what config.Graph.VolumeOrder gives for services: each root after its
+// volumes_from sources, transitively, a cycle cut where it closes.
+func volumeOrder(services map[string]Service, roots ...string) []string {
+	var out []string
+	visiting := map[string]bool{}
+	var visit func(string)
+	visit = func(name string) {
+		if slices.Contains(out, name) || visiting[name] {
+			return
+		}
+		visiting[name] = true
+		for _, f := range services[name].VolumesFrom {
+			visit(f.Service)
+		}
+		out = append(out, name)
+	}
+	for _, r := range roots {
+		visit(r)
+	}
+	return out
 }
 
 // entry is what TestCopy compares of one copied file.

@@ -45,38 +45,33 @@ type Step struct {
 	Anon []Anon
 }
 
-// ForStep plans the mounts of a step that runs the services roots: their own volumes, and
-// those of every service they name in volumes_from, transitively, each with its own
-// volumes.
-// Anonymous volumes get directories below volumes. A service's own volume wins over one
-// with the same target that comes through volumes_from; ":ro" on volumes_from makes every
-// mount it brings read-only.
+// ForStep plans the mounts of a step whose containers are the services of order, in that
+// order: each after the services it names in volumes_from (config.Graph.VolumeOrder gives
+// it; a service of order whose source comes later, or is itself, is an error). Each gets
+// its own volumes and those of its volumes_from sources, transitively. Anonymous volumes
+// get directories below volumes. A service's own volume wins over one with the same
+// target that comes through volumes_from; ":ro" on volumes_from makes every mount it
+// brings read-only.
 //
-// A step that starts more than one service (its service and its dependencies) names them
-// all as roots: every anonymous volume is made once for the step, so all the containers
+// A step that starts more than one service (its service and its dependencies) has them
+// all in order: every anonymous volume is made once for the step, so all the containers
 // that reach it through volumes_from share it.
-func ForStep(services map[string]Service, volumes string, roots ...string) (*Step, error) {
+func ForStep(services map[string]Service, volumes string, order []string) (*Step, error) {
 	s := &Step{Mounts: map[string][]specs.Mount{}}
-	state := map[string]int{} // 1 visiting, 2 done
-	var visit func(name string, trail []string) error
-	visit = func(name string, trail []string) error {
-		switch state[name] {
-		case 1:
-			return fmt.Errorf("volumes_from cycle: %s", cycle(append(trail, name)))
-		case 2:
-			return nil
+	planned := map[string]bool{}
+	for _, name := range order {
+		if planned[name] {
+			continue
 		}
 		svc, ok := services[name]
 		if !ok {
-			return fmt.Errorf("volumes_from names unknown service %q", name)
+			return nil, fmt.Errorf("volumes_from names unknown service %q", name)
 		}
-		state[name] = 1
 		for _, f := range svc.VolumesFrom {
-			if err := visit(f.Service, append(trail, name)); err != nil {
-				return err
+			if !planned[f.Service] {
+				return nil, fmt.Errorf("service %q: volumes_from %q is not planned before it", name, f.Service)
 			}
 		}
-		state[name] = 2
 		var ms []specs.Mount
 		have := map[string]bool{}
 		for i, v := range svc.Volumes {
@@ -88,10 +83,10 @@ func ForStep(services map[string]Service, volumes string, roots ...string) (*Ste
 				host = filepath.Join(volumes, name, strconv.Itoa(i))
 				s.Anon = append(s.Anon, Anon{Service: name, Target: v.Target, Dir: host, NoCopy: v.NoCopy})
 			} else if host == "" {
-				return fmt.Errorf("service %q: host path of %q is not resolved", name, v.Source)
+				return nil, fmt.Errorf("service %q: host path of %q is not resolved", name, v.Source)
 			}
 			if have[v.Target] {
-				return fmt.Errorf("service %q: two volumes at %s", name, v.Target)
+				return nil, fmt.Errorf("service %q: two volumes at %s", name, v.Target)
 			}
 			have[v.Target] = true
 			ms = append(ms, Bind(host, v.Target, v.ReadOnly))
@@ -112,12 +107,7 @@ func ForStep(services map[string]Service, volumes string, roots ...string) (*Ste
 		sort.SliceStable(ms, func(i, j int) bool { return depth(ms[i].Destination) < depth(ms[j].Destination) })
 		s.Mounts[name] = ms
 		s.Containers = append(s.Containers, name)
-		return nil
-	}
-	for _, root := range roots {
-		if err := visit(root, nil); err != nil {
-			return nil, err
-		}
+		planned[name] = true
 	}
 	return s, nil
 }
@@ -130,23 +120,4 @@ func depth(p string) int {
 		}
 	}
 	return n
-}
-
-func cycle(trail []string) string {
-	last := trail[len(trail)-1]
-	start := 0
-	for i, n := range trail {
-		if n == last {
-			start = i
-			break
-		}
-	}
-	out := ""
-	for i, n := range trail[start:] {
-		if i > 0 {
-			out += " -> "
-		}
-		out += n
-	}
-	return out
 }

@@ -37,62 +37,21 @@ type edge struct {
 	condition string
 }
 
-// edges returns the services name depends on (depends_on, then links), once each, with
-// the condition under which each is ready: the long form's, else healthy when the
-// dependency has a health check, else started.
+// edges returns the services name waits for (config.Graph.Needs), with the condition
+// under which each is ready: the long form's, else healthy when the dependency has a
+// health check, else started.
 func (b *build) edges(name string) []edge {
-	cfg := b.o.Project.Services[name]
 	var out []edge
-	seen := map[string]bool{}
-	add := func(svc, cond string) {
-		if seen[svc] {
-			return
-		}
-		seen[svc] = true
+	for _, n := range b.o.Project.Graph.Needs(name) {
+		cond := n.Condition
 		if cond == "" {
 			cond = condStarted
-			if b.services[svc] != nil && b.services[svc].health != nil {
+			if b.services[n.Service] != nil && b.services[n.Service].health != nil {
 				cond = condHealthy
 			}
 		}
-		out = append(out, edge{svc, cond})
+		out = append(out, edge{n.Service, cond})
 	}
-	for _, r := range cfg.DependsOn {
-		add(r.Service, r.Condition)
-	}
-	for _, l := range cfg.Links {
-		add(l.Service, "")
-	}
-	return out
-}
-
-// dependencies returns every service that main needs started, transitively, each after
-// the services it needs itself.
-func dependencies(p *config.Project, main string) []string {
-	var out []string
-	seen := map[string]bool{main: true}
-	var visit func(string)
-	visit = func(name string) {
-		cfg := p.Services[name]
-		if cfg == nil {
-			return
-		}
-		var next []string
-		for _, r := range cfg.DependsOn {
-			next = append(next, r.Service)
-		}
-		for _, l := range cfg.Links {
-			next = append(next, l.Service)
-		}
-		for _, n := range next {
-			if !seen[n] {
-				seen[n] = true
-				visit(n)
-				out = append(out, n)
-			}
-		}
-	}
-	visit(main)
 	return out
 }
 

@@ -61,8 +61,9 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 	seq := b.seq.Add(1)
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("step", s.Name))
 	volumes := filepath.Join(b.dir, "volumes", strconv.FormatInt(seq, 10))
-	deps := dependencies(b.o.Project, s.Service)
-	plan, err := mounts.ForStep(b.msvc, volumes, append(deps, s.Service)...)
+	graph := b.o.Project.Graph
+	deps := graph.Dependencies(s.Service)
+	plan, err := mounts.ForStep(b.msvc, volumes, graph.VolumeOrder(append(deps, s.Service)...))
 	if err != nil {
 		return 0, err
 	}

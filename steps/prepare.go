@@ -32,45 +32,25 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 	fail := func(pos config.Pos, svc string, err error) {
 		errs = append(errs, &config.Error{Pos: pos, Service: svc, Err: err})
 	}
-	// The services the plan runs, and the volumes_from sources they need.
-	var names []string
-	seen := map[string]bool{}
-	var add func(name string)
-	add = func(name string) {
-		if seen[name] {
-			return
-		}
-		seen[name] = true
-		names = append(names, name)
-		if svc, ok := b.o.Project.Services[name]; ok {
-			for _, f := range svc.VolumesFrom {
-				add(f.Service)
-			}
-			for _, r := range svc.DependsOn {
-				add(r.Service)
-			}
-			for _, l := range svc.Links {
-				add(l.Service)
-			}
-			if d := svc.DockercfgService.Text; d != "" && b.o.Pull != nil {
-				add(d) // runs before the image (or a built one's base image) is pulled
-			}
-		}
-	}
+	// The services the plan runs, and those they need: volumes_from sources,
+	// dependencies and, when images are pulled, credential services (which run before
+	// an image, or a built one's base image, is pulled).
+	var roots []string
 	var walk func([]*config.Step)
 	walk = func(steps []*config.Step) {
 		for _, s := range steps {
 			if s.Type == config.Run || (s.Type == config.Push && b.o.Push != nil) {
-				add(s.Service)
+				roots = append(roots, s.Service)
 			}
 			if d := s.DockercfgService.Text; d != "" && s.Type == config.Push && b.o.Push != nil {
-				add(d) // runs when the step pushes
+				roots = append(roots, d) // runs when the step pushes
 			}
 			walk(s.Steps)
 			walk(s.OnFail)
 		}
 	}
 	walk(plan)
+	names := b.o.Project.Graph.Closure(b.o.Pull != nil, roots...)
 
 	b.guard = mounts.Guard{BuildDir: b.o.Project.Dir, Allow: b.o.Allow}
 	guard := b.guard
