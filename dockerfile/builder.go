@@ -70,6 +70,9 @@ type Request struct {
 	Context        string
 	Dockerfile     string
 	DockerfileName string
+	// Text, when not nil, is the Dockerfile's content, read (by Read) when the pipeline
+	// was: it is not read again.
+	Text []byte
 	// MaxFile bounds the size of the Dockerfile and the .dockerignore; 0 means
 	// hostfs.MaxFile.
 	MaxFile int64
@@ -225,21 +228,30 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Result, error) {
 	return &x.res, nil
 }
 
-// parse reads and parses r's Dockerfile and checks it before anything is built. It
-// returns the build (without a Builder or client), the stages to build, in order, and
-// the values of the ARGs before the first FROM.
-// Check reads r's Dockerfile and checks, without building anything, that it parses and
-// uses only what the builder builds; the error names the Dockerfile and line.
-func Check(r Request) error {
-	_, _, _, err := parse(r)
-	return err
+// Read reads r's Dockerfile and checks, without building anything, that it parses and
+// uses only what the builder builds; the error names the Dockerfile and line. It returns
+// what it read, which a Request's Text can then hold, so that the Dockerfile checked is
+// the one built.
+func Read(r Request) ([]byte, error) {
+	r.Text = nil
+	x, _, _, err := parse(r)
+	if err != nil {
+		return nil, err
+	}
+	return x.r.Text, nil
 }
 
+// parse reads r's Dockerfile (unless r.Text holds it), parses it and checks it before
+// anything is built. It returns the build (without a Builder or client), the stages to
+// build, in order, and the values of the ARGs before the first FROM.
 func parse(r Request) (*run, []int, map[string]string, error) {
-	data, err := r.Root.ReadFile(r.Dockerfile, r.maxFile())
-	if err != nil {
-		return nil, nil, nil, err // it names the file and says why
+	if r.Text == nil {
+		var err error
+		if r.Text, err = r.Root.ReadFile(r.Dockerfile, r.maxFile()); err != nil {
+			return nil, nil, nil, err // it names the file and says why
+		}
 	}
+	data := r.Text
 	ast, err := parser.Parse(bytes.NewReader(data))
 	if err != nil {
 		return nil, nil, nil, r.errorf(lineOf(err), "%v", stripLine(err))

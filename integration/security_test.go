@@ -113,6 +113,9 @@ func cacheEntries(t *testing.T) int {
 	return len(entries)
 }
 
+// A step swaps the Dockerfile for a link to a host file, a device or a FIFO. The build of
+// this run uses the Dockerfile read with the pipeline, before any step ran; the next run
+// of the same checkout reads the swapped one, and refuses it without opening it.
 func TestADockerfileSwappedForAHostFileOrADeviceIsRefused(t *testing.T) {
 	requireRoot(t)
 	outside := outsideDir(t)
@@ -127,14 +130,17 @@ func TestADockerfileSwappedForAHostFileOrADeviceIsRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := project(t, map[string]string{
 				"codeship-services.yml": "app:\n  image: busybox\n  volumes: [\"./:/src\"]\nbuilt:\n  build: {image: crunci/swapped-dockerfile:1}\n",
-				"codeship-steps.yml":    "- {name: swap, service: app, command: \"sh -c '" + tc.swap + "'\"}\n- {name: use, service: built, command: \"true\"}\n",
-				"Dockerfile":            "FROM busybox\n",
+				"codeship-steps.yml":    "- {name: swap, service: app, command: \"sh -c '" + tc.swap + "'\"}\n- {name: use, service: built, command: \"cat /from-the-dockerfile\"}\n",
+				"Dockerfile":            "FROM busybox\nRUN echo as read with the pipeline > /from-the-dockerfile\n",
 			})
-			r := stepsWithin(t, 2*time.Minute, dir)
-			wantCode(t, r, 1)
-			wantContains(t, "stdout", r.stdout, "FAILED      use (built)", tc.want)
+			r := stepsWithin(t, 2*time.Minute, dir, "--no-cache")
+			wantCode(t, r, 0)
+			wantContains(t, "stdout", r.stdout, "use/built | as read with the pipeline\n")
 			wantNoSecret(t, r)
-			noImage(t, "docker.io/crunci/swapped-dockerfile:1")
+			r = stepsWithin(t, 30*time.Second, dir)
+			wantCode(t, r, 2)
+			wantContains(t, "stderr", r.stderr, `codeship-services.yml:5: service "built": build: `+tc.want)
+			wantNoSecret(t, r)
 		})
 	}
 }

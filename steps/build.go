@@ -73,7 +73,7 @@ func (b *build) imageBuild(name string, cfg *config.Service) (*imageBuild, []err
 	if err != nil {
 		fail(bc.Pos, fmt.Errorf("build: %w", err))
 	}
-	context, dockerfilePath, pathErrs := dockerfileOf(b.root, name, cfg, b.o.MaxFile)
+	context, dockerfilePath, text, pathErrs := dockerfileOf(b.root, name, cfg, b.o.MaxFile)
 	if len(pathErrs) > 0 {
 		return nil, append(errs, pathErrs...)
 	}
@@ -134,6 +134,7 @@ func (b *build) imageBuild(name string, cfg *config.Service) (*imageBuild, []err
 		Context:        context,
 		Dockerfile:     dockerfilePath,
 		DockerfileName: dockerfilePath,
+		Text:           text,
 		MaxFile:        b.o.MaxFile,
 		Resources:      b.o.Policy.Defaults(),
 		Args:           args,
@@ -145,8 +146,8 @@ func (b *build) imageBuild(name string, cfg *config.Service) (*imageBuild, []err
 // dockerfileOf finds a built service's context and Dockerfile below the build
 // directory root and checks the Dockerfile: that it is a regular file there, parses and
 // uses only what the builder builds. Both paths it returns are relative to root; the
-// Dockerfile's is how messages name it.
-func dockerfileOf(root *hostfs.Dir, name string, cfg *config.Service, max int64) (context, dockerfilePath string, errs []error) {
+// Dockerfile's is how messages name it. text is the Dockerfile as read.
+func dockerfileOf(root *hostfs.Dir, name string, cfg *config.Service, max int64) (context, dockerfilePath string, text []byte, errs []error) {
 	bc := cfg.Build
 	fail := func(err error) {
 		errs = append(errs, &config.Error{Pos: bc.Pos, Service: name, Err: err})
@@ -162,17 +163,17 @@ func dockerfileOf(root *hostfs.Dir, name string, cfg *config.Service, max int64)
 		fail(fmt.Errorf("build context %q: not a directory", bc.Context))
 	}
 	if errs != nil {
-		return "", "", errs
+		return "", "", nil, errs
 	}
 	dockerfilePath = filepath.Join(context, bc.Dockerfile)
-	err = dockerfile.Check(dockerfile.Request{Root: root, Dockerfile: dockerfilePath, DockerfileName: dockerfilePath, MaxFile: max})
+	text, err = dockerfile.Read(dockerfile.Request{Root: root, Dockerfile: dockerfilePath, DockerfileName: dockerfilePath, MaxFile: max})
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		fail(fmt.Errorf("build: Dockerfile %q: no such file", dockerfilePath))
 	case err != nil:
 		fail(fmt.Errorf("build: %w", err))
 	}
-	return context, dockerfilePath, errs
+	return context, dockerfilePath, text, errs
 }
 
 // decryptFile reads and decrypts an encrypted file of the build directory, recording
@@ -206,7 +207,7 @@ func (b *build) decrypt(v config.Value, data []byte, what string, errs *[]error,
 // "<step>/<service> build | ".
 func (b *build) ensure(ctx context.Context, step string, names []string) error {
 	for _, name := range names {
-		svc := b.services[name]
+		svc := b.svc(name)
 		if svc == nil || svc.build == nil {
 			continue
 		}
@@ -215,12 +216,8 @@ func (b *build) ensure(ctx context.Context, step string, names []string) error {
 		}
 	}
 	// service_healthy needs a health check, which a built image only now shows.
-	for _, name := range names {
-		for _, r := range b.services[name].cfg.DependsOn {
-			if dep := b.services[r.Service]; r.Condition == condHealthy && dep != nil && dep.build != nil && dep.health == nil {
-				return &config.Error{Pos: r.Pos, Service: name, Err: fmt.Errorf("depends_on %q: condition service_healthy, but %q has no health check (no healthcheck key, no HEALTHCHECK in its Dockerfile)", r.Service, r.Service)}
-			}
-		}
+	if errs := b.checkHealthy(names, func(s *service) bool { return s.build != nil && s.image != nil }); len(errs) > 0 {
+		return errs[0]
 	}
 	return nil
 }
@@ -281,9 +278,7 @@ func (b *build) buildImage(ctx context.Context, step, name string, svc *service)
 			return fmt.Errorf("service %q: %w", name, err)
 		}
 	}
-	svc.image = img
-	svc.health = healthcheckOf(svc.cfg, img)
-	if err := b.inspect(ctx, name); err != nil {
+	if err := b.withImage(ctx, b.svc(name), img); err != nil {
 		return err
 	}
 	ib.done = true

@@ -38,7 +38,7 @@ func Check(p *config.Project, policy Policy) error {
 	}
 	for _, name := range p.Order {
 		if svc := p.Services[name]; svc.Build != nil {
-			_, _, bErrs := dockerfileOf(root, name, svc, policy.MaxFile)
+			_, _, _, bErrs := dockerfileOf(root, name, svc, policy.MaxFile)
 			errs = append(errs, bErrs...)
 		}
 	}

@@ -46,7 +46,7 @@ func (b *build) edges(name string) []edge {
 		cond := n.Condition
 		if cond == "" {
 			cond = condStarted
-			if b.services[n.Service] != nil && b.services[n.Service].health != nil {
+			if b.svc(n.Service) != nil && b.svc(n.Service).health != nil {
 				cond = condHealthy
 			}
 		}
@@ -206,7 +206,7 @@ func (g *depGroup) run(ctx context.Context, d *dep, verify func(uint32) error) {
 		}
 		closeOnce(d.exited)
 	})
-	hc := g.b.services[d.name].health
+	hc := g.b.svc(d.name).health
 	if hc == nil {
 		closeOnce(d.healthy)
 		return
@@ -283,7 +283,7 @@ func (g *depGroup) stop(ctx context.Context) {
 			if isClosed(d.exited) || d.c == nil {
 				return
 			}
-			grace := g.b.services[d.name].cfg.StopGracePeriod
+			grace := g.b.svc(d.name).cfg.StopGracePeriod
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace+pod.CleanupTimeout)
 			defer cancel()
 			if err := d.c.Stop(sctx, grace, g.b.o.Hurry); err != nil {

@@ -54,7 +54,7 @@ func (b *build) pullWithDockercfgServices(ctx context.Context, names []string, c
 	var errs []error
 	var refs []string
 	for _, name := range names {
-		svc := b.services[name]
+		svc := b.svc(name)
 		if ref := svc.cfg.Image; svc.build == nil && images[ref].later && !slices.Contains(refs, ref) {
 			refs = append(refs, ref)
 		}
@@ -82,7 +82,7 @@ func (b *build) pullWithDockercfgServices(ctx context.Context, names []string, c
 		more := creds[ref]
 		var failed bool
 		for _, name := range names {
-			svc := b.services[name]
+			svc := b.svc(name)
 			if svc.build != nil || svc.cfg.Image != ref {
 				continue
 			}
@@ -92,7 +92,7 @@ func (b *build) pullWithDockercfgServices(ctx context.Context, names []string, c
 				continue // none, or run for another service of this image
 			}
 			err := b.ensure(ctx, "dockercfg", []string{d.Text})
-			if cs := b.services[d.Text]; err == nil && cs.image == nil {
+			if cs := b.svc(d.Text); err == nil && cs.image == nil {
 				if err = pull(cs.cfg.Image); errors.Is(err, errWaiting) {
 					err = fmt.Errorf("its image %s is the one it is to pull", cs.cfg.Image)
 				} else if err != nil {
@@ -120,7 +120,7 @@ func (b *build) pullWithDockercfgServices(ctx context.Context, names []string, c
 		img, err := b.pullLater(ctx, ref, more, from)
 		if err != nil {
 			for _, name := range users {
-				cfg := b.services[name].cfg
+				cfg := b.svc(name).cfg
 				pos := cfg.Pos
 				if cfg.DockercfgService.Text != "" {
 					pos = cfg.DockercfgService.Pos
@@ -132,9 +132,7 @@ func (b *build) pullWithDockercfgServices(ctx context.Context, names []string, c
 		}
 		pulled[ref] = nil
 		for _, name := range users {
-			svc := b.services[name]
-			svc.image, svc.health = img, healthcheckOf(svc.cfg, img)
-			if err := b.inspect(ctx, name); err != nil {
+			if err := b.withImage(ctx, b.svc(name), img); err != nil {
 				errs = append(errs, err)
 				pulled[ref] = err
 			}
@@ -145,14 +143,9 @@ func (b *build) pullWithDockercfgServices(ctx context.Context, names []string, c
 		pull(ref)
 	}
 	// service_healthy needs a health check, which these images only now show.
-	for _, name := range names {
-		for _, r := range b.services[name].cfg.DependsOn {
-			dep := b.services[r.Service]
-			if r.Condition == condHealthy && dep != nil && dep.build == nil && images[dep.cfg.Image].later && dep.image != nil && dep.health == nil {
-				errs = append(errs, &config.Error{Pos: r.Pos, Service: name, Err: fmt.Errorf("depends_on %q: condition service_healthy, but %q has no health check (no healthcheck key, no HEALTHCHECK in its image)", r.Service, r.Service)})
-			}
-		}
-	}
+	errs = append(errs, b.checkHealthy(names, func(s *service) bool {
+		return s.build == nil && images[s.cfg.Image].later && s.image != nil
+	})...)
 	if len(errs) > 0 {
 		return &PreconditionError{Errs: errs}
 	}
@@ -178,7 +171,7 @@ func (b *build) pullLater(ctx context.Context, ref string, creds remote.Credenti
 // network, the directory and the file are removed whatever happens; what the file held
 // stays in memory only.
 func (b *build) dockercfgService(ctx context.Context, name, step string, out *Output) (_ remote.Credentials, retErr error) {
-	svc := b.services[name]
+	svc := b.svc(name)
 	if svc == nil || svc.image == nil {
 		return nil, fmt.Errorf("service %q is not ready", name) // prepare and ensure see to it
 	}

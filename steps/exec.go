@@ -83,7 +83,7 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 		if err := os.MkdirAll(a.Dir, 0o755); err != nil {
 			return 0, fmt.Errorf("make anonymous volume %s: %w", a.Target, err)
 		}
-		if tmpl, ok := b.services[a.Service].templates[volumeIndex(a.Dir)]; ok {
+		if tmpl, ok := b.svc(a.Service).templates[volumeIndex(a.Dir)]; ok {
 			if _, err := mounts.Copy(a.Dir, tmpl); err != nil {
 				return 0, fmt.Errorf("fill anonymous volume %s from the image: %w", a.Target, err)
 			}
@@ -201,7 +201,7 @@ func (b *build) oomNote(ctx context.Context, c *pod.Container, service string) s
 	if !oom {
 		return ""
 	}
-	if limit := b.services[service].resources.Memory; limit > 0 {
+	if limit := b.svc(service).resources.Memory; limit > 0 {
 		return fmt.Sprintf("killed: out of memory (limit %s)", units.BytesSize(float64(limit)))
 	}
 	return "killed: out of memory"
@@ -256,7 +256,7 @@ func (b *build) stop(ctx context.Context, c *pod.Container) error {
 // create makes one container of the step in its pod. The step's own service runs the
 // step's command; the others are made only for their volumes.
 func (b *build) create(ctx context.Context, p *pod.Pod, s *config.Step, seq int64, name string, ms []specs.Mount, main bool) (*pod.Container, error) {
-	svc := b.services[name]
+	svc := b.svc(name)
 	command, entrypoint := svc.cfg.Command, svc.cfg.Entrypoint
 	if main && s.Command != nil {
 		command = s.Command
@@ -329,7 +329,7 @@ func (b *build) env(svc *config.Service) []string {
 		}
 	}
 	// env_file, as read by prepare; the encrypted sources come through the hand-off.
-	env = append(env, b.services[svc.Name].fileEnv...)
+	env = append(env, b.svc(svc.Name).fileEnv...)
 	return append(env, b.o.Env...)
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/continuity/fs"
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
@@ -63,7 +64,7 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 			errs = append(errs, fmt.Errorf("service %q: not defined", name))
 			continue
 		}
-		svc := &service{cfg: cfg, templates: map[int]string{}}
+		svc := &service{cfg: cfg}
 		var confErrs []error
 		svc.security, svc.resources, confErrs = b.o.Policy.confine(b.root, cfg)
 		errs = append(errs, confErrs...)
@@ -107,45 +108,32 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 			ms.VolumesFrom = append(ms.VolumesFrom, mounts.From{Service: f.Service, ReadOnly: f.ReadOnly})
 		}
 		b.msvc[name] = ms
-		b.services[name] = svc
-	}
-	// Environment files, plain and encrypted, are read and decrypted now; their values
-	// stay in memory.
-	for _, name := range names {
-		svc := b.services[name]
-		if svc == nil {
-			continue
-		}
-		plainEnv, secretEnv, errs2 := b.fileEnv(svc.cfg)
+		// Environment files, plain and encrypted, are read and decrypted now; their
+		// values stay in memory.
+		plainEnv, secretEnv, errs2 := b.fileEnv(cfg)
 		errs = append(errs, errs2...)
 		svc.fileEnv, svc.secretEnv = plainEnv, withoutKeys(secretEnv, b.o.Env)
 		if len(secretEnv) > 0 && b.exe == "" {
 			exe, err := handoffBinary()
 			if err != nil {
-				fail(svc.cfg.Pos, name, err)
-				continue
-			}
-			b.exe = exe
-		}
-	}
-
-	// service_healthy needs a health check to wait for.
-	for _, name := range names {
-		for _, r := range b.services[name].cfg.DependsOn {
-			if dep := b.services[r.Service]; r.Condition == condHealthy && dep != nil && dep.image != nil && dep.health == nil {
-				fail(r.Pos, name, fmt.Errorf("depends_on %q: condition service_healthy, but %q has no health check (no healthcheck key, no HEALTHCHECK in its image)", r.Service, r.Service))
+				fail(cfg.Pos, name, err)
+			} else {
+				b.exe = exe
 			}
 		}
+		b.services.put(svc)
 	}
+	errs = append(errs, b.checkHealthy(names, func(s *service) bool { return s.image != nil })...)
 	if len(errs) > 0 {
 		return &PreconditionError{Errs: errs}
 	}
 
 	for _, name := range names {
-		if b.services[name].image == nil {
+		svc := b.svc(name)
+		if svc.image == nil {
 			continue // an image built later is looked into then
 		}
-		if err := b.inspect(ctx, name); err != nil {
+		if err := b.withImage(ctx, svc, svc.image); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -155,14 +143,53 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 	return b.pullWithDockercfgServices(ctx, names, creds, images)
 }
 
+// withImage stores, in place of svc, the service with its image known: img, its health
+// check, and what its containers need of the image (see inspect). The value stored
+// before is not changed: a step that took it keeps what it saw.
+func (b *build) withImage(ctx context.Context, svc *service, img *task.Image) error {
+	next := *svc
+	next.image, next.health = img, healthcheckOf(svc.cfg, img)
+	var err error
+	if next.user, next.templates, err = b.inspect(ctx, &next); err != nil {
+		return err
+	}
+	b.services.put(&next)
+	return nil
+}
+
+// checkHealthy checks that every service_healthy dependency among the services names
+// need has a health check to wait for, for those whose image is known (known says).
+func (b *build) checkHealthy(names []string, known func(*service) bool) []error {
+	var errs []error
+	for _, name := range names {
+		svc := b.svc(name)
+		if svc == nil {
+			continue
+		}
+		for _, r := range svc.cfg.DependsOn {
+			dep := b.svc(r.Service)
+			if r.Condition != condHealthy || dep == nil || !known(dep) || dep.health != nil {
+				continue
+			}
+			where := "image"
+			if dep.build != nil {
+				where = "Dockerfile"
+			}
+			errs = append(errs, &config.Error{Pos: r.Pos, Service: name, Err: fmt.Errorf("depends_on %q: condition service_healthy, but %q has no health check (no healthcheck key, no HEALTHCHECK in its %s)", r.Service, r.Service, where)})
+		}
+	}
+	return errs
+}
+
 // inspect finds out what a service's containers need of its image: the user by name,
 // and the image's content at the targets of anonymous volumes (copied once, for every
-// step), through one read-only view when it needs one.
-func (b *build) inspect(ctx context.Context, name string) error {
-	svc := b.services[name]
-	user := svc.cfg.User
-	if user == "" {
-		user = svc.image.Config.User
+// step; by volume index, none where the image has nothing), through one read-only view
+// when it needs one.
+func (b *build) inspect(ctx context.Context, svc *service) (user specs.User, templates map[int]string, _ error) {
+	name := svc.cfg.Name
+	userSpec := svc.cfg.User
+	if userSpec == "" {
+		userSpec = svc.image.Config.User
 	}
 	var anon []int
 	for i, v := range b.msvc[name].Volumes {
@@ -170,25 +197,28 @@ func (b *build) inspect(ctx context.Context, name string) error {
 			anon = append(anon, i)
 		}
 	}
-	if !oci.NeedsLookup(user) && len(anon) == 0 {
-		u, err := oci.User(user, nil, nil)
-		if err != nil {
-			return &config.Error{Pos: svc.cfg.Pos, Service: name, Err: err}
-		}
-		svc.user = u
-		return nil
+	fail := func(err error) (specs.User, map[int]string, error) {
+		return specs.User{}, nil, &config.Error{Pos: svc.cfg.Pos, Service: name, Err: err}
 	}
+	if !oci.NeedsLookup(userSpec) && len(anon) == 0 {
+		u, err := oci.User(userSpec, nil, nil)
+		if err != nil {
+			return fail(err)
+		}
+		return u, nil, nil
+	}
+	templates = map[int]string{}
 	key := builds.ID{Build: b.o.BuildID, Role: builds.RoleView, Service: name}.String()
 	labels := maps.Clone(b.labels)
 	labels[builds.LabelService] = name
 	err := b.rt.View(ctx, svc.image, key, labels, filepath.Join(b.dir, "views", builds.Sanitize(name)), func(root string) error {
 		passwd, _ := hostfs.ReadInRoot(root, "/etc/passwd", hostfs.MaxFile)
 		group, _ := hostfs.ReadInRoot(root, "/etc/group", hostfs.MaxFile)
-		u, err := oci.User(user, passwd, group)
+		u, err := oci.User(userSpec, passwd, group)
 		if err != nil {
 			return err
 		}
-		svc.user = u
+		user = u
 		for _, i := range anon {
 			src, err := inRoot(root, b.msvc[name].Volumes[i].Target)
 			if err != nil {
@@ -203,15 +233,15 @@ func (b *build) inspect(ctx context.Context, name string) error {
 				return err
 			}
 			if any {
-				svc.templates[i] = dst
+				templates[i] = dst
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return &config.Error{Pos: svc.cfg.Pos, Service: name, Err: fmt.Errorf("image %s: %w", svc.image.Name, err)}
+		return fail(fmt.Errorf("image %s: %w", svc.image.Name, err))
 	}
-	return nil
+	return user, templates, nil
 }
 
 // fileEnv reads a service's env_file, encrypted_env_file and encrypted_environment, in

@@ -45,7 +45,7 @@ func (b *build) push(ctx context.Context, s *config.Step) bool {
 		creds, err = b.pushCredentials(ctx, s)
 	}
 	if err == nil {
-		err = b.o.Push(ctx, b.services[s.Service].image.Name, target, creds)
+		err = b.o.Push(ctx, b.svc(s.Service).image.Name, target, creds)
 	}
 	r.Duration = time.Since(start)
 	if err != nil {
@@ -61,7 +61,7 @@ func (b *build) push(ctx context.Context, s *config.Step) bool {
 // image (its repository); the tag is the expanded image_tag with invalid characters
 // stripped.
 func (b *build) pushTarget(s *config.Step) (string, error) {
-	svc := b.services[s.Service]
+	svc := b.svc(s.Service)
 	repo, err := reference.ParseNormalizedNamed(s.ImageName)
 	if err != nil {
 		return "", fmt.Errorf("image_name %q: %w", s.ImageName, err)

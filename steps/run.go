@@ -221,7 +221,7 @@ type build struct {
 	// root is the build directory, pinned: every file of it that crun-ci reads is read
 	// through it.
 	root     *hostfs.Dir
-	services map[string]*service
+	services registry
 	msvc     map[string]mounts.Service
 	sem      chan struct{}
 	seq      atomic.Int64
@@ -242,7 +242,30 @@ type build struct {
 	cleanupErrs []error
 }
 
-// service is what preparation found out about one service.
+// registry holds what the build knows of each service. A value is never changed once
+// stored: when a service's image becomes known (pulled with a credential service's
+// credentials, or built), a new value takes the old one's place.
+type registry struct {
+	mu sync.RWMutex
+	m  map[string]*service
+}
+
+func (r *registry) get(name string) *service {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.m[name]
+}
+
+func (r *registry) put(s *service) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[s.cfg.Name] = s
+}
+
+// svc is what the build knows of the service name now (nil for an unknown name).
+func (b *build) svc(name string) *service { return b.services.get(name) }
+
+// service is what preparation found out about one service; see registry.
 type service struct {
 	cfg   *config.Service
 	image *task.Image
@@ -285,7 +308,7 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		out:      NewOutput(o.Output),
 		dir:      builds.Dir(o.StateDir, o.BuildID),
 		labels:   map[string]string{builds.LabelBuild: o.BuildID, builds.LabelState: o.StateDir},
-		services: map[string]*service{},
+		services: registry{m: map[string]*service{}},
 		msvc:     map[string]mounts.Service{},
 		sem:      make(chan struct{}, o.MaxParallel),
 		order:    map[*config.Step]int{},
@@ -399,7 +422,7 @@ func (b *build) load(ctx context.Context, plan []*config.Step) {
 			if ctx.Err() != nil {
 				r.Status, _ = stopped(ctx)
 			}
-		} else if svc := b.services[s.Service]; svc.image != nil {
+		} else if svc := b.svc(s.Service); svc.image != nil {
 			r.Note = svc.image.Name
 		}
 		r.Duration = time.Since(start)
