@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/containerd/log"
@@ -81,11 +80,11 @@ func (b *build) pushTarget(s *config.Step) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("image_tag %q: %w", s.ImageTag, err)
 	}
-	tag = invalidTagChars.ReplaceAllString(tag, "")
-	if tag == "" || len(tag) > 128 {
+	tagged, err := reference.WithTag(repo, invalidTagChars.ReplaceAllString(tag, ""))
+	if err != nil {
 		return "", fmt.Errorf("image_tag %q gives no valid tag", s.ImageTag)
 	}
-	return strings.TrimSuffix(repo.Name(), ":") + ":" + tag, nil
+	return tagged.String(), nil
 }
 
 // pushCredentials are a push step's own credentials: its encrypted_dockercfg_path

@@ -457,3 +457,24 @@ func TestPushStepsTagTheServiceImageFromTheTemplate(t *testing.T) {
 		t.Errorf("without Push: %+v, %v", sum.Results, err)
 	}
 }
+
+func TestAPushTagThatNoRegistryTakesIsAnError(t *testing.T) {
+	f := newFake(t)
+	f.images["registry.example.com/team/app:dev"] = &task.Image{Name: "registry.example.com/team/app:dev"}
+	p := load(t, "app:\n  image: registry.example.com/team/app:dev\n", `
+- type: parallel
+  steps:
+  - {name: dash, type: push, service: app, image_name: registry.example.com/team/app, image_tag: "-{{ .Branch }}"}
+  - {name: nothing-left, type: push, service: app, image_name: registry.example.com/team/app, image_tag: "!!!"}
+`)
+	push := func(context.Context, string, string, remote.Credentials) error { return nil }
+	sum, _, err := run(t, f, p, Options{Push: push, CI: civars.Values{Branch: "x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{`push: image_tag "-{{ .Branch }}" gives no valid tag`, `push: image_tag "!!!" gives no valid tag`} {
+		if r := sum.Results[i]; r.Status != Failed || r.Err == nil || r.Err.Error() != want {
+			t.Errorf("%s: %+v, want error %q", r.Step, r, want)
+		}
+	}
+}
