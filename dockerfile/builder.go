@@ -817,6 +817,12 @@ func (x *run) runCommand(ctx context.Context, s *state, c *instructions.RunComma
 	})
 }
 
+// cleanupContext is what a deferred clean-up runs with: not cancelled with ctx (an
+// interrupted build still cleans up), bounded (a clean-up cannot hang the build).
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), pod.CleanupTimeout)
+}
+
 // runIn runs args in a container of the build's pod on the active snapshot id, and fails
 // unless it exits 0. What the runtime makes in the snapshot for its mounts (/etc/hosts on
 // an image without one, the hand-off's directory) is removed again, so it is not in the
@@ -871,7 +877,9 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 		return err
 	}
 	defer func() {
-		err := x.mounted(context.WithoutCancel(ctx), id, func(root string) error {
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		err := x.mounted(cctx, id, func(root string) error {
 			return removeStubs(root, stubs)
 		})
 		retErr = errors.Join(retErr, err)
@@ -881,7 +889,9 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 		return err
 	}
 	defer func() {
-		retErr = errors.Join(retErr, ctr.Delete(context.WithoutCancel(ctx)))
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		retErr = errors.Join(retErr, ctr.Delete(cctx))
 	}()
 	stderr := x.r.Stderr
 	if stderr == nil {
@@ -894,7 +904,9 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 	if err != nil {
 		if ctx.Err() != nil {
 			// An interrupted RUN is killed at once: its layer is thrown away.
-			ctr.Stop(context.WithoutCancel(ctx), 0, nil)
+			cctx, cancel := cleanupContext(ctx)
+			defer cancel()
+			ctr.Stop(cctx, 0, nil)
 		}
 		return err
 	}
@@ -990,7 +1002,9 @@ func (x *run) layer(ctx context.Context, s *state, key digest.Digest, what strin
 	committed := false
 	defer func() {
 		if !committed {
-			if err := snapshot.Remove(context.WithoutCancel(ctx), x.c, id); err != nil {
+			cctx, cancel := cleanupContext(ctx)
+			defer cancel()
+			if err := snapshot.Remove(cctx, x.c, id); err != nil {
 				retErr = errors.Join(retErr, err)
 			}
 		}

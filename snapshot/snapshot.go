@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/leases"
@@ -18,6 +19,9 @@ import (
 
 // Snapshotter is the one crun-ci uses.
 const Snapshotter = "overlayfs"
+
+// cleanupTimeout bounds the removal of a view, which runs even when ctx was cancelled.
+const cleanupTimeout = time.Minute
 
 // ChainID returns the id of the committed snapshot an image unpacks to, unpacking it first
 // when it is not yet unpacked.
@@ -67,7 +71,9 @@ func View(ctx context.Context, c *client.Client, key string, parent digest.Diges
 		return fmt.Errorf("view snapshot %s: %w", parent, err)
 	}
 	defer func() {
-		retErr = errors.Join(retErr, Remove(context.WithoutCancel(ctx), c, key))
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		retErr = errors.Join(retErr, Remove(cctx, c, key))
 	}()
 	if err := os.MkdirAll(target, 0o700); err != nil {
 		return err
@@ -135,7 +141,11 @@ func Diff(ctx context.Context, c *client.Client, key string, parent digest.Diges
 	if err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("view snapshot %s: %w", parent, err)
 	}
-	defer Remove(context.WithoutCancel(ctx), c, lowerKey)
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		Remove(cctx, c, lowerKey)
+	}()
 	upper, err := sn.Mounts(ctx, key)
 	if err != nil {
 		return ocispec.Descriptor{}, "", err

@@ -32,6 +32,9 @@ import (
 // Runtime is the name of the containerd runtime (shim) crun-ci uses.
 const Runtime = "io.containerd.runc.v2"
 
+// cleanupTimeout bounds a clean-up that runs even when ctx was cancelled.
+const cleanupTimeout = time.Minute
+
 // Client runs containers through one containerd client. Its namespace is the client's
 // default namespace.
 type Client struct {
@@ -188,7 +191,9 @@ func (c *Client) Create(ctx context.Context, o Options) (_ *Container, retErr er
 		}
 		defer func() {
 			if retErr != nil {
-				retErr = errors.Join(retErr, snapshot.Remove(context.WithoutCancel(ctx), c.c, o.ID))
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+				defer cancel()
+				retErr = errors.Join(retErr, snapshot.Remove(cctx, c.c, o.ID))
 			}
 		}()
 	}
@@ -395,7 +400,11 @@ func (c *Container) Exec(ctx context.Context, id string, args []string) (uint32,
 	if err != nil {
 		return 0, nil, fmt.Errorf("exec in container %s: %w", c.ID(), err)
 	}
-	defer p.Delete(context.WithoutCancel(ctx), client.WithProcessKill)
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		p.Delete(cctx, client.WithProcessKill)
+	}()
 	exit, err := p.Wait(context.WithoutCancel(ctx))
 	if err != nil {
 		return 0, nil, fmt.Errorf("exec in container %s: %w", c.ID(), err)
