@@ -233,7 +233,7 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 		case k == "stop_signal":
 			s.StopSignal = f.signal(k, v, w)
 		case k == "stop_grace_period":
-			s.StopGracePeriod = f.grace(k, v, w)
+			s.StopGracePeriod = f.duration(k, v, w, true)
 		case refusedKeys[k] != "":
 			f.errorf(p.key, w, "key %q: %s", k, refusedKeys[k])
 		case ignoredKeys[k]:
@@ -751,24 +751,4 @@ func ParseSignal(s string) (syscall.Signal, error) {
 		return n, nil
 	}
 	return 0, fmt.Errorf("%q is not a signal", s)
-}
-
-// grace reads a grace period: a Go duration ("10s", "1m30s") or whole seconds; 0 is one.
-func (f *file) grace(k string, v *yaml.Node, w where) time.Duration {
-	text, err := scalar(v)
-	if err != nil {
-		f.errorf(v, w, "key %q: %v", k, err)
-		return 0
-	}
-	d, err := time.ParseDuration(text)
-	if n, nerr := strconv.ParseUint(text, 10, 32); nerr == nil {
-		d, err = time.Duration(n)*time.Second, nil
-	}
-	switch {
-	case err != nil:
-		f.errorf(v, w, "key %q: %q is not a duration (write e.g. 10s, 1m30s or 0)", k, text)
-	case d < 0:
-		f.errorf(v, w, "key %q: %q is negative", k, text)
-	}
-	return d
 }

@@ -159,7 +159,7 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 		case "exclude":
 			s.Exclude = f.pattern(k, v, w)
 		case "timeout":
-			s.Timeout = f.duration(k, v, w)
+			s.Timeout = f.duration(k, v, w, false)
 		case "image_name":
 			pushKeys = append(pushKeys, p.key)
 			s.ImageName = f.text(k, v, w)
@@ -264,9 +264,9 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 	return r
 }
 
-// duration reads a step's timeout: a Go duration ("90s", "10m", "1h30m") or a whole
-// number of seconds. It must be positive.
-func (f *file) duration(k string, v *yaml.Node, w where) time.Duration {
+// duration reads a duration: a Go duration ("90s", "10m", "1h30m") or whole seconds. It
+// must be positive, or, with zero, may be 0 (a grace period).
+func (f *file) duration(k string, v *yaml.Node, w where, zero bool) time.Duration {
 	text, err := scalar(v)
 	if err != nil {
 		f.errorf(v, w, "key %q: %v", k, err)
@@ -277,9 +277,13 @@ func (f *file) duration(k string, v *yaml.Node, w where) time.Duration {
 		d, err = time.Duration(n)*time.Second, nil
 	}
 	switch {
+	case err != nil && zero:
+		f.errorf(v, w, "key %q: %q is not a duration (write e.g. 10s, 1m30s or 0)", k, text)
 	case err != nil:
 		f.errorf(v, w, "key %q: %q is not a duration (write e.g. 90s, 10m or 600)", k, text)
-	case d <= 0:
+	case zero && d < 0:
+		f.errorf(v, w, "key %q: %q is negative", k, text)
+	case !zero && d <= 0:
 		f.errorf(v, w, "key %q: %q is not positive", k, text)
 	}
 	return d
