@@ -33,6 +33,7 @@ import (
 
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/hostfs"
+	"github.com/crun-ci/crun-ci/images"
 	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/remote"
@@ -44,11 +45,6 @@ import (
 // Image are needed.
 type Builder struct {
 	Client *task.Client
-	// Image makes sure the image ref (of a FROM or COPY --from) is in containerd's store,
-	// pulling it when it is missing, and returns its normalised name. creds, when not
-	// nil, gives the request's registry credentials; it is called only if a pull needs
-	// them.
-	Image func(ctx context.Context, ref string, creds func(context.Context) (remote.Credentials, error)) (string, error)
 	// NoCache builds every layer anew (the results still go into the cache).
 	NoCache bool
 	// CacheMaxSize bounds the size of the layer cache in bytes; 0 means no bound.
@@ -56,6 +52,11 @@ type Builder struct {
 	// CacheSecret keys the hashes by which secret build arguments enter cache keys
 	// (LoadCacheSecret); builds with secret arguments need it.
 	CacheSecret []byte
+}
+
+// Images makes images present (images.Store).
+type Images interface {
+	Get(ctx context.Context, ref string, creds func(context.Context) (remote.Credentials, error)) (*task.Image, error)
 }
 
 // Request is one image to build.
@@ -86,8 +87,11 @@ type Request struct {
 	SecretArgs map[string]string
 	// Image is the normalised name of the image to create.
 	Image string
-	// Credentials, when not nil, gives the registry credentials to pull base images with
-	// (the service's encrypted_dockercfg_path or dockercfg_service); see Builder.Image.
+	// Images makes the base images (FROM, COPY --from) present, by the build's pull
+	// policy; Credentials, when not nil, gives the registry credentials to pull them with
+	// (the service's encrypted_dockercfg_path or dockercfg_service), called only when a
+	// pull needs them.
+	Images      Images
 	Credentials func(context.Context) (remote.Credentials, error)
 	// Output receives the progress lines and RUN's standard output, Stderr (when not nil)
 	// RUN's standard error; each is written by one goroutine at a time.
@@ -535,10 +539,14 @@ func (x *run) base(ctx context.Context, st *instructions.Stage, i int) (*state, 
 
 // image reads an image as the state it would start a stage with.
 func (x *run) image(ctx context.Context, ref string) (*state, error) {
-	name, err := x.b.Image(ctx, ref, x.r.Credentials)
+	found, err := x.r.Images.Get(ctx, ref, x.r.Credentials)
+	if pe := (*images.PullError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("pull %s: %w", pe.Name, pe.Err)
+	}
 	if err != nil {
 		return nil, err
 	}
+	name := found.Name
 	img, err := x.c.GetImage(ctx, name)
 	if err != nil {
 		return nil, err

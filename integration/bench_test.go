@@ -18,9 +18,9 @@ import (
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/dockerfile"
 	"github.com/crun-ci/crun-ci/hostfs"
+	"github.com/crun-ci/crun-ci/images"
 	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/pod"
-	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/steps"
 	"github.com/crun-ci/crun-ci/task"
 )
@@ -195,13 +195,7 @@ func BenchmarkBuild(b *testing.B) {
 		b.Fatal(err)
 	}
 	builder := func(noCache bool) *dockerfile.Builder {
-		return &dockerfile.Builder{
-			Client:  task.New(ctrd.Client),
-			NoCache: noCache,
-			Image: func(ctx context.Context, ref string, _ func(context.Context) (remote.Credentials, error)) (string, error) {
-				return task.Normalize(ref)
-			},
-		}
+		return &dockerfile.Builder{Client: task.New(ctrd.Client), NoCache: noCache}
 	}
 	seq := 0
 	build := func(bld *dockerfile.Builder, wantCached int) time.Duration {
@@ -222,7 +216,8 @@ func BenchmarkBuild(b *testing.B) {
 		res, err := bld.Build(ctx, dockerfile.Request{
 			Service: "bench", Root: root, Context: ".", Dockerfile: "Dockerfile", DockerfileName: "Dockerfile",
 			Image: "docker.io/crunci/bench:1", Output: io.Discard, Pod: p,
-			ID: fmt.Sprintf("crunci-bench-%d", seq), Labels: map[string]string{"crun-ci.bench": "1"}, Dir: work,
+			Images: &images.Store{Find: task.New(ctrd.Client).Image}, // busybox is there
+			ID:     fmt.Sprintf("crunci-bench-%d", seq), Labels: map[string]string{"crun-ci.bench": "1"}, Dir: work,
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -338,7 +338,7 @@ func (c *Container) Stop(ctx context.Context, grace time.Duration, hurry <-chan 
 			return err
 		}
 		if left := time.Until(deadline); left > 0 && !isClosed(hurry) {
-			log.G(ctx).Infof("stopping %s: sent %s, waiting up to %s before SIGKILL", c.what(), unix.SignalName(sig), left.Round(time.Millisecond))
+			log.G(ctx).Infof("stopping %s: sent %s, waiting up to %s before SIGKILL", c.what(), unix.SignalName(sig), left.Round(100*time.Millisecond))
 			if ended, err := c.waitUpTo(ctx, left, hurry); ended || err != nil {
 				return err
 			}

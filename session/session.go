@@ -17,7 +17,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 
 	"github.com/crun-ci/crun-ci/builds"
@@ -130,7 +129,6 @@ func Open(ctx context.Context, o Options) (_ *Session, retErr error) {
 		NoCache:      o.Pull.NoCache,
 		CacheMaxSize: o.Pull.CacheMaxSize,
 		CacheSecret:  secret,
-		Image:        s.baseImage,
 	}
 	return s, nil
 }
@@ -142,31 +140,6 @@ func (s *Session) Close() error { return s.d.Close() }
 // pull pulls ref (normalised) with the host's credentials and more, which win.
 func (s *Session) pull(ctx context.Context, ref string, more remote.Credentials) error {
 	return s.puller.PullWith(ctx, ref, more)
-}
-
-// baseImage makes a Dockerfile's base image present as steps make a service's: pulled
-// when missing, or always with IfPresent. creds, when not nil, gives the build's own
-// credentials, and is called only when a pull needs them.
-func (s *Session) baseImage(ctx context.Context, ref string, creds func(context.Context) (remote.Credentials, error)) (string, error) {
-	name, err := task.Normalize(ref)
-	if err != nil {
-		return "", err
-	}
-	c := task.New(s.d.Client)
-	_, err = c.Image(ctx, ref)
-	if s.o.Pull.IfPresent || errdefs.IsNotFound(err) {
-		var more remote.Credentials
-		if creds != nil {
-			if more, err = creds(ctx); err != nil {
-				return "", err
-			}
-		}
-		if err = s.pull(ctx, name, more); err != nil {
-			return "", fmt.Errorf("pull %s: %w", name, err)
-		}
-		_, err = c.Image(ctx, ref)
-	}
-	return name, err
 }
 
 // Import loads an image archive (OCI layout or `docker save`) and returns the names of

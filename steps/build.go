@@ -247,7 +247,7 @@ func (b *build) buildImage(ctx context.Context, step, name string, svc *service)
 			retErr = errors.Join(retErr, err)
 		}
 	}()
-	r.Pod = p
+	r.Pod, r.Images = p, b.imgs
 	prefix := step + "/" + name + " build | "
 	so, se := b.out.Stream(prefix), b.out.Stream(prefix)
 	defer so.Close()

@@ -155,14 +155,12 @@ func (b *build) pullWithDockercfgServices(ctx context.Context, names []string, c
 // pullLater pulls ref with creds, which come from the credential services named in from,
 // and finds it in the store.
 func (b *build) pullLater(ctx context.Context, ref string, creds remote.Credentials, from []string) (*task.Image, error) {
-	name, err := task.Normalize(ref)
+	img, err := b.imgs.PullWith(ctx, ref, creds)
 	if err != nil {
-		return nil, err
-	}
-	if err := b.o.Pull(ctx, name, creds); err != nil {
+		name, _ := task.Normalize(ref)
 		return nil, fmt.Errorf("pull image %s with the credentials of dockercfg_service %s: %w", name, strings.Join(from, ", "), err)
 	}
-	return b.rt.Image(ctx, ref)
+	return img, nil
 }
 
 // dockercfgService runs one container of the credential service name and returns the

@@ -12,7 +12,6 @@ import (
 	"sync"
 
 	"github.com/containerd/continuity/fs"
-	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/crun-ci/crun-ci/builds"
@@ -444,9 +443,9 @@ func (b *build) images(ctx context.Context, names []string, creds map[string]rem
 		wg.Go(func() {
 			var r imageResult
 			if later[ref] {
-				r = b.presentImage(ctx, ref)
+				r.image, r.later, r.err = b.imgs.Waiting(ctx, ref)
 			} else {
-				r.image, r.err = b.image(ctx, ref, creds[ref])
+				r.image, r.err = b.imgs.Get(ctx, ref, constCreds(creds[ref]))
 			}
 			mu.Lock()
 			out[ref] = r
@@ -457,38 +456,9 @@ func (b *build) images(ctx context.Context, names []string, creds map[string]rem
 	return out
 }
 
-// presentImage finds an image that is pulled only with a dockercfg_service's
-// credentials: when it is missing, or PullIfPresent asks, it is marked for later.
-func (b *build) presentImage(ctx context.Context, ref string) imageResult {
-	if b.o.PullIfPresent {
-		return imageResult{later: true}
-	}
-	img, err := b.rt.Image(ctx, ref)
-	if errdefs.IsNotFound(err) {
-		return imageResult{later: true}
-	}
-	return imageResult{image: img, err: err}
-}
-
-// image finds one image, pulling it when it is missing or PullIfPresent asks.
-func (b *build) image(ctx context.Context, ref string, creds remote.Credentials) (*task.Image, error) {
-	name, err := task.Normalize(ref)
-	if err != nil {
-		return nil, err
-	}
-	if b.o.Pull != nil && b.o.PullIfPresent {
-		if err := b.o.Pull(ctx, name, creds); err != nil {
-			return nil, fmt.Errorf("pull image %s: %w", name, err)
-		}
-	}
-	img, err := b.rt.Image(ctx, ref)
-	if errdefs.IsNotFound(err) && b.o.Pull != nil && !b.o.PullIfPresent {
-		if err := b.o.Pull(ctx, name, creds); err != nil {
-			return nil, fmt.Errorf("pull image %s: %w", name, err)
-		}
-		img, err = b.rt.Image(ctx, ref)
-	}
-	return img, err
+// constCreds gives creds when a pull asks for credentials.
+func constCreds(creds remote.Credentials) func(context.Context) (remote.Credentials, error) {
+	return func(context.Context) (remote.Credentials, error) { return creds, nil }
 }
 
 // inRoot resolves an absolute path inside a mounted image filesystem at root, following

@@ -21,6 +21,7 @@ import (
 	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/hostfs"
+	"github.com/crun-ci/crun-ci/images"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/oci"
@@ -220,7 +221,9 @@ type build struct {
 	guard  mounts.Guard
 	// root is the build directory, pinned: every file of it that crun-ci reads is read
 	// through it.
-	root     *hostfs.Dir
+	root *hostfs.Dir
+	// imgs makes the build's images present, each once.
+	imgs     *images.Store
 	services registry
 	msvc     map[string]mounts.Service
 	sem      chan struct{}
@@ -309,6 +312,7 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		dir:      builds.Dir(o.StateDir, o.BuildID),
 		labels:   map[string]string{builds.LabelBuild: o.BuildID, builds.LabelState: o.StateDir},
 		services: registry{m: map[string]*service{}},
+		imgs:     &images.Store{Find: rt.Image, Pull: o.Pull, IfPresent: o.PullIfPresent},
 		msvc:     map[string]mounts.Service{},
 		sem:      make(chan struct{}, o.MaxParallel),
 		order:    map[*config.Step]int{},
