@@ -1,0 +1,151 @@
+package images
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/crun-ci/crun-ci/remote"
+	"github.com/crun-ci/crun-ci/task"
+)
+
+// registry is a fake store and registry: present images are found, pulls make them
+// present and are counted.
+type registry struct {
+	mu      sync.Mutex
+	present map[string]bool
+	pulls   atomic.Int32
+	fail    error
+}
+
+func (r *registry) find(_ context.Context, ref string) (*task.Image, error) {
+	name, _ := task.Normalize(ref)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.present[name] {
+		return nil, fmt.Errorf("image %s: %w", name, errdefs.ErrNotFound)
+	}
+	return &task.Image{Name: name}, nil
+}
+
+func (r *registry) pull(_ context.Context, name string, _ remote.Credentials) error {
+	r.pulls.Add(1)
+	time.Sleep(20 * time.Millisecond)
+	if r.fail != nil {
+		return r.fail
+	}
+	r.mu.Lock()
+	r.present[name] = true
+	r.mu.Unlock()
+	return nil
+}
+
+func TestAMissingImageIsPulledOnceHoweverManyAsk(t *testing.T) {
+	r := &registry{present: map[string]bool{}}
+	s := &Store{Find: r.find, Pull: r.pull}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			img, err := s.Get(context.Background(), "busybox", nil)
+			if err != nil || img.Name != "docker.io/library/busybox:latest" {
+				t.Errorf("Get = %v, %v", img, err)
+			}
+		})
+	}
+	wg.Wait()
+	if _, err := s.Get(context.Background(), "busybox", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.pulls.Load(); n != 1 {
+		t.Errorf("%d pulls, want 1", n)
+	}
+}
+
+func TestPullPolicy(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		present   bool
+		ifPresent bool
+		noPull    bool
+		wantPulls int32
+		wantErr   bool
+	}{
+		{name: "a present image is not pulled", present: true},
+		{name: "a missing image is pulled", wantPulls: 1},
+		{name: "IfPresent pulls a present image too", present: true, ifPresent: true, wantPulls: 1},
+		{name: "without pulls a missing image is an error", noPull: true, wantErr: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &registry{present: map[string]bool{"docker.io/library/busybox:latest": tt.present}}
+			s := &Store{Find: r.find, Pull: r.pull, IfPresent: tt.ifPresent}
+			if tt.noPull {
+				s.Pull = nil
+			}
+			_, err := s.Get(context.Background(), "busybox", nil)
+			if (err != nil) != tt.wantErr {
+				t.Errorf("Get: %v", err)
+			}
+			if tt.wantErr && !errdefs.IsNotFound(err) {
+				t.Errorf("error %v is not NotFound", err)
+			}
+			if n := r.pulls.Load(); n != tt.wantPulls {
+				t.Errorf("%d pulls, want %d", n, tt.wantPulls)
+			}
+		})
+	}
+}
+
+func TestAFailedPullSaysWhatAndIsNotRetriedInTheBuild(t *testing.T) {
+	r := &registry{present: map[string]bool{}, fail: errors.New("access denied by the registry")}
+	s := &Store{Find: r.find, Pull: r.pull}
+	credsAsked := 0
+	creds := func(context.Context) (remote.Credentials, error) { credsAsked++; return nil, nil }
+	for range 2 {
+		_, err := s.Get(context.Background(), "busybox", creds)
+		var pe *PullError
+		if !errors.As(err, &pe) || err.Error() != "pull image docker.io/library/busybox:latest: access denied by the registry" {
+			t.Errorf("Get = %v", err)
+		}
+	}
+	if r.pulls.Load() != 1 || credsAsked != 1 {
+		t.Errorf("%d pulls, credentials asked %d times; want 1 and 1", r.pulls.Load(), credsAsked)
+	}
+}
+
+func TestACancelledGetIsNotKept(t *testing.T) {
+	r := &registry{present: map[string]bool{}}
+	s := &Store{Find: r.find, Pull: func(ctx context.Context, _ string, _ remote.Credentials) error { return ctx.Err() }}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Get(ctx, "busybox", nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get = %v, want context.Canceled", err)
+	}
+	s.Pull = r.pull
+	if _, err := s.Get(context.Background(), "busybox", nil); err != nil {
+		t.Errorf("Get after the cancelled one: %v", err)
+	}
+}
+
+func TestAnImageWaitingForCredentialsIsPulledWithThem(t *testing.T) {
+	r := &registry{present: map[string]bool{"docker.io/library/busybox:latest": true}}
+	s := &Store{Find: r.find, Pull: r.pull}
+	if img, waiting, err := s.Waiting(context.Background(), "busybox"); err != nil || waiting || img == nil {
+		t.Errorf("Waiting for a present image = %v, %v, %v", img, waiting, err)
+	}
+	if _, waiting, _ := s.Waiting(context.Background(), "private/app"); !waiting {
+		t.Error("a missing image does not wait")
+	}
+	s.Get(context.Background(), "busybox", nil)
+	if _, err := s.PullWith(context.Background(), "busybox", remote.Credentials{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.pulls.Load(); n != 1 {
+		t.Errorf("%d pulls: PullWith pulls what Get found present", n)
+	}
+}
