@@ -1,11 +1,3 @@
-// Package images makes present the images a build needs: found in containerd's store, or
-// pulled from their registry when they are missing there (or always, with IfPresent),
-// each reference once per build, however many services, steps and image builds ask for
-// it at the same time. A build's services, their dependencies, credential services and
-// the base images of its Dockerfiles all get their images here, by the one pull policy.
-//
-// Words: a reference is an image name as written (busybox); its normalised form is
-// Docker's (docker.io/library/busybox:latest), which task.Normalize gives.
 package images
 
 import (
