@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -36,6 +37,11 @@ type fake struct {
 	running    int
 	maxRunning int
 	leases     int
+	// callBefore makes Start call its before hook (with pid 1): the readiness of a
+	// step's dependencies. Tests with host volumes leave it off (the mount check would
+	// look at the host's pid 1).
+	callBefore bool
+	killed     []string
 }
 
 func newFake(t *testing.T) *fake {
@@ -73,7 +79,7 @@ func (f *fake) Create(_ context.Context, o task.Options) (pod.Task, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.live[o.ID] = true
-	return &fakeContainer{f: f, id: o.ID, args: o.Spec.Process.Args, env: o.Spec.Process.Env}, nil
+	return &fakeContainer{f: f, id: o.ID, args: o.Spec.Process.Args, env: o.Spec.Process.Env, stop: make(chan struct{})}, nil
 }
 
 type fakeContainer struct {
@@ -82,11 +88,20 @@ type fakeContainer struct {
 	args   []string
 	env    []string
 	stdout io.Writer
+	// stop ends a container whose command is "serve" (a dependency that runs until it is
+	// killed).
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 func (c *fakeContainer) ID() string { return c.id }
 
-func (c *fakeContainer) Start(_ context.Context, stdout, _ io.Writer, _ func(uint32) error) error {
+func (c *fakeContainer) Start(_ context.Context, stdout, _ io.Writer, before func(uint32) error) error {
+	if c.f.callBefore && before != nil {
+		if err := before(1); err != nil {
+			return err
+		}
+	}
 	c.f.mu.Lock()
 	c.f.started = append(c.f.started, strings.Join(c.args, " "))
 	c.f.running++
@@ -117,11 +132,22 @@ func (c *fakeContainer) Wait(context.Context) (uint32, error) {
 		for _, e := range c.env {
 			fmt.Fprintln(c.stdout, e)
 		}
+	case "serve":
+		<-c.stop
+		return 137, nil
 	}
 	return 0, nil
 }
 
-func (c *fakeContainer) Kill(context.Context, syscall.Signal) error { return nil }
+func (c *fakeContainer) Kill(_ context.Context, sig syscall.Signal) error {
+	if sig == syscall.SIGKILL {
+		c.f.mu.Lock()
+		c.f.killed = append(c.f.killed, c.args[0])
+		c.f.mu.Unlock()
+		c.stopOnce.Do(func() { close(c.stop) })
+	}
+	return nil
+}
 
 // OOMKilled says a container whose command is "oom" ran out of memory.
 func (c *fakeContainer) OOMKilled(context.Context) (bool, error) {
@@ -130,11 +156,19 @@ func (c *fakeContainer) OOMKilled(context.Context) (bool, error) {
 
 func (c *fakeContainer) Resize(context.Context, uint32, uint32) error { return nil }
 
-func (c *fakeContainer) Exec(context.Context, string, []string) (uint32, []byte, error) {
+// Exec runs a health check: "unhealthy" fails with "not ready", anything else passes.
+func (c *fakeContainer) Exec(ctx context.Context, _ string, args []string) (uint32, []byte, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
+	if len(args) > 0 && args[0] == "unhealthy" {
+		return 1, []byte("not ready"), nil
+	}
 	return 0, nil, nil
 }
 
 func (c *fakeContainer) Delete(context.Context) error {
+	c.stopOnce.Do(func() { close(c.stop) })
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()
 	delete(c.f.live, c.id)
@@ -476,5 +510,70 @@ func TestAPushTagThatNoRegistryTakesIsAnError(t *testing.T) {
 		if r := sum.Results[i]; r.Status != Failed || r.Err == nil || r.Err.Error() != want {
 			t.Errorf("%s: %+v, want error %q", r.Step, r, want)
 		}
+	}
+}
+
+func TestAStepWaitsForItsDependencyToBeHealthyAndStopsItAfter(t *testing.T) {
+	for _, tt := range []struct {
+		name, check, wantErr string
+	}{
+		{name: "a healthy dependency lets the step run", check: "healthy"},
+		{name: "an unhealthy one fails the step with the check's output", check: "unhealthy", wantErr: `dependency "db" is unhealthy after 3 checks: exit code 1: not ready`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake(t)
+			f.callBefore = true
+			p := load(t, `
+db:
+  image: busybox
+  command: serve
+  healthcheck: {test: ["CMD", "`+tt.check+`"], interval: 10ms}
+app:
+  image: busybox
+  depends_on: [db]
+`, "- {name: a, service: app, command: echo ran}\n")
+			sum, out, err := run(t, f, p, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := sum.Results[0]
+			if tt.wantErr == "" {
+				if r.Status != Passed || !strings.Contains(out, "a/app | ran") {
+					t.Errorf("result %+v, output %q", r, out)
+				}
+			} else if r.Status != Failed || r.Err == nil || !strings.Contains(r.Err.Error(), tt.wantErr) {
+				t.Errorf("result %+v, want the error %q", r, tt.wantErr)
+			}
+			// The dependency, which ignores nothing but SIGKILL here, is killed at once:
+			// it has no stop_grace_period.
+			if !slices.Equal(f.killed, []string{"serve"}) {
+				t.Errorf("killed %q, want the dependency", f.killed)
+			}
+		})
+	}
+}
+
+func TestAStepTimeoutEndsTheWaitForADependency(t *testing.T) {
+	f := newFake(t)
+	f.callBefore = true
+	p := load(t, `
+db:
+  image: busybox
+  command: serve
+  healthcheck: {test: ["CMD", "unhealthy"], interval: 10ms, retries: 1000}
+app:
+  image: busybox
+  depends_on: [db]
+`, "- {name: a, service: app, command: echo ran, timeout: 200ms}\n")
+	began := time.Now()
+	sum, _, err := run(t, f, p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := sum.Results[0]; r.Status != TimedOut {
+		t.Errorf("result %+v, want timed out", r)
+	}
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("the step took %s", d)
 	}
 }
