@@ -435,7 +435,9 @@ func (b *build) images(ctx context.Context, names []string, creds map[string]rem
 		ref := cfg.Image
 		mu.Lock()
 		_, started := out[ref]
-		out[ref] = imageResult{}
+		if !started {
+			out[ref] = imageResult{} // started: the goroutine fills it in
+		}
 		mu.Unlock()
 		if started {
 			continue
