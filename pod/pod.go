@@ -204,10 +204,7 @@ type Container struct {
 
 // Create makes one member: its hand-off, if it has secrets, its spec and its container.
 func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error) {
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
+	if p.isClosed() {
 		return nil, fmt.Errorf("container %s: its pod is closed", m.ID)
 	}
 	c := &Container{name: m.Name, stop: m.Stop, pod: p, exited: make(chan struct{})}
@@ -249,9 +246,21 @@ func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error)
 	}
 	c.Task = t
 	p.mu.Lock()
-	p.members = append(p.members, c)
+	closed := p.closed
+	if !closed {
+		p.members = append(p.members, c)
+	}
 	p.mu.Unlock()
+	if closed { // Close ran meanwhile: this member is its caller's to undo
+		return nil, errors.Join(fmt.Errorf("container %s: its pod is closed", m.ID), c.Delete(ctx))
+	}
 	return c, nil
+}
+
+func (p *Pod) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
 }
 
 // Spec is the runtime spec that Create would give m: an image builder looks at its mount
@@ -348,7 +357,10 @@ func (c *Container) Stop(ctx context.Context, grace time.Duration, hurry <-chan 
 	if err := c.Kill(ctx, syscall.SIGKILL); err != nil {
 		return err
 	}
-	_, err := c.waitUpTo(ctx, CleanupTimeout, nil)
+	ended, err := c.waitUpTo(ctx, CleanupTimeout, nil)
+	if err == nil && !ended {
+		err = fmt.Errorf("stop %s: still running %s after SIGKILL", c.what(), CleanupTimeout)
+	}
 	return err
 }
 
@@ -393,6 +405,22 @@ func (c *Container) Delete(ctx context.Context) error {
 		c.handoff = nil
 	}
 	return err
+}
+
+// Release closes the members' secret hand-offs and keeps everything else: a pod kept for
+// inspection (--no-remove) holds no secret any longer than its containers ran.
+func (p *Pod) Release() error {
+	p.mu.Lock()
+	members := slices.Clone(p.members)
+	p.mu.Unlock()
+	var errs []error
+	for _, c := range members {
+		if c.handoff != nil {
+			errs = append(errs, c.handoff.Close())
+			c.handoff = nil
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Close deletes the pod's members, the last made first, then its network, then its

@@ -131,15 +131,20 @@ type depGroup struct {
 	mainDone chan struct{}
 	// cancel ends the waits and health checks of dependencies that are not ready yet.
 	cancel context.CancelFunc
-	mu     sync.Mutex
-	notes  []string
+	// watch ends the watches of the dependencies' tasks once stop has given up on one;
+	// endWatch ends it.
+	watch    context.Context
+	endWatch context.CancelFunc
+	mu       sync.Mutex
+	notes    []string
 }
 
 // startDeps starts the step's dependencies, each as soon as what it needs is ready,
 // independent ones concurrently. ctrs holds every container of the step by service.
 func (b *build) startDeps(ctx context.Context, s *config.Step, names []string, ctrs map[string]*pod.Container, verify func(string) func(uint32) error) *depGroup {
 	ctx, cancel := context.WithCancel(ctx)
-	g := &depGroup{b: b, step: s, deps: map[string]*dep{}, mainDone: make(chan struct{}), cancel: cancel}
+	watch, endWatch := context.WithCancel(context.WithoutCancel(ctx))
+	g := &depGroup{b: b, step: s, deps: map[string]*dep{}, mainDone: make(chan struct{}), cancel: cancel, watch: watch, endWatch: endWatch}
 	for _, n := range names {
 		g.deps[n] = &dep{name: n, c: ctrs[n], started: make(chan struct{}), healthy: make(chan struct{}), exited: make(chan struct{})}
 	}
@@ -179,9 +184,18 @@ func (g *depGroup) run(ctx context.Context, d *dep, verify func(uint32) error) {
 		return
 	}
 	closeOnce(d.started)
-	// The watch is the group's: stop ends the task, so it ends too.
+	// The watch is the group's: stop ends the task, and with it the watch, or gives up
+	// on it (a task that outlives SIGKILL; the teardown deletes it).
 	g.wg.Go(func() {
-		code, err := d.c.Wait(context.WithoutCancel(ctx))
+		code, err := d.c.Wait(g.watch)
+		if g.watch.Err() != nil && errors.Is(err, context.Canceled) {
+			if stdout != nil {
+				stdout.Close()
+				stderr.Close()
+			}
+			closeOnce(d.exited)
+			return
+		}
 		if stdout != nil {
 			stdout.Close()
 			stderr.Close()
@@ -292,6 +306,8 @@ func (g *depGroup) stop(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+	// Every dependency has ended, or Stop gave up on it: its watch ends now.
+	g.endWatch()
 	g.wg.Wait()
 }
 

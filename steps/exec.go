@@ -230,6 +230,10 @@ func verifyMounts(pid uint32, ms []specs.Mount, pinned map[string]*os.File) erro
 // network, its anonymous volumes) in the background; errors are kept for Run to report.
 func (b *build) teardown(ctx context.Context, p *pod.Pod) {
 	if b.o.NoRemove {
+		// Kept for inspection, but without the secrets waiting in its hand-offs.
+		if err := p.Release(); err != nil {
+			b.cleanupFailed(err)
+		}
 		return
 	}
 	b.cleanup.Go(func() {

@@ -234,10 +234,8 @@ type build struct {
 	secrets []string
 	// exe is crun-ci's own static executable, mounted into containers that get secret
 	// variables; "" when none does.
-	exe string
-	// handoffsOpen holds the FIFOs of running steps' secret hand-offs, by path.
-	handoffsOpen map[string]*os.File
-	masks        []*secrets.Masker
+	exe   string
+	masks []*secrets.Masker
 
 	mu          sync.Mutex
 	results     map[int]Result
@@ -317,8 +315,6 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		sem:      make(chan struct{}, o.MaxParallel),
 		order:    map[*config.Step]int{},
 		results:  map[int]Result{},
-
-		handoffsOpen: map[string]*os.File{},
 	}
 	plan := Plan(o.Project.Steps, o.Tag)
 	if len(o.Load) > 0 {

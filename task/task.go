@@ -180,6 +180,9 @@ type Container struct {
 	ctr      client.Container
 	task     client.Task
 	exit     <-chan client.ExitStatus
+	// io is the task's, kept apart from task, which Delete clears while a Wait may still
+	// drain the output.
+	io cio.IO
 }
 
 // Create makes a fresh snapshot of the image and the container on it. On error nothing is
@@ -247,7 +250,7 @@ func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer, before 
 	if err != nil {
 		return fmt.Errorf("create task %s: %w", c.ID(), err)
 	}
-	t, c.task = task, task
+	t, c.task, c.io = task, task, task.IO()
 	close(created)
 	// Wait before Start, so that the exit of a short-lived process is not missed.
 	exit, err := t.Wait(context.WithoutCancel(ctx))
@@ -283,7 +286,7 @@ func (c *Container) Wait(ctx context.Context) (uint32, error) {
 		// The shim closes the output pipes once the process and every holder of its
 		// stdout and stderr are gone; wait for the copy to drain them, so that the last
 		// lines are never lost to Delete, which closes the pipes.
-		c.task.IO().Wait()
+		c.io.Wait()
 		return code, nil
 	case <-ctx.Done():
 		return 0, ctx.Err()
