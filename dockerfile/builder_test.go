@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -1158,4 +1159,32 @@ func parseInstructions(text string) error {
 	}
 	_, _, err = instructions.Parse(ast.AST, nil)
 	return err
+}
+
+func TestTheCacheSecretIsMadeOnceAndWhole(t *testing.T) {
+	dir := t.TempDir()
+	var wg sync.WaitGroup
+	got := make([][]byte, 8)
+	for i := range got {
+		wg.Go(func() {
+			s, err := LoadCacheSecret(dir)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = s
+		})
+	}
+	wg.Wait()
+	for _, s := range got[1:] {
+		if !bytes.Equal(s, got[0]) || len(s) != 32 {
+			t.Fatalf("secrets %x and %x: want one of 32 bytes", got[0], s)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("%d files in the state directory, want the secret alone", len(entries))
+	}
+	os.Chmod(filepath.Join(dir, CacheSecretFile), 0o644)
+	if _, err := LoadCacheSecret(dir); err == nil || !strings.Contains(err.Error(), "lets others read it") {
+		t.Errorf("a secret others may read: %v", err)
+	}
 }

@@ -27,19 +27,10 @@ func LoadCacheSecret(stateDir string) ([]byte, error) {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("layer cache secret: %w", err)
 	}
-	secret := make([]byte, minCacheSecret)
-	if _, err := rand.Read(secret); err != nil {
-		return nil, fmt.Errorf("layer cache secret: %w", err)
-	}
-	// O_EXCL: of two builds that start at once, one writes it and both read it.
-	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
-		_, werr := f.Write(secret)
-		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-			os.Remove(path)
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		if err := makeCacheSecret(stateDir, path); err != nil {
 			return nil, fmt.Errorf("layer cache secret %s: %w", path, err)
 		}
-	} else if !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("layer cache secret: %w", err)
 	}
 	d, err := hostfs.Open(stateDir, hostfs.Beneath, "the state directory")
 	if err != nil {
@@ -58,7 +49,30 @@ func LoadCacheSecret(stateDir string) ([]byte, error) {
 		return nil, fmt.Errorf("layer cache secret: %w", err)
 	}
 	if len(data) < minCacheSecret {
-		return nil, fmt.Errorf("layer cache secret %s: %d bytes, want %d (remove it to make a new one)", path, len(data), minCacheSecret)
+		return nil, fmt.Errorf("layer cache secret %s: %d bytes, want %d", path, len(data), minCacheSecret)
 	}
 	return data, nil
+}
+
+// makeCacheSecret writes a new secret into a temporary file, then links it into place
+// as path, which never replaces a file: of builds that start at once, one secret wins
+// and every one reads it whole, and a crash leaves no half-written secret at path.
+func makeCacheSecret(dir, path string) error {
+	secret := make([]byte, minCacheSecret)
+	if _, err := rand.Read(secret); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".new-"+CacheSecretFile+"-") // mode 0600
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, werr := f.Write(secret)
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	if err := os.Link(f.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return nil
 }

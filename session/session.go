@@ -112,7 +112,7 @@ func Open(ctx context.Context, o Options) (_ *Session, retErr error) {
 	s.puller = &remote.Puller{Client: d.Client, Keychain: keychain, Insecure: o.Pull.Insecure, Progress: o.Progress, Terminal: o.Terminal, Snapshotter: snapshot.Snapshotter}
 	secret, err := dockerfile.LoadCacheSecret(o.StateDir)
 	if err != nil {
-		return nil, err
+		return nil, &SetupError{err}
 	}
 	s.builder = &dockerfile.Builder{
 		Client:       task.New(d.Client),
