@@ -1,7 +1,7 @@
 // Package images makes present the images a build needs: found in containerd's store, or
 // pulled from their registry when they are missing there (or always, with IfPresent),
-// each reference once per build, however many services, steps and image builds ask for
-// it at the same time. A build's services, their dependencies, credential services and
+// each image pulled once per build, however many services, steps and image builds ask
+// for it at the same time (a failed pull is tried again by the next who asks). A build's services, their dependencies, credential services and
 // the base images of its Dockerfiles all get their images here, by the one pull policy.
 //
 // Words: a reference is an image name as written (busybox); its normalised form is

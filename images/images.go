@@ -35,9 +35,10 @@ type entry struct {
 }
 
 // Get returns the image ref, pulling it when it is missing, or always with IfPresent;
-// callers asking for the same ref wait for the one pull and share its outcome. creds,
-// when not nil, gives the credentials of the first caller's pull, and is called only
-// when a pull happens.
+// callers asking for the same ref at the same time wait for the one pull. creds, when not
+// nil, gives the caller's credentials, and is called only when its pull happens; a pull
+// that failed (for its caller's credentials, or its cancelled context) is tried again by
+// the next caller, as itself.
 func (s *Store) Get(ctx context.Context, ref string, creds func(context.Context) (remote.Credentials, error)) (*task.Image, error) {
 	return s.once(ctx, ref, func() (*task.Image, error) {
 		name, err := task.Normalize(ref)
@@ -105,33 +106,38 @@ func (s *Store) PullWith(ctx context.Context, ref string, creds remote.Credentia
 	})
 }
 
-// once runs get for ref unless it ran (or runs) already, and returns its outcome. An
-// outcome of a cancelled context is not kept.
-func (s *Store) once(ctx context.Context, ref string, get func() (*task.Image, error)) (*task.Image, error) {
-	s.mu.Lock()
-	if s.refs == nil {
-		s.refs = map[string]*entry{}
-	}
-	e, ok := s.refs[ref]
-	if !ok {
-		e = &entry{done: make(chan struct{})}
-		s.refs[ref] = e
-	}
-	s.mu.Unlock()
-	if ok {
+// once runs get for key unless it ran (or runs) already and returns its outcome. Only
+// images are kept: when get fails, a caller that waited for it tries once more, as
+// itself (its own context, its own credentials), and so does every later caller.
+func (s *Store) once(ctx context.Context, key string, get func() (*task.Image, error)) (*task.Image, error) {
+	for retried := false; ; retried = true {
+		s.mu.Lock()
+		if s.refs == nil {
+			s.refs = map[string]*entry{}
+		}
+		e, inFlight := s.refs[key]
+		if !inFlight {
+			e = &entry{done: make(chan struct{})}
+			s.refs[key] = e
+		}
+		s.mu.Unlock()
+		if !inFlight {
+			e.img, e.err = get()
+			if e.err != nil {
+				s.mu.Lock()
+				delete(s.refs, key)
+				s.mu.Unlock()
+			}
+			close(e.done)
+			return e.img, e.err
+		}
 		select {
 		case <-e.done:
-			return e.img, e.err
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+		if e.err == nil || retried {
+			return e.img, e.err
+		}
 	}
-	e.img, e.err = get()
-	if e.err != nil && ctx.Err() != nil {
-		s.mu.Lock()
-		delete(s.refs, ref)
-		s.mu.Unlock()
-	}
-	close(e.done)
-	return e.img, e.err
 }

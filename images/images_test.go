@@ -101,20 +101,52 @@ func TestPullPolicy(t *testing.T) {
 	}
 }
 
-func TestAFailedPullSaysWhatAndIsNotRetriedInTheBuild(t *testing.T) {
+// A pull refused for one service's credentials does not refuse another's: the next
+// caller tries with its own.
+func TestAFailedPullSaysWhatAndTheNextCallerTriesWithItsOwnCredentials(t *testing.T) {
 	r := &registry{present: map[string]bool{}, fail: errors.New("access denied by the registry")}
 	s := &Store{Find: r.find, Pull: r.pull}
-	credsAsked := 0
-	creds := func(context.Context) (remote.Credentials, error) { credsAsked++; return nil, nil }
-	for range 2 {
-		_, err := s.Get(context.Background(), "busybox", creds)
-		var pe *PullError
-		if !errors.As(err, &pe) || err.Error() != "pull image docker.io/library/busybox:latest: access denied by the registry" {
-			t.Errorf("Get = %v", err)
-		}
+	_, err := s.Get(context.Background(), "private/base", nil)
+	var pe *PullError
+	if !errors.As(err, &pe) || err.Error() != "pull image docker.io/private/base:latest: access denied by the registry" {
+		t.Errorf("Get = %v", err)
 	}
-	if r.pulls.Load() != 1 || credsAsked != 1 {
-		t.Errorf("%d pulls, credentials asked %d times; want 1 and 1", r.pulls.Load(), credsAsked)
+	r.fail = nil // the second caller's credentials are good
+	if _, err := s.Get(context.Background(), "private/base", func(context.Context) (remote.Credentials, error) {
+		return remote.Credentials{}, nil
+	}); err != nil {
+		t.Errorf("Get with the other credentials: %v", err)
+	}
+	if n := r.pulls.Load(); n != 2 {
+		t.Errorf("%d pulls, want 2", n)
+	}
+}
+
+// A caller whose context ends does not fail another that waited for its pull.
+func TestAWaiterOutlivesTheCancelledPullItWaitedFor(t *testing.T) {
+	r := &registry{present: map[string]bool{}}
+	started := make(chan struct{})
+	s := &Store{Find: r.find, Pull: func(ctx context.Context, name string, c remote.Credentials) error {
+		if ctx.Err() == nil && r.pulls.Load() == 0 {
+			r.pulls.Add(1)
+			close(started)
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return r.pull(ctx, name, c)
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	go s.Get(ctx, "busybox", nil)
+	<-started
+	done := make(chan error)
+	go func() {
+		_, err := s.Get(context.Background(), "busybox", nil)
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("the waiter's Get = %v, want the image", err)
 	}
 }
 
