@@ -41,6 +41,12 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	if os.Getenv("CRUNCI_SHIM_HELPER") == "1" {
+		// The stand-in shim of TestAnOrphanedShimIsStopped only sleeps until it is
+		// killed: set up nothing it would leave behind (a temporary directory, a
+		// containerd of its own).
+		return m.Run()
+	}
 	if os.Geteuid() != 0 {
 		skipReason = "integration tests need root (containerd, runc and overlay mounts); run them as root, e.g. through .ci/run"
 		if os.Getenv("CRUNCI_REQUIRE_CONTAINERD") == "1" {
