@@ -22,7 +22,6 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/continuity/fs"
-	"github.com/docker/go-units"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
@@ -919,11 +918,8 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 		return err
 	}
 	if code != 0 {
-		if oom, err := ctr.OOMKilled(ctx); err == nil && oom {
-			if limit := x.r.Resources.Memory; limit > 0 {
-				return fmt.Errorf("exit code %d (killed: out of memory (limit %s))", code, units.BytesSize(float64(limit)))
-			}
-			return fmt.Errorf("exit code %d (killed: out of memory)", code)
+		if oom := ctr.OOMNote(ctx); oom != "" {
+			return fmt.Errorf("exit code %d (%s)", code, oom)
 		}
 		return fmt.Errorf("exit code %d", code)
 	}

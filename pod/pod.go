@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+	"github.com/docker/go-units"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -193,6 +194,8 @@ type Container struct {
 	stop    Stop
 	handoff *secrets.Handoff
 	pod     *Pod
+	// memory is the container's memory limit in bytes (0: none), for OOMNote.
+	memory int64
 
 	started bool
 	// exited is closed when the started task has ended; code and waitErr say how.
@@ -207,7 +210,7 @@ func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error)
 	if p.isClosed() {
 		return nil, fmt.Errorf("container %s: its pod is closed", m.ID)
 	}
-	c := &Container{name: m.Name, stop: m.Stop, pod: p, exited: make(chan struct{})}
+	c := &Container{name: m.Name, stop: m.Stop, pod: p, exited: make(chan struct{}), memory: m.Container.Resources.Memory}
 	oc, err := p.container(m)
 	if err != nil {
 		return nil, err
@@ -378,6 +381,24 @@ func (c *Container) waitUpTo(ctx context.Context, d time.Duration, hurry <-chan 
 		return false, ctx.Err()
 	}
 	return isClosed(c.exited), nil
+}
+
+// OOMNote says, for a member whose task exited with a failure, whether the OOM killer
+// ended it: "killed: out of memory (limit 64MiB)"; "" when it did not, or when that
+// cannot be told (logged at debug level).
+func (c *Container) OOMNote(ctx context.Context) string {
+	oom, err := c.OOMKilled(ctx)
+	if err != nil {
+		log.G(ctx).WithError(err).Debugf("container %s: cannot tell whether it ran out of memory", c.ID())
+		return ""
+	}
+	if !oom {
+		return ""
+	}
+	if c.memory > 0 {
+		return fmt.Sprintf("killed: out of memory (limit %s)", units.BytesSize(float64(c.memory)))
+	}
+	return "killed: out of memory"
 }
 
 // StopPolicy is the member's stop policy.

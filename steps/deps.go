@@ -209,7 +209,7 @@ func (g *depGroup) run(ctx context.Context, d *dep, verify func(uint32) error) {
 		default:
 			if code != 0 {
 				note := fmt.Sprintf("dependency %q exited early with code %d", d.name, code)
-				if oom := g.b.oomNote(ctx, d.c, d.name); oom != "" {
+				if oom := d.c.OOMNote(ctx); oom != "" {
 					note += " (" + oom + ")"
 				}
 				log.G(ctx).Warnf("step %q: %s", g.step.Name, note)

@@ -232,7 +232,7 @@ func (b *build) dockercfgService(ctx context.Context, name, step string, out *Ou
 		return nil, err
 	}
 	if code != 0 {
-		if oom := b.oomNote(ctx, ctr, name); oom != "" {
+		if oom := ctr.OOMNote(ctx); oom != "" {
 			return nil, fmt.Errorf("exited with code %d (%s)", code, oom)
 		}
 		return nil, fmt.Errorf("exited with code %d", code)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
-	"github.com/docker/go-units"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/crun-ci/crun-ci/builds"
@@ -169,7 +168,7 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 		return 0, b.stop(ctx, main)
 	}
 	if err == nil && code != 0 {
-		r.Note = b.oomNote(ctx, main, s.Service)
+		r.Note = main.OOMNote(ctx)
 	}
 	return code, err
 }
@@ -188,23 +187,6 @@ func (b *build) newPod(ctx context.Context, seq int64, dir string, services []st
 		FIFODir:   filepath.Join(b.dir, "fifo"),
 		Handoff:   b.exe,
 	})
-}
-
-// oomNote says, for a container of service whose task exited with a failure, whether the
-// OOM killer ended it: "killed: out of memory (limit 64MiB)"; "" when it did not.
-func (b *build) oomNote(ctx context.Context, c *pod.Container, service string) string {
-	oom, err := c.OOMKilled(ctx)
-	if err != nil {
-		log.G(ctx).WithError(err).Debugf("container %s: cannot tell whether it ran out of memory", c.ID())
-		return ""
-	}
-	if !oom {
-		return ""
-	}
-	if limit := b.svc(service).resources.Memory; limit > 0 {
-		return fmt.Sprintf("killed: out of memory (limit %s)", units.BytesSize(float64(limit)))
-	}
-	return "killed: out of memory"
 }
 
 // verifyMounts checks, for a created task whose process has not started, that each of its
