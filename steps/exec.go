@@ -284,7 +284,7 @@ func (b *build) member(svc *service, id builds.ID, args []string, ms []specs.Mou
 			Hostname:   hostname(svc.cfg),
 			Image:      svc.image.Config,
 			Args:       args,
-			Env:        b.env(svc.cfg),
+			Env:        b.env(svc),
 			WorkingDir: svc.cfg.WorkingDir,
 			User:       svc.user,
 			Mounts:     ms,
@@ -296,7 +296,7 @@ func (b *build) member(svc *service, id builds.ID, args []string, ms []specs.Mou
 
 // env is what a container gets on top of its image's environment: the CI variables, the
 // service's environment, then the build's -e entries; a later key wins.
-func (b *build) env(svc *config.Service) []string {
+func (b *build) env(svc *service) []string {
 	env := b.o.CIEnv
 	if env == nil {
 		env = []string{
@@ -307,7 +307,7 @@ func (b *build) env(svc *config.Service) []string {
 		}
 	}
 	env = append([]string{}, env...)
-	for _, e := range svc.Environment {
+	for _, e := range svc.cfg.Environment {
 		if e.Value != nil {
 			env = append(env, e.Key+"="+*e.Value)
 		} else if v, ok := os.LookupEnv(e.Key); ok {
@@ -315,7 +315,7 @@ func (b *build) env(svc *config.Service) []string {
 		}
 	}
 	// env_file, as read by prepare; the encrypted sources come through the hand-off.
-	env = append(env, b.svc(svc.Name).fileEnv...)
+	env = append(env, svc.fileEnv...)
 	return append(env, b.o.Env...)
 }
 
