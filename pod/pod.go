@@ -156,13 +156,6 @@ func (p *Pod) Dial() network.DialFunc {
 	return network.Dialer(p.netns, p.resolvConf)
 }
 
-// Stop is how a member is stopped: Signal (SIGTERM when 0), then SIGKILL once Grace
-// has passed.
-type Stop struct {
-	Signal syscall.Signal
-	Grace  time.Duration
-}
-
 // Member describes one container of a pod.
 type Member struct {
 	// ID is the container's id and its snapshot's key (a builds.ID); Name says what it
@@ -179,8 +172,8 @@ type Member struct {
 	Container oci.Container
 	// Secrets (KEY=VALUE) reach the process through the hand-off, never the spec.
 	Secrets []string
-	// Stop is the member's stop policy.
-	Stop Stop
+	// StopSignal is what Stop sends first (SIGTERM when 0).
+	StopSignal syscall.Signal
 	// Stdin and Terminal attach the container (crun-ci run).
 	Stdin    io.Reader
 	Terminal bool
@@ -190,10 +183,10 @@ type Member struct {
 // are the Task's.
 type Container struct {
 	Task
-	name    string
-	stop    Stop
-	handoff *secrets.Handoff
-	pod     *Pod
+	name       string
+	stopSignal syscall.Signal
+	handoff    *secrets.Handoff
+	pod        *Pod
 	// memory is the container's memory limit in bytes (0: none), for OOMNote.
 	memory int64
 
@@ -210,7 +203,7 @@ func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error)
 	if p.isClosed() {
 		return nil, fmt.Errorf("container %s: its pod is closed", m.ID)
 	}
-	c := &Container{name: m.Name, stop: m.Stop, pod: p, exited: make(chan struct{}), memory: m.Container.Resources.Memory}
+	c := &Container{name: m.Name, stopSignal: m.StopSignal, pod: p, exited: make(chan struct{}), memory: m.Container.Resources.Memory}
 	oc, err := p.container(m)
 	if err != nil {
 		return nil, err
@@ -336,7 +329,7 @@ func (c *Container) Stop(ctx context.Context, grace time.Duration, hurry <-chan 
 		return nil
 	}
 	if grace > 0 {
-		sig := c.stop.Signal
+		sig := c.stopSignal
 		if sig == 0 {
 			sig = syscall.SIGTERM
 		}
@@ -400,9 +393,6 @@ func (c *Container) OOMNote(ctx context.Context) string {
 	}
 	return "killed: out of memory"
 }
-
-// StopPolicy is the member's stop policy.
-func (c *Container) StopPolicy() Stop { return c.stop }
 
 func (c *Container) what() string {
 	if c.name == "" {

@@ -152,7 +152,7 @@ func TestStopSendsTheSignalThenKillsAfterTheGrace(t *testing.T) {
 	for _, tt := range []struct {
 		name        string
 		args        []string
-		stop        Stop
+		stopSignal  syscall.Signal
 		grace       time.Duration
 		wantSignals []string
 		wantSaid    string
@@ -180,7 +180,7 @@ func TestStopSendsTheSignalThenKillsAfterTheGrace(t *testing.T) {
 		{
 			name:        "the service's stop signal is sent instead",
 			args:        []string{"serve"},
-			stop:        Stop{Signal: syscall.SIGQUIT},
+			stopSignal:  syscall.SIGQUIT,
 			grace:       time.Second,
 			wantSignals: []string{"c quit"},
 		},
@@ -189,7 +189,7 @@ func TestStopSendsTheSignalThenKillsAfterTheGrace(t *testing.T) {
 			f := newFake()
 			p := newPod(t, f)
 			m := member("c", tt.args...)
-			m.Stop = tt.stop
+			m.StopSignal = tt.stopSignal
 			c, err := p.Create(context.Background(), m)
 			if err != nil {
 				t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/log"
@@ -46,7 +47,7 @@ func (b *build) edges(name string) []edge {
 		cond := n.Condition
 		if cond == "" {
 			cond = condStarted
-			if b.svc(n.Service) != nil && b.svc(n.Service).health != nil {
+			if dep := b.svc(n.Service); dep != nil && dep.health != nil {
 				cond = condHealthy
 			}
 		}
@@ -188,17 +189,13 @@ func (g *depGroup) run(ctx context.Context, d *dep, verify func(uint32) error) {
 	// on it (a task that outlives SIGKILL; the teardown deletes it).
 	g.wg.Go(func() {
 		code, err := d.c.Wait(g.watch)
-		if g.watch.Err() != nil && errors.Is(err, context.Canceled) {
-			if stdout != nil {
-				stdout.Close()
-				stderr.Close()
-			}
-			closeOnce(d.exited)
-			return
-		}
 		if stdout != nil {
 			stdout.Close()
 			stderr.Close()
+		}
+		if g.watch.Err() != nil && errors.Is(err, context.Canceled) {
+			closeOnce(d.exited)
+			return
 		}
 		d.code = code
 		if err != nil {
@@ -320,16 +317,15 @@ func isClosed(ch chan struct{}) bool {
 	}
 }
 
-// stopPolicy is how svc's containers are stopped: its stop_signal, else its image's
-// STOPSIGNAL, else SIGTERM, and, for a dependency, its stop_grace_period.
-func stopPolicy(svc *service) pod.Stop {
-	st := pod.Stop{Signal: svc.cfg.StopSignal, Grace: svc.cfg.StopGracePeriod}
-	if st.Signal == 0 && svc.image != nil && svc.image.Config.StopSignal != "" {
-		if sig, err := config.ParseSignal(svc.image.Config.StopSignal); err == nil {
-			st.Signal = sig
-		}
+// stopSignal is what stops svc's containers: its stop_signal, else its image's
+// STOPSIGNAL, else (0) SIGTERM. A dependency's grace is its stop_grace_period (see
+// depGroup.stop).
+func stopSignal(svc *service) syscall.Signal {
+	if sig := svc.cfg.StopSignal; sig != 0 || svc.image == nil || svc.image.Config.StopSignal == "" {
+		return sig
 	}
-	return st
+	sig, _ := config.ParseSignal(svc.image.Config.StopSignal)
+	return sig
 }
 
 // healthcheckOf returns the health check that applies to a service: its healthcheck key,

@@ -272,14 +272,14 @@ func (b *build) create(ctx context.Context, p *pod.Pod, s *config.Step, seq int6
 
 // member describes a container of svc running args with the mounts ms: the service's
 // hostname, environment (its secret variables through the hand-off), working directory,
-// user, confinement, bounds and stop policy.
+// user, confinement, bounds and stop signal.
 func (b *build) member(svc *service, id builds.ID, args []string, ms []specs.Mount) pod.Member {
 	return pod.Member{
-		ID:      id.String(),
-		Name:    svc.cfg.Name,
-		Image:   svc.image,
-		Secrets: svc.secretEnv,
-		Stop:    stopPolicy(svc),
+		ID:         id.String(),
+		Name:       svc.cfg.Name,
+		Image:      svc.image,
+		Secrets:    svc.secretEnv,
+		StopSignal: stopSignal(svc),
 		Container: oci.Container{
 			Hostname:   hostname(svc.cfg),
 			Image:      svc.image.Config,
