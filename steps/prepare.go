@@ -275,33 +275,20 @@ func (b *build) fileEnv(cfg *config.Service) (plainEnv, secretEnv []string, _ []
 			}
 		}
 	}
-	decrypt := func(v config.Value, data []byte, what string) ([]byte, bool) {
-		if b.o.Key == nil {
-			fail(v.Pos, fmt.Errorf("%s needs the key, which is not there (%s)", what, b.o.KeySource))
-			return nil, false
-		}
-		plain, err := secrets.Decrypt(*b.o.Key, data)
-		if err != nil {
-			fail(v.Pos, fmt.Errorf("decrypt %s: %w", what, err))
-			return nil, false
-		}
-		return plain, true
-	}
 	for _, v := range cfg.EnvFiles {
 		if data, ok := read(v); ok {
 			add(v, data, false)
 		}
 	}
 	for _, v := range cfg.EncryptedEnvFiles {
-		if data, ok := read(v); ok {
-			if plain, ok := decrypt(v, data, v.Text); ok {
-				add(v, plain, true)
-			}
+		if plain, ok := b.decryptFile(v, &errs, cfg.Name); ok {
+			add(v, plain, true)
 		}
 	}
 	for i, v := range cfg.EncryptedEnvironment {
-		if plain, ok := decrypt(v, []byte(v.Text), fmt.Sprintf("encrypted_environment entry %d", i+1)); ok {
-			add(config.Value{Text: fmt.Sprintf("encrypted_environment entry %d", i+1), Pos: v.Pos}, plain, true)
+		what := fmt.Sprintf("encrypted_environment entry %d", i+1)
+		if plain, ok := b.decrypt(v, []byte(v.Text), what, &errs, cfg.Name); ok {
+			add(config.Value{Text: what, Pos: v.Pos}, plain, true)
 		}
 	}
 	return plainEnv, secretEnv, errs
