@@ -2,6 +2,7 @@ package dockerfile
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -17,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -174,6 +176,10 @@ type run struct {
 	steps int
 	res   Result
 	used  map[string]bool // build arguments some ARG declared
+	// hide replaces the secret build arguments' values with their tags (see key); made
+	// once, on first use.
+	hide     *strings.Replacer
+	hideOnce sync.Once
 }
 
 // Build builds the image of r and names it r.Image.
@@ -595,16 +601,22 @@ func (x *run) keyOf(k, v string) string {
 // finds its layer again, and neither the value nor a plain digest of it, which a short
 // secret could be guessed from, is in the key.
 func (x *run) key(parts ...string) digest.Digest {
-	text := strings.Join(parts, "\x00")
-	values := slices.Collect(maps.Values(x.r.SecretArgs))
-	// Longest first: a secret that holds another is replaced whole.
-	slices.SortFunc(values, func(a, b string) int { return len(b) - len(a) })
-	for _, v := range values {
-		if v != "" {
-			text = strings.ReplaceAll(text, v, x.secretTag(v))
+	x.hideOnce.Do(func() {
+		// Longest first, then in byte order: a secret that holds another is replaced
+		// whole, and the same secrets always give the same text. One pass, so a tag put
+		// in is never searched for another secret.
+		values := slices.Compact(slices.SortedFunc(maps.Values(x.r.SecretArgs), func(a, b string) int {
+			return cmp.Or(len(b)-len(a), strings.Compare(a, b))
+		}))
+		var pairs []string
+		for _, v := range values {
+			if v != "" {
+				pairs = append(pairs, v, x.secretTag(v))
+			}
 		}
-	}
-	return digest.FromString(text)
+		x.hide = strings.NewReplacer(pairs...)
+	})
+	return digest.FromString(x.hide.Replace(strings.Join(parts, "\x00")))
 }
 
 // secretTag is a secret value as cache keys hold it: its HMAC-SHA256 under the host's

@@ -808,6 +808,12 @@ func TestKeyOf(t *testing.T) {
 	if got, want := x.key("X=hush-longer"), digest.FromString("X="+x.secretTag("hush-longer")); got != want {
 		t.Errorf("key of a text with the longer secret = %s, want %s", got, want)
 	}
+	// Secrets that a tag holds (hex digits, the letters of "hmac-sha256") are not
+	// looked for in another secret's tag: the key is the same whatever the order.
+	y := &run{b: &Builder{CacheSecret: testCacheSecret}, r: Request{SecretArgs: map[string]string{"N": "1", "L": "a", "E": "e"}}}
+	if got, want := y.key("N=1 L=a E=e"), digest.FromString("N="+y.secretTag("1")+" L="+y.secretTag("a")+" E="+y.secretTag("e")); got != want {
+		t.Errorf("key of a text with secrets that tags hold = %s, want %s", got, want)
+	}
 	other := &run{b: &Builder{CacheSecret: bytes.Repeat([]byte{8}, 32)}, r: x.r}
 	if x.keyOf("S", "hush") == other.keyOf("S", "hush") {
 		t.Error("two hosts' cache secrets give the same tag")
