@@ -551,12 +551,10 @@ func (x *run) image(ctx context.Context, ref string) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Found unpacked (Store.Find); only its manifest and config are read here.
 	name := found.Name
 	img, err := x.c.GetImage(ctx, name)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := snapshot.ChainID(ctx, img); err != nil {
 		return nil, err
 	}
 	m, cfg, cfgDesc, err := readImage(ctx, x.c, img.Target())
