@@ -871,7 +871,7 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 	// Before: the user, and which mount points the image lacks.
 	var stubs []string
 	err := x.mounted(ctx, id, func(root string) error {
-		passwd, group := accounts(root)
+		passwd, group := oci.Accounts(root)
 		u, err := oci.User(cfg.User, passwd, group)
 		if err != nil {
 			return err
@@ -975,14 +975,6 @@ func removeStubs(root string, paths []string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// accounts reads the /etc/passwd and /etc/group of the image filesystem mounted at root
-// (nil for one that is not there, or not a regular file of at most hostfs.MaxFile).
-func accounts(root string) (passwd, group []byte) {
-	passwd, _ = hostfs.ReadInRoot(root, "/etc/passwd", hostfs.MaxFile)
-	group, _ = hostfs.ReadInRoot(root, "/etc/group", hostfs.MaxFile)
-	return passwd, group
 }
 
 // mounted mounts the active snapshot id read-write in the build's directory and calls fn

@@ -167,7 +167,7 @@ func chownIDs(root, chown string) (int, int, error) {
 		return 0, 0, nil
 	}
 	userPart, groupPart, hasGroup := strings.Cut(chown, ":")
-	passwd, group := accounts(root)
+	passwd, group := oci.Accounts(root)
 	u, err := oci.User(userPart, passwd, group)
 	if err != nil {
 		return 0, 0, fmt.Errorf("--chown=%s: %w", chown, err)

@@ -365,15 +365,3 @@ func kind(mode uint32) string {
 	}
 	return "a special file"
 }
-
-// ReadInRoot reads the regular file p (absolute, as a container sees it) of the
-// filesystem tree at root, which crun-ci mounted (an image's): symlinks resolve inside
-// it, and at most max bytes are read.
-func ReadInRoot(root, p string, max int64) ([]byte, error) {
-	d, err := Open(root, InRoot, "the image")
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	return d.ReadFile(p, max)
-}

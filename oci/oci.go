@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	ctroci "github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/crun-ci/crun-ci/hostfs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -184,6 +185,20 @@ func NeedsLookup(user string) bool {
 	// A numeric uid alone: its primary group comes from passwd when the image has an
 	// entry for it; root's group is assumed otherwise.
 	return true
+}
+
+// Accounts reads the /etc/passwd and /etc/group of the image filesystem mounted at root,
+// which User resolves names with: nil for one that is not there, or is not a regular
+// file of at most hostfs.MaxFile. Symlinks resolve inside root.
+func Accounts(root string) (passwd, group []byte) {
+	d, err := hostfs.Open(root, hostfs.InRoot, "the image")
+	if err != nil {
+		return nil, nil
+	}
+	defer d.Close()
+	passwd, _ = d.ReadFile("/etc/passwd", hostfs.MaxFile)
+	group, _ = d.ReadFile("/etc/group", hostfs.MaxFile)
+	return passwd, group
 }
 
 // User resolves "user", "user:group", "uid" or "uid:gid" against the contents of an image's

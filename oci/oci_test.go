@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"syscall"
 	"testing"
 
 	"github.com/containerd/containerd/v2/contrib/seccomp"
@@ -530,5 +531,33 @@ func TestNeedsLookup(t *testing.T) {
 				t.Errorf("NeedsLookup(%q) = %v, want %v", tt.user, got, tt.want)
 			}
 		})
+	}
+}
+
+// An image's account files are read inside its root: an absolute link resolves there, and
+// what is not a regular file (a FIFO that would block) is read as absent.
+func TestAccountsAreReadInsideTheImage(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc", "real-passwd"), []byte("app:x:1000:1000::/:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/real-passwd", filepath.Join(root, "etc", "passwd")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(root, "etc", "group"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	passwd, group := Accounts(root)
+	if string(passwd) != "app:x:1000:1000::/:/bin/sh\n" {
+		t.Errorf("passwd = %q, want the image's (through its absolute link)", passwd)
+	}
+	if group != nil {
+		t.Errorf("group = %q, want nil for a FIFO", group)
+	}
+	if p, g := Accounts(filepath.Join(root, "missing")); p != nil || g != nil {
+		t.Errorf("Accounts of a missing root = %q, %q; want nil, nil", p, g)
 	}
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
-	"github.com/crun-ci/crun-ci/hostfs"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/remote"
@@ -211,8 +210,7 @@ func (b *build) inspect(ctx context.Context, svc *service) (user specs.User, tem
 	labels := maps.Clone(b.labels)
 	labels[builds.LabelService] = name
 	err := b.rt.View(ctx, svc.image, key, labels, filepath.Join(b.dir, "views", builds.Sanitize(name)), func(root string) error {
-		passwd, _ := hostfs.ReadInRoot(root, "/etc/passwd", hostfs.MaxFile)
-		group, _ := hostfs.ReadInRoot(root, "/etc/group", hostfs.MaxFile)
+		passwd, group := oci.Accounts(root)
 		u, err := oci.User(userSpec, passwd, group)
 		if err != nil {
 			return err
