@@ -118,14 +118,13 @@ func (d *Dir) Sub(rel string, mode Mode, name string) (*Dir, error) {
 // device, a socket, a directory) is an *Error wrapping ErrNotRegular and is never opened.
 // A symlink is followed as the Dir's mode says.
 func (d *Dir) Open(rel string) (*os.File, error) {
-	f, _, err := d.open(rel, 0)
-	return f, err
+	return d.open(rel, 0)
 }
 
 // ReadFile reads the regular file rel, of at most max bytes (a larger one is an *Error
 // wrapping ErrTooLarge).
 func (d *Dir) ReadFile(rel string, max int64) ([]byte, error) {
-	f, _, err := d.open(rel, max)
+	f, err := d.open(rel, max)
 	if err != nil {
 		return nil, err
 	}
@@ -142,34 +141,28 @@ func (d *Dir) ReadFile(rel string, max int64) ([]byte, error) {
 
 // open opens rel as Open does; with max > 0, a file larger than max is refused before
 // anything is read.
-func (d *Dir) open(rel string, max int64) (*os.File, os.FileInfo, error) {
+func (d *Dir) open(rel string, max int64) (*os.File, error) {
 	fd, err := d.openat(rel, unix.O_PATH)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, nil, &Error{Path: rel, Why: "cannot be read: " + err.Error(), Err: err}
+		return nil, &Error{Path: rel, Why: "cannot be read: " + err.Error(), Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, nil, &Error{Path: rel, Why: "is " + kind(st.Mode) + ", not a regular file", Err: ErrNotRegular}
+		return nil, &Error{Path: rel, Why: "is " + kind(st.Mode) + ", not a regular file", Err: ErrNotRegular}
 	}
 	if max > 0 && st.Size > max {
-		return nil, nil, d.tooLarge(rel, max)
+		return nil, d.tooLarge(rel, max)
 	}
 	// Reopen the very file the handle holds: no path is resolved again.
 	rfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, &Error{Path: rel, Why: "cannot be opened: " + err.Error() + " (is /proc mounted?)", Err: err}
+		return nil, &Error{Path: rel, Why: "cannot be opened: " + err.Error() + " (is /proc mounted?)", Err: err}
 	}
-	f := os.NewFile(uintptr(rfd), rel)
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, &Error{Path: rel, Why: "cannot be read: " + err.Error(), Err: err}
-	}
-	return f, fi, nil
+	return os.NewFile(uintptr(rfd), rel), nil
 }
 
 func (d *Dir) tooLarge(rel string, max int64) error {
