@@ -247,7 +247,7 @@ func (c *Context) present(rel string) (bool, error) {
 	if !fi.IsDir() || c.SkipDir(base) {
 		return false, nil
 	}
-	entries, err := walk(c.root, base, base, fi, c.filter())
+	entries, err := walk(c.root, base, fi, c.filter())
 	if err != nil {
 		return false, err
 	}
@@ -295,7 +295,7 @@ func (c *Context) digestSource(h hash.Hash, rel string) error {
 	if err != nil {
 		return fmt.Errorf("digest %q: %w", rel, err)
 	}
-	entries, err := walk(c.root, base, base, fi, c.filter())
+	entries, err := walk(c.root, base, fi, c.filter())
 	if err != nil {
 		return fmt.Errorf("digest %q: %w", rel, err)
 	}
@@ -362,30 +362,30 @@ type filter struct {
 }
 
 // walk lists the source at path top below d (described by fi) and, if it is a
-// directory, everything below it in sorted order, parents before children. base is the
-// path of top that f sees. A path f ignores is left out, except a directory with paths
-// below it that f does not ignore.
-func walk(d *hostfs.Dir, top, base string, fi os.FileInfo, f filter) ([]entry, error) {
+// directory, everything below it in sorted order, parents before children. f sees the
+// paths below d. A path f ignores is left out, except a directory with paths below it
+// that f does not ignore.
+func walk(d *hostfs.Dir, top string, fi os.FileInfo, f filter) ([]entry, error) {
 	first := entry{rel: ".", path: top, fi: fi}
 	if !fi.IsDir() {
-		if f.excluded(base) {
+		if f.excluded(top) {
 			return nil, nil
 		}
 		return []entry{first}, nil
 	}
-	below, err := walkDir(d, top, ".", base, f)
+	below, err := walkDir(d, top, ".", f)
 	if err != nil {
 		return nil, err
 	}
-	if len(below) == 0 && f.excluded(base) {
+	if len(below) == 0 && f.excluded(top) {
 		return nil, nil
 	}
 	return append([]entry{first}, below...), nil
 }
 
 // walkDir lists what is below the directory at path dir below d, whose path is rel in
-// the walk and base for f.
-func walkDir(d *hostfs.Dir, dir, rel, base string, f filter) ([]entry, error) {
+// the walk.
+func walkDir(d *hostfs.Dir, dir, rel string, f filter) ([]entry, error) {
 	fis, err := d.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -393,18 +393,17 @@ func walkDir(d *hostfs.Dir, dir, rel, base string, f filter) ([]entry, error) {
 	var out []entry
 	for _, fi := range fis {
 		e := entry{rel: path.Join(rel, fi.Name()), path: path.Join(dir, fi.Name()), fi: fi}
-		eb := path.Join(base, fi.Name())
-		ignored := f.excluded(eb)
+		ignored := f.excluded(e.path)
 		if !e.fi.IsDir() {
 			if !ignored {
 				out = append(out, e)
 			}
 			continue
 		}
-		if ignored && f.skipDir != nil && f.skipDir(eb) {
+		if ignored && f.skipDir != nil && f.skipDir(e.path) {
 			continue
 		}
-		below, err := walkDir(d, e.path, e.rel, eb, f)
+		below, err := walkDir(d, e.path, e.rel, f)
 		if err != nil {
 			return nil, err
 		}

@@ -142,7 +142,7 @@ func (c *copier) copySource(ctx context.Context, src, destC string, destDir bool
 	if err != nil {
 		return err
 	}
-	entries, err := walk(c.from, base, base, fi, filter{ignored: c.o.Ignored, skipDir: c.o.SkipDir})
+	entries, err := walk(c.from, base, fi, filter{ignored: c.o.Ignored, skipDir: c.o.SkipDir})
 	if err != nil || len(entries) == 0 {
 		return err
 	}
