@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/containerd/continuity/fs"
+	"github.com/crun-ci/crun-ci/network"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,9 +37,9 @@ func IsURL(src string) bool {
 // ("download" if there is none), has mode 0600, and has the Last-Modified time of the
 // response as its modification time when the server sends one. A download that takes
 // more than a minute fails, as does one whose ctx is cancelled. dial, when not nil,
-// makes the connections (from the build's network namespace; see Net.Dial), and no
+// makes the connections (from the build's network namespace; see pod.Pod.Dial), and no
 // proxy of crun-ci's environment is used then.
-func Fetch(ctx context.Context, rawURL, dir string, dial func(ctx context.Context, network, address string) (net.Conn, error)) (string, error) {
+func Fetch(ctx context.Context, rawURL, dir string, dial network.DialFunc) (string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return "", fmt.Errorf("fetch %q: not an http or https URL", rawURL)

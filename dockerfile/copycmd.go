@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
 	"github.com/crun-ci/crun-ci/hostfs"
+	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/snapshot"
 )
@@ -73,15 +73,15 @@ func (x *run) copy(ctx context.Context, s *state, text string, sd instructions.S
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
+		var dial network.DialFunc
+		if x.r.Pod != nil {
+			dial = x.r.Pod.Dial()
+		}
 		var local, rels []string
 		for _, src := range sd.SourcePaths {
 			if !IsURL(src) {
 				local = append(local, src)
 				continue
-			}
-			var dial func(ctx context.Context, network, address string) (net.Conn, error)
-			if x.r.Pod != nil {
-				dial = x.r.Pod.Dial()
 			}
 			p, err := Fetch(ctx, src, dir, dial)
 			if err != nil {
