@@ -248,7 +248,9 @@ func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error)
 	}
 	p.mu.Unlock()
 	if closed { // Close ran meanwhile: this member is its caller's to undo
-		return nil, errors.Join(fmt.Errorf("container %s: its pod is closed", m.ID), c.Delete(ctx))
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
+		defer cancel()
+		return nil, errors.Join(fmt.Errorf("container %s: its pod is closed", m.ID), c.Delete(cctx))
 	}
 	return c, nil
 }
@@ -413,7 +415,6 @@ func (c *Container) Delete(ctx context.Context) error {
 	}
 	if c.handoff != nil {
 		err = errors.Join(err, c.handoff.Close())
-		c.handoff = nil
 	}
 	return err
 }
@@ -428,7 +429,6 @@ func (p *Pod) Release() error {
 	for _, c := range members {
 		if c.handoff != nil {
 			errs = append(errs, c.handoff.Close())
-			c.handoff = nil
 		}
 	}
 	return errors.Join(errs...)

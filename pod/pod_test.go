@@ -348,3 +348,49 @@ func TestMembersGetThePodsLabelsAndTheirOwn(t *testing.T) {
 	}
 	p.Close(context.Background())
 }
+
+// closing closes the pod while a member is being created, as a build's Close could.
+type closing struct {
+	*fake
+	p *Pod
+}
+
+func (c *closing) Create(ctx context.Context, o task.Options) (Task, error) {
+	if err := c.p.Close(ctx); err != nil {
+		return nil, err
+	}
+	return c.fake.Create(ctx, o)
+}
+
+// A member whose pod closed while it was made is undone by Create: its container deleted,
+// its hand-off closed once and gone, and Create returns.
+func TestCreateUndoesAMemberWhosePodClosedMeanwhile(t *testing.T) {
+	f := newFake()
+	c := &closing{fake: f}
+	p, err := New(context.Background(), c, Options{ID: "b-1", Dir: filepath.Join(t.TempDir(), "pod"), Namespace: "test", Handoff: "/proc/self/exe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.p = p
+	m := member("c", "serve")
+	m.Secrets = []string{"TOKEN=s3cret"}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Create(context.Background(), m)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "its pod is closed") {
+			t.Errorf("Create = %v, want that the pod is closed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Create hangs undoing a member with a hand-off")
+	}
+	if !slices.Equal(f.deleted, []string{"c"}) {
+		t.Errorf("deleted %q, want c", f.deleted)
+	}
+	if _, err := os.Lstat(p.handoffPath(m)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the hand-off is still there: %v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -87,6 +88,9 @@ type Handoff struct {
 	f    *os.File
 	// wrote receives the result of the write.
 	wrote chan error
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // NewHandoff makes the FIFO at path, owned by uid and gid (the container's user, who
@@ -118,16 +122,19 @@ func NewHandoff(path string, uid, gid int, env []string) (*Handoff, error) {
 
 // Close closes the FIFO and removes it. It returns the error of the write, unless the
 // write was cut short by the close (a process that never read it, having failed to
-// start, is not the hand-off's failure).
+// start, is not the hand-off's failure). Closing again returns what the first Close did.
 func (h *Handoff) Close() error {
-	err := h.f.Close()
-	if werr := <-h.wrote; werr != nil && !errors.Is(werr, os.ErrClosed) {
-		err = errors.Join(err, fmt.Errorf("write the secret hand-off: %w", werr))
-	}
-	if rerr := os.Remove(h.Path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-		err = errors.Join(err, rerr)
-	}
-	return err
+	h.closeOnce.Do(func() {
+		err := h.f.Close()
+		if werr := <-h.wrote; werr != nil && !errors.Is(werr, os.ErrClosed) {
+			err = errors.Join(err, fmt.Errorf("write the secret hand-off: %w", werr))
+		}
+		if rerr := os.Remove(h.Path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+		h.closeErr = err
+	})
+	return h.closeErr
 }
 
 // ExecError is the failure of ExecEnv to become the command: Code is the exit status a

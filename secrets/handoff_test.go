@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -53,6 +54,17 @@ func TestHandoffHandsTheVariablesOverOnce(t *testing.T) {
 	}
 	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the FIFO is still there: %v", err)
+	}
+	// A second Close (a member deleted, then its failed Create undone) returns at once.
+	closed := make(chan error, 1)
+	go func() { closed <- h.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second Close hangs")
 	}
 	// Nobody read a large hand-off: closing it is no error.
 	h, err = NewHandoff(filepath.Join(t.TempDir(), "env"), os.Getuid(), os.Getgid(), []string{"BIG=" + strings.Repeat("x", 1<<20)})
