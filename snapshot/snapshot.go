@@ -75,41 +75,34 @@ func View(ctx context.Context, c *client.Client, key string, parent digest.Diges
 		defer cancel()
 		retErr = errors.Join(retErr, Remove(cctx, c, key))
 	}()
-	if err := os.MkdirAll(target, 0o700); err != nil {
-		return err
-	}
 	for i := range mounts {
 		mounts[i].Options = append(mounts[i].Options, "ro")
 	}
-	if err := mount.All(mounts, target); err != nil {
-		return fmt.Errorf("mount view of %s: %w", parent, err)
-	}
-	defer func() {
-		if err := mount.UnmountAll(target, 0); err != nil {
-			retErr = errors.Join(retErr, fmt.Errorf("unmount view of %s: %w", parent, err))
-			return
-		}
-		retErr = errors.Join(retErr, os.Remove(target))
-	}()
-	return fn(target)
+	return mountAt(mounts, target, "view of "+parent.String(), fn)
 }
 
 // Mount mounts the active snapshot key read-write at target (made if needed) and calls
 // fn with it; it is unmounted and target removed before Mount returns.
-func Mount(ctx context.Context, c *client.Client, key, target string, fn func(root string) error) (retErr error) {
+func Mount(ctx context.Context, c *client.Client, key, target string, fn func(root string) error) error {
 	ms, err := c.SnapshotService(Snapshotter).Mounts(ctx, key)
 	if err != nil {
 		return fmt.Errorf("mounts of snapshot %s: %w", key, err)
 	}
+	return mountAt(ms, target, "snapshot "+key, fn)
+}
+
+// mountAt mounts ms at target (made if needed) and calls fn with it; it is unmounted and
+// target removed before mountAt returns. what names the mount in errors.
+func mountAt(ms []mount.Mount, target, what string, fn func(root string) error) (retErr error) {
 	if err := os.MkdirAll(target, 0o700); err != nil {
 		return err
 	}
 	if err := mount.All(ms, target); err != nil {
-		return fmt.Errorf("mount snapshot %s: %w", key, err)
+		return fmt.Errorf("mount %s: %w", what, err)
 	}
 	defer func() {
 		if err := mount.UnmountAll(target, 0); err != nil {
-			retErr = errors.Join(retErr, fmt.Errorf("unmount snapshot %s: %w", key, err))
+			retErr = errors.Join(retErr, fmt.Errorf("unmount %s: %w", what, err))
 			return
 		}
 		retErr = errors.Join(retErr, os.Remove(target))
