@@ -127,7 +127,7 @@ func Commit(ctx context.Context, c *client.Client, name, key string) (bool, erro
 // snapshot parent) as a gzip layer into the content store, through containerd's diff
 // service, and returns the layer's descriptor and uncompressed digest. A view of the
 // parent, keyed key+"-lower" and labelled, is made for it and removed.
-func Diff(ctx context.Context, c *client.Client, key string, parent digest.Digest, labels map[string]string) (ocispec.Descriptor, digest.Digest, error) {
+func Diff(ctx context.Context, c *client.Client, key string, parent digest.Digest, labels map[string]string) (_ ocispec.Descriptor, _ digest.Digest, retErr error) {
 	sn := c.SnapshotService(Snapshotter)
 	lowerKey := key + "-lower"
 	lower, err := sn.View(ctx, lowerKey, parent.String(), snapshots.WithLabels(labels))
@@ -137,7 +137,7 @@ func Diff(ctx context.Context, c *client.Client, key string, parent digest.Diges
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		Remove(cctx, c, lowerKey)
+		retErr = errors.Join(retErr, Remove(cctx, c, lowerKey))
 	}()
 	upper, err := sn.Mounts(ctx, key)
 	if err != nil {
