@@ -79,7 +79,7 @@ func (b *buildFlags) addBuild(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&b.insecure, "insecure-registry", nil, "registry (HOST[:PORT]) to reach over plain HTTP; loopback registries always are (repeatable)")
 	fs.BoolVar(&b.noCache, "no-cache", false, "build every layer of built images anew, ignoring the layer cache")
 	fs.StringVar(&b.cacheMax, "cache-max-size", "10GB", "bound of the layer cache of built images (e.g. 500MB, 20GiB; 0: no bound); least recently used layers go first")
-	fs.StringVar(&b.keyPath, "key-path", "", "key file of encrypted files (default: codeship.aes in the build directory; env "+keyEnv+" may hold the key's base64 instead)")
+	addKeyPath(fs, &b.keyPath)
 	b.ci = map[string]*string{}
 	for _, name := range civars.FlagNames() {
 		b.ci[name] = fs.String("ci-"+name, "", "CI_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))+" for the containers (default: from the build directory's git repository)")

@@ -14,9 +14,15 @@ import (
 
 // keyFlags are where the commands of the key look for it.
 func keyFlags(fs *pflag.FlagSet, what string) (dir, path *string) {
-	dir = fs.String("dir", ".", "build directory (where codeship.aes is "+what+")")
-	path = fs.String("key-path", "", "key file of encrypted files (default: codeship.aes in the build directory; env "+keyEnv+" may hold the key's base64 instead)")
+	dir, path = new(string), new(string)
+	fs.StringVar(dir, "dir", ".", "build directory (where codeship.aes is "+what+")")
+	addKeyPath(fs, path)
 	return dir, path
+}
+
+// addKeyPath adds --key-path, the key file of every command that uses the key.
+func addKeyPath(fs *pflag.FlagSet, path *string) {
+	fs.StringVar(path, "key-path", "", "key file of encrypted files (default: codeship.aes in the build directory; env "+keyEnv+" may hold the key's base64 instead)")
 }
 
 // runCrypt is `crun-ci encrypt IN OUT` and `crun-ci decrypt IN OUT`.
