@@ -279,13 +279,24 @@ func checkStepRefs(refs []stepRef, services map[string]*Service) []*Error {
 }
 
 // Printable returns a name as crun-ci's own lines may print it: as it is, or quoted when
-// it holds a control character (such names are refused, but messages about them, and
-// prefixes, must not send an escape sequence to a terminal).
+// it holds a control character (such names are refused, but messages about them must not
+// send an escape sequence to a terminal).
 func Printable(name string) string {
 	if _, ok := controlChar(name); ok {
 		return strconv.Quote(name)
 	}
 	return name
+}
+
+// EscapeControls returns s with every control character written as Go escapes it
+// (\x1b), unquoted: for text of crun-ci's own, such as output prefixes, that holds a
+// name. s without one is returned as it is.
+func EscapeControls(s string) string {
+	if _, ok := controlChar(s); !ok {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }
 
 func printable(names []string) []string {

@@ -3,10 +3,9 @@ package steps
 import (
 	"bytes"
 	"io"
-	"strconv"
-	"strings"
 	"sync"
-	"unicode"
+
+	"github.com/crun-ci/crun-ci/config"
 )
 
 // maxLine bounds how much of a line without a newline is held back; a longer line is
@@ -28,16 +27,7 @@ func NewOutput(w io.Writer) *Output { return &Output{w: w} }
 // The output is data and stays as it is; the prefix is crun-ci's, and a control character
 // in it is printed escaped.
 func (o *Output) Stream(prefix string) *Stream {
-	return &Stream{out: o, prefix: []byte(escapeControls(prefix))}
-}
-
-// escapeControls writes every control character of s as Go escapes it (\x1b).
-func escapeControls(s string) string {
-	if !strings.ContainsFunc(s, unicode.IsControl) {
-		return s
-	}
-	q := strconv.Quote(s)
-	return q[1 : len(q)-1]
+	return &Stream{out: o, prefix: []byte(config.EscapeControls(prefix))}
 }
 
 // Stream is one container stream, see Output.Stream. A Stream is used by one goroutine.
