@@ -63,8 +63,10 @@ type Pull struct {
 
 // Session is an open containerd with what builds share.
 type Session struct {
-	o       Options
-	d       *daemon.Daemon
+	o Options
+	d *daemon.Daemon
+	// tasks is the one task client of the connection.
+	tasks   *task.Client
 	network *network.Manager
 	puller  *remote.Puller
 	builder *dockerfile.Builder
@@ -91,7 +93,7 @@ func Open(ctx context.Context, o Options) (_ *Session, retErr error) {
 	if err != nil {
 		return nil, &SetupError{err}
 	}
-	s.d = d
+	s.d, s.tasks = d, task.New(d.Client)
 	defer func() {
 		if retErr != nil {
 			retErr = errors.Join(retErr, d.Close())
@@ -115,7 +117,7 @@ func Open(ctx context.Context, o Options) (_ *Session, retErr error) {
 		return nil, &SetupError{err}
 	}
 	s.builder = &dockerfile.Builder{
-		Client:       task.New(d.Client),
+		Client:       s.tasks,
 		NoCache:      o.Pull.NoCache,
 		CacheMaxSize: o.Pull.CacheMaxSize,
 		CacheSecret:  secret,
@@ -127,15 +129,10 @@ func Open(ctx context.Context, o Options) (_ *Session, retErr error) {
 // uses it).
 func (s *Session) Close() error { return s.d.Close() }
 
-// pull pulls ref (normalised) with the host's credentials and more, which win.
-func (s *Session) pull(ctx context.Context, ref string, more remote.Credentials) error {
-	return s.puller.PullWith(ctx, ref, more)
-}
-
 // Import loads an image archive (OCI layout or `docker save`) and returns the names of
 // the images it held.
 func (s *Session) Import(ctx context.Context, r io.Reader) ([]string, error) {
-	return task.New(s.d.Client).Import(ctx, r)
+	return s.tasks.Import(ctx, r)
 }
 
 // Cleanup removes what builds of the session's state directory whose process is gone
@@ -207,7 +204,7 @@ type Build struct {
 
 // Steps runs the pipeline of b.
 func (s *Session) Steps(ctx context.Context, b Build) (*steps.Summary, error) {
-	return steps.Run(ctx, steps.Containerd(task.New(s.d.Client)), s.options(b))
+	return s.run(ctx, s.options(b))
 }
 
 // Run runs one container of service, like a step: with command (nil for the
@@ -219,14 +216,19 @@ func (s *Session) Run(ctx context.Context, b Build, service string, command, ent
 	b.Project = &p
 	o := s.options(b)
 	o.MaxParallel, o.Attach, o.Entrypoint = 1, attach, entrypoint
-	return steps.Run(ctx, steps.Containerd(task.New(s.d.Client)), o)
+	return s.run(ctx, o)
 }
 
 // Load makes the images of services present (pulled or built) without running a step.
 func (s *Session) Load(ctx context.Context, b Build, services []string) (*steps.Summary, error) {
 	o := s.options(b)
 	o.Load = services
-	return steps.Run(ctx, steps.Containerd(task.New(s.d.Client)), o)
+	return s.run(ctx, o)
+}
+
+// run runs a build of o on the session's containerd.
+func (s *Session) run(ctx context.Context, o steps.Options) (*steps.Summary, error) {
+	return steps.Run(ctx, steps.Containerd(s.tasks), o)
 }
 
 // options is the one translation of a Build into steps.Options.
@@ -250,7 +252,7 @@ func (s *Session) options(b Build) steps.Options {
 		CI:            b.CI,
 		Key:           b.Key,
 		KeySource:     b.KeySource,
-		Pull:          s.pull,
+		Pull:          s.puller.PullWith,
 		PullIfPresent: s.o.Pull.IfPresent,
 		Builder:       s.builder,
 		Hurry:         b.Hurry,
