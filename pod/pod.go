@@ -144,9 +144,6 @@ func New(ctx context.Context, rt Creator, o Options) (_ *Pod, retErr error) {
 // etc holds the pod's own files: hosts, resolv.conf, hand-offs.
 func (p *Pod) etc() string { return filepath.Join(p.o.Dir, ".etc") }
 
-// Dir is the pod's directory.
-func (p *Pod) Dir() string { return p.o.Dir }
-
 // Dial returns what makes connections from the pod's network namespace (for ADD
 // <url>), nil when the pod uses the host's network.
 func (p *Pod) Dial() network.DialFunc {
@@ -304,9 +301,6 @@ func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer, before 
 	}()
 	return nil
 }
-
-// Exited is closed once the started task has ended (never, for one not started).
-func (c *Container) Exited() <-chan struct{} { return c.exited }
 
 // Wait waits for the task to end and returns its exit code, or ctx's error when ctx ends
 // first (the task runs on).

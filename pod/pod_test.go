@@ -265,7 +265,7 @@ func TestWaitEndsWithItsContextAndTheTaskRunsOn(t *testing.T) {
 	if _, err := c.Wait(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("Wait = %v, want context.Canceled", err)
 	}
-	if isClosed(c.Exited()) {
+	if isClosed(c.exited) {
 		t.Error("the task ended with the wait")
 	}
 	c.Kill(context.Background(), syscall.SIGTERM)
@@ -324,7 +324,7 @@ func TestCloseDeletesTheLastMadeFirstAndRemovesTheDirectory(t *testing.T) {
 	if !slices.Equal(f.deleted, []string{"c", "b", "a"}) {
 		t.Errorf("deleted %q, want c, b, a", f.deleted)
 	}
-	if _, err := os.Stat(p.Dir()); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(p.o.Dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the pod's directory is still there: %v", err)
 	}
 	if _, err := p.Create(context.Background(), member("d")); err == nil {
