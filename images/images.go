@@ -40,12 +40,13 @@ type entry struct {
 // that failed (for its caller's credentials, or its cancelled context) is tried again by
 // the next caller, as itself.
 func (s *Store) Get(ctx context.Context, ref string, creds func(context.Context) (remote.Credentials, error)) (*task.Image, error) {
-	return s.once(ctx, ref, func() (*task.Image, error) {
-		name, err := task.Normalize(ref)
-		if err != nil {
-			return nil, err
-		}
-		img, err := s.Find(ctx, ref)
+	// Keyed by the normalised name: busybox and docker.io/library/busybox:latest are one.
+	name, err := task.Normalize(ref)
+	if err != nil {
+		return nil, err
+	}
+	return s.once(ctx, name, func() (*task.Image, error) {
+		img, err := s.Find(ctx, name)
 		missing := errdefs.IsNotFound(err)
 		if s.Pull == nil || !(missing || s.IfPresent) {
 			return img, err
@@ -59,7 +60,7 @@ func (s *Store) Get(ctx context.Context, ref string, creds func(context.Context)
 		if err := s.Pull(ctx, name, more); err != nil {
 			return nil, &PullError{Name: name, Err: err}
 		}
-		return s.Find(ctx, ref)
+		return s.Find(ctx, name)
 	})
 }
 
@@ -93,16 +94,16 @@ func (s *Store) PullWith(ctx context.Context, ref string, creds remote.Credentia
 	if s.Pull == nil {
 		return nil, errors.New("this build pulls no images")
 	}
+	name, err := task.Normalize(ref)
+	if err != nil {
+		return nil, err
+	}
 	// Keyed apart from Get's: an image found present by Get is still pulled here.
-	return s.once(ctx, "with credentials:"+ref, func() (*task.Image, error) {
-		name, err := task.Normalize(ref)
-		if err != nil {
-			return nil, err
-		}
+	return s.once(ctx, "with credentials:"+name, func() (*task.Image, error) {
 		if err := s.Pull(ctx, name, creds); err != nil {
 			return nil, err
 		}
-		return s.Find(ctx, ref)
+		return s.Find(ctx, name)
 	})
 }
 

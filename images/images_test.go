@@ -67,6 +67,23 @@ func TestAMissingImageIsPulledOnceHoweverManyAsk(t *testing.T) {
 	}
 }
 
+// References that name the same image share its one pull.
+func TestReferencesToOneImageShareItsPull(t *testing.T) {
+	r := &registry{present: map[string]bool{}}
+	s := &Store{Find: r.find, Pull: r.pull, IfPresent: true}
+	for _, ref := range []string{"busybox", "busybox:latest", "docker.io/library/busybox:latest", "library/busybox"} {
+		if _, err := s.Get(context.Background(), ref, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.PullWith(context.Background(), ref, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.pulls.Load(); n != 2 {
+		t.Errorf("%d pulls, want 2 (one for Get, one with credentials)", n)
+	}
+}
+
 func TestPullPolicy(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
