@@ -46,7 +46,7 @@ func (s *Store) Get(ctx context.Context, ref string, creds func(context.Context)
 		return nil, err
 	}
 	return s.once(ctx, name, func() (*task.Image, error) {
-		img, err := s.Find(ctx, name)
+		img, err := s.Find(ctx, ref)
 		missing := errdefs.IsNotFound(err)
 		if s.Pull == nil || !(missing || s.IfPresent) {
 			return img, err
@@ -60,7 +60,7 @@ func (s *Store) Get(ctx context.Context, ref string, creds func(context.Context)
 		if err := s.Pull(ctx, name, more); err != nil {
 			return nil, &PullError{Name: name, Err: err}
 		}
-		return s.Find(ctx, name)
+		return s.Find(ctx, ref)
 	})
 }
 
@@ -103,7 +103,7 @@ func (s *Store) PullWith(ctx context.Context, ref string, creds remote.Credentia
 		if err := s.Pull(ctx, name, creds); err != nil {
 			return nil, err
 		}
-		return s.Find(ctx, name)
+		return s.Find(ctx, ref)
 	})
 }
 
