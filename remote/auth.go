@@ -137,19 +137,21 @@ func parseConfig(name string, data []byte, f form) (*configfile.ConfigFile, erro
 	if f == logins && !slices.ContainsFunc([]string{"auths", "credsStore", "credHelpers"}, func(k string) bool { _, ok := top[k]; return ok }) {
 		f = legacy
 	}
-	entries := top
 	switch f {
 	case legacy:
 		data = append(append([]byte(`{"auths":`), data...), '}')
 	case logins:
 		data, _ = json.Marshal(map[string]json.RawMessage{"auths": top["auths"]})
-		fallthrough
-	case full:
-		entries = nil
-		json.Unmarshal(top["auths"], &entries) // when it is no object, LoadFromReader says so
 	}
 	file := configfile.New(name)
 	if err := file.LoadFromReader(bytes.NewReader(data)); err != nil {
+		// Which entry Docker's decoder choked on: the legacy form's entries are the
+		// top level, the others' are under "auths".
+		entries := top
+		if f != legacy {
+			entries = nil
+			json.Unmarshal(top["auths"], &entries) // when it is no object, LoadFromReader said so
+		}
 		return nil, fmt.Errorf("read registry credentials %s: %w", name, entryError(entries, err))
 	}
 	file.AuthConfigs = byKey(file.AuthConfigs)
