@@ -834,12 +834,6 @@ func (x *run) runCommand(ctx context.Context, s *state, c *instructions.RunComma
 	})
 }
 
-// cleanupContext is what a deferred clean-up runs with: not cancelled with ctx (an
-// interrupted build still cleans up), bounded (a clean-up cannot hang the build).
-func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), pod.CleanupTimeout)
-}
-
 // runIn runs args in a container of the build's pod on the active snapshot id, and fails
 // unless it exits 0. What the runtime makes in the snapshot for its mounts (/etc/hosts on
 // an image without one, the hand-off's directory) is removed again, so it is not in the
@@ -894,7 +888,7 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 		return err
 	}
 	defer func() {
-		cctx, cancel := cleanupContext(ctx)
+		cctx, cancel := snapshot.CleanupContext(ctx)
 		defer cancel()
 		err := x.mounted(cctx, id, func(root string) error {
 			return removeStubs(root, stubs)
@@ -906,7 +900,7 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 		return err
 	}
 	defer func() {
-		cctx, cancel := cleanupContext(ctx)
+		cctx, cancel := snapshot.CleanupContext(ctx)
 		defer cancel()
 		retErr = errors.Join(retErr, ctr.Delete(cctx))
 	}()
@@ -921,7 +915,7 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 	if err != nil {
 		if ctx.Err() != nil {
 			// An interrupted RUN is killed at once: its layer is thrown away.
-			cctx, cancel := cleanupContext(ctx)
+			cctx, cancel := snapshot.CleanupContext(ctx)
 			defer cancel()
 			ctr.Stop(cctx, 0, nil)
 		}
@@ -1008,7 +1002,7 @@ func (x *run) layer(ctx context.Context, s *state, key digest.Digest, what strin
 	committed := false
 	defer func() {
 		if !committed {
-			cctx, cancel := cleanupContext(ctx)
+			cctx, cancel := snapshot.CleanupContext(ctx)
 			defer cancel()
 			if err := snapshot.Remove(cctx, x.c, id); err != nil {
 				retErr = errors.Join(retErr, err)

@@ -13,9 +13,10 @@ import (
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	ctroci "github.com/containerd/containerd/v2/pkg/oci"
-	"github.com/crun-ci/crun-ci/hostfs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/crun-ci/crun-ci/hostfs"
 )
 
 // Container is what the spec of one service container is made from.

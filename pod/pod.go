@@ -23,11 +23,9 @@ import (
 	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/secrets"
+	"github.com/crun-ci/crun-ci/snapshot"
 	"github.com/crun-ci/crun-ci/task"
 )
-
-// CleanupTimeout bounds Close, which runs even when the build was interrupted.
-const CleanupTimeout = 60 * time.Second
 
 // Creator has containerd create containers (task.Client, or a test's fake).
 type Creator interface {
@@ -245,7 +243,7 @@ func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error)
 	}
 	p.mu.Unlock()
 	if closed { // Close ran meanwhile: this member is its caller's to undo
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
+		cctx, cancel := snapshot.CleanupContext(ctx)
 		defer cancel()
 		return nil, errors.Join(fmt.Errorf("container %s: its pod is closed", m.ID), c.Delete(cctx))
 	}
@@ -349,9 +347,9 @@ func (c *Container) Stop(ctx context.Context, grace time.Duration, hurry <-chan 
 	if err := c.Kill(ctx, syscall.SIGKILL); err != nil {
 		return err
 	}
-	ended, err := c.waitUpTo(ctx, CleanupTimeout, nil)
+	ended, err := c.waitUpTo(ctx, snapshot.CleanupTimeout, nil)
 	if err == nil && !ended {
-		err = fmt.Errorf("stop %s: still running %s after SIGKILL", c.what(), CleanupTimeout)
+		err = fmt.Errorf("stop %s: still running %s after SIGKILL", c.what(), snapshot.CleanupTimeout)
 	}
 	return err
 }
@@ -433,7 +431,7 @@ func (p *Pod) Release() error {
 // when ctx was cancelled. When a member cannot be deleted, the network and directory
 // stay (the member may still use them) for `crun-ci cleanup`, and the error says so.
 func (p *Pod) Close(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
+	ctx, cancel := snapshot.CleanupContext(ctx)
 	defer cancel()
 	p.mu.Lock()
 	members := p.members

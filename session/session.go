@@ -153,7 +153,7 @@ func (s *Session) Cleanup(ctx context.Context, dry bool, w io.Writer) (int, erro
 			fmt.Fprintln(w, "would remove "+o.String())
 			continue
 		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		cctx, cancel := snapshot.CleanupContext(ctx)
 		err := builds.Remove(cctx, s.d.Client, s.o.StateDir, o, removeNetworks)
 		cancel()
 		if err != nil {

@@ -20,8 +20,16 @@ import (
 // Snapshotter is the one crun-ci uses.
 const Snapshotter = "overlayfs"
 
-// cleanupTimeout bounds the removal of a view, which runs even when ctx was cancelled.
-const cleanupTimeout = time.Minute
+// CleanupTimeout bounds every clean-up of what a build made in containerd (a view, a
+// snapshot, a container, a pod), which runs even when the build was interrupted.
+const CleanupTimeout = time.Minute
+
+// CleanupContext is what a deferred clean-up runs with: not cancelled with ctx (an
+// interrupted build still cleans up), and bounded by CleanupTimeout (a clean-up cannot
+// hang the build).
+func CleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
+}
 
 // ChainID returns the id of the committed snapshot an image unpacks to, unpacking it first
 // when it is not yet unpacked.
@@ -71,7 +79,7 @@ func View(ctx context.Context, c *client.Client, key string, parent digest.Diges
 		return fmt.Errorf("view snapshot %s: %w", parent, err)
 	}
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		cctx, cancel := CleanupContext(ctx)
 		defer cancel()
 		retErr = errors.Join(retErr, Remove(cctx, c, key))
 	}()
@@ -135,7 +143,7 @@ func Diff(ctx context.Context, c *client.Client, key string, parent digest.Diges
 		return ocispec.Descriptor{}, "", fmt.Errorf("view snapshot %s: %w", parent, err)
 	}
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		cctx, cancel := CleanupContext(ctx)
 		defer cancel()
 		retErr = errors.Join(retErr, Remove(cctx, c, lowerKey))
 	}()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/pod"
+	"github.com/crun-ci/crun-ci/snapshot"
 	"github.com/crun-ci/crun-ci/task"
 )
 
@@ -295,7 +296,7 @@ func (g *depGroup) stop(ctx context.Context) {
 				return
 			}
 			grace := g.b.svc(d.name).cfg.StopGracePeriod
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace+pod.CleanupTimeout)
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace+snapshot.CleanupTimeout)
 			defer cancel()
 			if err := d.c.Stop(sctx, grace, g.b.o.Hurry); err != nil {
 				log.G(ctx).WithError(err).Warnf("stop dependency %q", d.name)

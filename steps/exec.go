@@ -21,6 +21,7 @@ import (
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/pod"
+	"github.com/crun-ci/crun-ci/snapshot"
 )
 
 // run runs one run step on fresh containers and records its result.
@@ -234,7 +235,7 @@ func (b *build) cleanupFailed(err error) {
 // stop ends the task of a step's own container, which was interrupted or timed out: its
 // stop policy with the stop timeout as grace (cut short when Hurry is closed).
 func (b *build) stop(ctx context.Context, c *pod.Container) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.StopTimeout+pod.CleanupTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.StopTimeout+snapshot.CleanupTimeout)
 	defer cancel()
 	return c.Stop(ctx, b.o.StopTimeout, b.o.Hurry)
 }

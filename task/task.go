@@ -32,9 +32,6 @@ import (
 // Runtime is the name of the containerd runtime (shim) crun-ci uses.
 const Runtime = "io.containerd.runc.v2"
 
-// cleanupTimeout bounds a clean-up that runs even when ctx was cancelled.
-const cleanupTimeout = time.Minute
-
 // Client runs containers through one containerd client. Its namespace is the client's
 // default namespace.
 type Client struct {
@@ -194,7 +191,7 @@ func (c *Client) Create(ctx context.Context, o Options) (_ *Container, retErr er
 		}
 		defer func() {
 			if retErr != nil {
-				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+				cctx, cancel := snapshot.CleanupContext(ctx)
 				defer cancel()
 				retErr = errors.Join(retErr, snapshot.Remove(cctx, c.c, o.ID))
 			}
@@ -404,7 +401,7 @@ func (c *Container) Exec(ctx context.Context, id string, args []string) (uint32,
 		return 0, nil, fmt.Errorf("exec in container %s: %w", c.ID(), err)
 	}
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		cctx, cancel := snapshot.CleanupContext(ctx)
 		defer cancel()
 		p.Delete(cctx, client.WithProcessKill)
 	}()
