@@ -445,6 +445,14 @@ func (f *file) command(k string, v *yaml.Node, w where) []string {
 // `KEY=value` list.
 func (f *file) environment(k string, v *yaml.Node, w where) []EnvVar {
 	var env []EnvVar
+	// add keeps e, written at n, unless its value holds a NUL, which no environment can.
+	add := func(n *yaml.Node, e EnvVar) {
+		if e.Value != nil && strings.ContainsRune(*e.Value, 0) {
+			f.errorf(n, w, "key %q: %q: contains a NUL byte", k, e.Key)
+			return
+		}
+		env = append(env, e)
+	}
 	switch v.Kind {
 	case yaml.MappingNode:
 		for _, p := range f.pairs(v, w) {
@@ -461,11 +469,7 @@ func (f *file) environment(k string, v *yaml.Node, w where) []EnvVar {
 			if val.ShortTag() != "!!null" {
 				e.Value = &val.Value
 			}
-			if e.Value != nil && strings.ContainsRune(*e.Value, 0) {
-				f.errorf(val, w, "key %q: %q: contains a NUL byte", k, e.Key)
-				continue
-			}
-			env = append(env, e)
+			add(val, e)
 		}
 	case yaml.SequenceNode:
 		for _, it := range f.stringList(k, v, w) {
@@ -478,11 +482,7 @@ func (f *file) environment(k string, v *yaml.Node, w where) []EnvVar {
 				f.errorf(item, w, "%s %q: %v", k, s, err)
 				continue
 			}
-			if e.Value != nil && strings.ContainsRune(*e.Value, 0) {
-				f.errorf(item, w, "key %q: %q: contains a NUL byte", k, e.Key)
-				continue
-			}
-			env = append(env, e)
+			add(item, e)
 		}
 	default:
 		f.errorf(v, w, "key %q: want a mapping or a list, got %s", k, kind(v))
