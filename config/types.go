@@ -42,6 +42,22 @@ type Project struct {
 	Ignored []Ignored
 }
 
+// StepCount counts the run and push steps of the steps file (with those of on_fail).
+func (p *Project) StepCount() int {
+	var count func([]*Step) int
+	count = func(ss []*Step) int {
+		n := 0
+		for _, s := range ss {
+			if s.Type == Run || s.Type == Push {
+				n++
+			}
+			n += count(s.Steps) + count(s.OnFail)
+		}
+		return n
+	}
+	return count(p.Steps)
+}
+
 // Ignored is one key of the services file that was read and deliberately ignored.
 // Service is empty for a top-level key (`volumes`, `networks` next to `services:`).
 type Ignored struct {

@@ -208,15 +208,22 @@ func (s *Session) Steps(ctx context.Context, b Build) (*steps.Summary, error) {
 }
 
 // Run runs one container of service, like a step: with command (nil for the
-// service's), entrypoint (nil for the service's) and attach.
-func (s *Session) Run(ctx context.Context, b Build, service string, command, entrypoint []string, attach *steps.Attach) (*steps.Summary, error) {
+// service's), entrypoint (nil for the service's) and attach, and returns its result.
+func (s *Session) Run(ctx context.Context, b Build, service string, command, entrypoint []string, attach *steps.Attach) (steps.Result, error) {
 	step := &config.Step{Name: "run", Type: config.Run, Service: service, Command: command}
 	p := *b.Project
 	p.Steps = []*config.Step{step}
 	b.Project = &p
 	o := s.options(b)
 	o.MaxParallel, o.Attach, o.Entrypoint = 1, attach, entrypoint
-	return s.run(ctx, o)
+	sum, err := s.run(ctx, o)
+	switch {
+	case err != nil:
+		return steps.Result{}, err
+	case len(sum.Results) != 1:
+		return steps.Result{}, fmt.Errorf("run: %d results", len(sum.Results))
+	}
+	return sum.Results[0], nil
 }
 
 // Load makes the images of services present (pulled or built) without running a step.

@@ -6,30 +6,22 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/containerd/console"
 	"github.com/containerd/log"
 	"github.com/docker/go-units"
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 
 	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/dockerfile"
 	"github.com/crun-ci/crun-ci/network"
-	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/session"
 	"github.com/crun-ci/crun-ci/steps"
 )
-
-// keyEnv may hold the key's base64 instead of a key file, for CI hosts.
-const keyEnv = "CRUNCI_AES_KEY"
 
 // buildFlags are the flags of the commands that read a pipeline (validate) and run a
 // build (steps, run, load).
@@ -122,26 +114,17 @@ func (b *buildFlags) policy() (steps.Policy, error) {
 }
 
 // load reads the pipeline (without its steps file unless withSteps) and, with check,
-// runs the checks that need no containerd (steps.Check), printing every problem, one per
-// line, and the warnings of what it ignores.
-func (b *buildFlags) load(ctx context.Context, stderr io.Writer, withSteps, check bool) (*config.Project, steps.Policy, error) {
+// runs the checks that need no containerd, printing every problem, one per line, and
+// the warnings of what it ignores.
+func (b *buildFlags) load(stderr io.Writer, withSteps, check bool) (*config.Project, steps.Policy, error) {
 	policy, err := b.policy()
 	if err != nil {
 		return nil, policy, err
 	}
-	var proj *config.Project
-	if withSteps {
-		proj, err = config.Load(b.dir, b.servicesPath, b.stepsPath)
-	} else {
-		proj, err = config.LoadServices(b.dir, b.servicesPath)
-	}
-	if err == nil {
-		for _, w := range steps.Warnings(proj) {
-			fmt.Fprintln(stderr, "crun-ci: warning: "+w.Error())
-		}
-		if check {
-			err = steps.Check(proj, policy)
-		}
+	p := session.Pipeline{Dir: b.dir, Services: b.servicesPath, Steps: b.stepsPath, NoSteps: !withSteps}
+	proj, warnings, err := p.Load(policy, check)
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "crun-ci: warning: "+w.Error())
 	}
 	if err != nil {
 		printErrors(stderr, err)
@@ -150,10 +133,9 @@ func (b *buildFlags) load(ctx context.Context, stderr io.Writer, withSteps, chec
 	return proj, policy, nil
 }
 
-// start opens the session of a build of proj and says what the build is: its key, CI
-// values (for the build id and tag) and the flags' settings.
-func (b *buildFlags) start(ctx context.Context, g globals, proj *config.Project, policy steps.Policy, tag string, stdout, stderr io.Writer) (*session.Session, session.Build, error) {
-	o, err := g.options(stderr)
+// start makes the build of proj and opens its session.
+func (b *buildFlags) start(ctx context.Context, c *cli, proj *config.Project, policy steps.Policy, tag string) (*session.Session, session.Build, error) {
+	o, err := c.options()
 	if err != nil {
 		return nil, session.Build{}, err
 	}
@@ -169,34 +151,24 @@ func (b *buildFlags) start(ctx context.Context, g globals, proj *config.Project,
 			return nil, session.Build{}, usageError("--env %q: want KEY=VAL", e)
 		}
 	}
-	key, keySource, err := secrets.FindKey(os.Getenv(keyEnv), keyEnv, secrets.KeyPath(proj.Dir, b.keyPath))
-	if err != nil {
-		return nil, session.Build{}, &exitError{code: 2, err: err}
-	}
-	flags := map[string]string{}
+	id := session.Identity{KeyPath: b.keyPath, CI: map[string]string{}, Tag: tag}
 	for name, p := range b.ci {
-		flags[name] = *p
+		id.CI[name] = *p
 	}
-	civ, err := civars.Resolve(ctx, proj.Dir, flags, steps.NewBuildID(), tag)
+	build, err := session.NewBuild(ctx, proj, policy, id)
 	if err != nil {
-		return nil, session.Build{}, usageError("%w", err)
-	}
-	if tag == "" {
-		tag = civ.Branch // the branch, or the tag at HEAD
+		return nil, build, &exitError{code: 2, err: err}
 	}
 	s, err := open(ctx, o)
 	if err != nil {
-		return nil, session.Build{}, err
+		return nil, build, err
 	}
-	log.G(ctx).Debugf("build %s in %s", civ.BuildID, proj.Dir)
-	return s, session.Build{
-		Project: proj, Policy: policy, Key: key, KeySource: keySource, CI: civ, Tag: tag,
-		Env: b.env, NoRemove: b.noRemove, QuietDeps: b.quietDeps, StopTimeout: b.stopTimeout,
-		Output: stdout, Hurry: hurry,
-	}, nil
+	build.Env, build.NoRemove, build.QuietDeps, build.StopTimeout = b.env, b.noRemove, b.quietDeps, b.stopTimeout
+	build.Output, build.Hurry = c.stdout, hurry
+	return s, build, nil
 }
 
-func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.Writer) (retErr error) {
+func runSteps(ctx context.Context, c *cli, args []string) (retErr error) {
 	var (
 		b           buildFlags
 		tag         string
@@ -204,7 +176,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 		stepTimeout time.Duration
 		push        bool
 	)
-	fs := commandFlags("steps", &g, stderr, "")
+	fs := c.flags("steps", "")
 	fs.BoolVar(&push, "push", false, "run push steps (without it they are skipped)")
 	b.addProject(fs, true)
 	b.addBuild(fs)
@@ -213,7 +185,7 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	fs.BoolVar(&b.noRemove, "no-remove", false, "keep containers, snapshots and anonymous volumes after each step")
 	fs.IntVar(&maxParallel, "max-parallel", runtime.NumCPU(), "how many steps may run at once")
 	fs.DurationVar(&stepTimeout, "step-timeout", 0, "stop and fail a step that runs longer than this (0: no limit; a step's timeout key wins)")
-	if ok, err := parse(fs, &g, args, stderr); !ok || err != nil {
+	if ok, err := c.parse(fs, args); !ok || err != nil {
 		return err
 	}
 	switch {
@@ -226,11 +198,11 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	case maxParallel < 1:
 		return usageError("--max-parallel %d: want at least 1", maxParallel)
 	}
-	proj, policy, err := b.load(ctx, stderr, true, true)
+	proj, policy, err := b.load(c.stderr, true, true)
 	if err != nil {
 		return err
 	}
-	s, build, err := b.start(ctx, g, proj, policy, tag, stdout, stderr)
+	s, build, err := b.start(ctx, c, proj, policy, tag)
 	if err != nil {
 		return err
 	}
@@ -238,16 +210,16 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 	build.MaxParallel, build.StepTimeout, build.Push = maxParallel, stepTimeout, push
 	sum, err := s.Steps(ctx, build)
 	if errors.As(err, new(*steps.PreconditionError)) {
-		return preconditions(err, stderr)
+		return preconditions(err, c.stderr)
 	}
 	if sum != nil {
-		sum.Print(stdout)
+		sum.Print(c.stdout)
 	}
 	if err != nil {
 		return err
 	}
-	if ctx.Err() != nil {
-		return &exitError{code: 130, err: errors.New("interrupted")}
+	if err := interrupted(ctx); err != nil {
+		return err
 	}
 	if !sum.Passed() {
 		return &exitError{code: 1, err: fmt.Errorf("%w: build %s failed", errReported, build.CI.BuildID)}
@@ -257,13 +229,13 @@ func runSteps(ctx context.Context, g globals, args []string, stdout, stderr io.W
 
 // runRun is `crun-ci run SERVICE [COMMAND [ARGS…]]`: one container of the service with
 // its dependencies, like one step, attached to crun-ci's standard input and output.
-func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Writer) (retErr error) {
+func runRun(ctx context.Context, c *cli, args []string) (retErr error) {
 	var (
 		b          buildFlags
 		entrypoint string
 		noTTY      bool
 	)
-	fs := commandFlags("run", &g, stderr, " SERVICE [COMMAND [ARGS…]]")
+	fs := c.flags("run", " SERVICE [COMMAND [ARGS…]]")
 	b.addBuild(fs)
 	fs.SetInterspersed(false) // flags after SERVICE belong to the command
 	b.addProject(fs, false)
@@ -271,7 +243,7 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 	fs.StringVar(&entrypoint, "entrypoint", "", "replace the service's entrypoint (split like a command)")
 	fs.BoolVar(&b.noRemove, "no-remove", false, "keep the containers, snapshots and anonymous volumes")
 	fs.BoolVarP(&noTTY, "no-tty", "T", false, "no terminal, even when standard input is one")
-	if ok, err := parse(fs, &g, args, stderr); !ok || err != nil {
+	if ok, err := c.parse(fs, args); !ok || err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
@@ -288,52 +260,30 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 			return usageError("--entrypoint %q: %w", entrypoint, err)
 		}
 	}
-	proj, policy, err := b.load(ctx, stderr, false, true)
+	proj, policy, err := b.load(c.stderr, false, true)
 	if err != nil {
 		return err
 	}
 	if _, ok := proj.Services[service]; !ok {
 		return usageError("run: no service %q in %s", service, rel(proj.Dir, proj.ServicesFile))
 	}
-	attach := &steps.Attach{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr}
-	if con, err := console.ConsoleFromFile(os.Stdin); err == nil && !noTTY {
-		attach.TTY = true
-		if err := con.SetRaw(); err != nil {
-			return fmt.Errorf("run: terminal: %w", err)
-		}
-		defer con.Reset()
-		attach.Resize = func(resize func(w, h uint32) error) {
-			set := func() {
-				if size, err := con.Size(); err == nil {
-					resize(uint32(size.Width), uint32(size.Height))
-				}
-			}
-			set()
-			winch := make(chan os.Signal, 1)
-			signal.Notify(winch, syscall.SIGWINCH)
-			go func() {
-				for range winch {
-					set()
-				}
-			}()
-		}
+	attach, reset, err := session.Attach(os.Stdin, c.stdout, c.stderr, !noTTY)
+	if err != nil {
+		return fmt.Errorf("run: terminal: %w", err)
 	}
-	s, build, err := b.start(ctx, g, proj, policy, "", stdout, stderr)
+	defer reset()
+	s, build, err := b.start(ctx, c, proj, policy, "")
 	if err != nil {
 		return err
 	}
 	defer func() { retErr = errors.Join(retErr, s.Close()) }()
-	sum, err := s.Run(ctx, build, service, command, ep, attach)
-	if err := preconditions(err, stderr); err != nil {
+	r, err := s.Run(ctx, build, service, command, ep, attach)
+	if err := preconditions(err, c.stderr); err != nil {
 		return err
 	}
-	if ctx.Err() != nil {
-		return &exitError{code: 130, err: errors.New("interrupted")}
+	if err := interrupted(ctx); err != nil {
+		return err
 	}
-	if len(sum.Results) != 1 {
-		return fmt.Errorf("run: %d results", len(sum.Results))
-	}
-	r := sum.Results[0]
 	switch {
 	case r.Err != nil:
 		return fmt.Errorf("run %s: %w", service, r.Err)
@@ -350,15 +300,15 @@ func runRun(ctx context.Context, g globals, args []string, stdout, stderr io.Wri
 // runLoad is `crun-ci load [SERVICE…]`: make the images of the services (all when none
 // is named) present in containerd's store, pulling what is missing and building what has
 // a build key, without running any step. It prints the name of each image.
-func runLoad(ctx context.Context, g globals, args []string, stdout, stderr io.Writer) (retErr error) {
+func runLoad(ctx context.Context, c *cli, args []string) (retErr error) {
 	var b buildFlags
-	fs := commandFlags("load", &g, stderr, " [SERVICE…]")
+	fs := c.flags("load", " [SERVICE…]")
 	b.addProject(fs, false)
 	b.addBuild(fs)
-	if ok, err := parse(fs, &g, args, stderr); !ok || err != nil {
+	if ok, err := c.parse(fs, args); !ok || err != nil {
 		return err
 	}
-	proj, policy, err := b.load(ctx, stderr, false, false)
+	proj, policy, err := b.load(c.stderr, false, false)
 	if err != nil {
 		return err
 	}
@@ -371,13 +321,13 @@ func runLoad(ctx context.Context, g globals, args []string, stdout, stderr io.Wr
 			return usageError("load: no service %q in %s", n, rel(proj.Dir, proj.ServicesFile))
 		}
 	}
-	s, build, err := b.start(ctx, g, proj, policy, "", stdout, stderr)
+	s, build, err := b.start(ctx, c, proj, policy, "")
 	if err != nil {
 		return err
 	}
 	defer func() { retErr = errors.Join(retErr, s.Close()) }()
 	sum, err := s.Load(ctx, build, names)
-	if err := preconditions(err, stderr); err != nil {
+	if err := preconditions(err, c.stderr); err != nil {
 		return err
 	}
 	var errs []error
@@ -386,35 +336,14 @@ func runLoad(ctx context.Context, g globals, args []string, stdout, stderr io.Wr
 			errs = append(errs, r.Err)
 			continue
 		}
-		fmt.Fprintln(stdout, r.Note)
+		fmt.Fprintln(c.stdout, r.Note)
 	}
-	if ctx.Err() != nil {
-		return &exitError{code: 130, err: errors.New("interrupted")}
+	if err := interrupted(ctx); err != nil {
+		return err
 	}
 	if len(errs) > 0 {
-		printErrors(stderr, errors.Join(errs...))
+		printErrors(c.stderr, errors.Join(errs...))
 		return &exitError{code: 1, err: fmt.Errorf("%w: images not built", errReported)}
 	}
 	return nil
-}
-
-// preconditions prints the problems of a *steps.PreconditionError, one a line, and turns
-// it into exit status 2; other errors pass through.
-func preconditions(err error, stderr io.Writer) error {
-	var pe *steps.PreconditionError
-	if errors.As(err, &pe) {
-		printErrors(stderr, pe)
-		return &exitError{code: 2, err: fmt.Errorf("%w: preconditions not met", errReported)}
-	}
-	return err
-}
-
-// isTerminal reports whether w is a terminal (and TERM does not say it is a dumb one).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok || os.Getenv("TERM") == "dumb" {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }

@@ -1,0 +1,119 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/containerd/log"
+
+	"github.com/crun-ci/crun-ci/civars"
+	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/remote"
+	"github.com/crun-ci/crun-ci/secrets"
+	"github.com/crun-ci/crun-ci/steps"
+)
+
+// KeyEnv may hold the key's base64 instead of a key file, for CI hosts.
+const KeyEnv = "CRUNCI_AES_KEY"
+
+// Pipeline says where a build directory's pipeline files are.
+type Pipeline struct {
+	// Dir is the build directory; Services and Steps are the files ("" for the
+	// defaults: codeship-services.yml, .json or docker-compose.yml, and
+	// codeship-steps.yml or .json, in Dir).
+	Dir, Services, Steps string
+	// NoSteps reads the services file only (run, load).
+	NoSteps bool
+}
+
+// Load reads the pipeline and returns it with the warnings of what crun-ci ignores in
+// it. With check, it also runs the checks that need no containerd (steps.Check) under
+// policy; every problem found is in the error (a join, or a *steps.PreconditionError).
+func (p Pipeline) Load(policy steps.Policy, check bool) (*config.Project, []error, error) {
+	var proj *config.Project
+	var err error
+	if p.NoSteps {
+		proj, err = config.LoadServices(p.Dir, p.Services)
+	} else {
+		proj, err = config.Load(p.Dir, p.Services, p.Steps)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	warnings := steps.Warnings(proj)
+	if check {
+		if err := steps.Check(proj, policy); err != nil {
+			return nil, warnings, err
+		}
+	}
+	return proj, warnings, nil
+}
+
+// Identity is what a build is known by besides its pipeline: the key of its encrypted
+// files and its CI values.
+type Identity struct {
+	// KeyPath is the key file ("" for codeship.aes in the build directory); $CRUNCI_AES_KEY
+	// wins over it.
+	KeyPath string
+	// CI overrides the values read from the build directory's git repository, by flag
+	// name (civars.FlagNames); empty ones do not.
+	CI map[string]string
+	// Tag is matched by the steps' tag and exclude; "" takes the branch (or the tag at
+	// HEAD).
+	Tag string
+}
+
+// NewBuild returns the Build of proj under policy: its key, a new build id and its CI
+// values. What keeps it from being made is a *SetupError.
+func NewBuild(ctx context.Context, proj *config.Project, policy steps.Policy, id Identity) (Build, error) {
+	key, keySource, err := secrets.FindKey(os.Getenv(KeyEnv), KeyEnv, secrets.KeyPath(proj.Dir, id.KeyPath))
+	if err != nil {
+		return Build{}, &SetupError{err}
+	}
+	civ, err := civars.Resolve(ctx, proj.Dir, id.CI, steps.NewBuildID(), id.Tag)
+	if err != nil {
+		return Build{}, &SetupError{err}
+	}
+	tag := id.Tag
+	if tag == "" {
+		tag = civ.Branch
+	}
+	log.G(ctx).Debugf("build %s in %s", civ.BuildID, proj.Dir)
+	return Build{Project: proj, Policy: policy, Key: key, KeySource: keySource, CI: civ, Tag: tag}, nil
+}
+
+// Tidy is `crun-ci cleanup`: it removes what dead builds left (or, dry, lists it) and,
+// with layerCache, empties the layer cache of built images, saying all of it on w.
+func (s *Session) Tidy(ctx context.Context, dry, layerCache bool, w io.Writer) error {
+	n, err := s.Cleanup(ctx, dry, w)
+	if err != nil {
+		return err
+	}
+	switch {
+	case n == 0:
+		fmt.Fprintln(w, "nothing to clean up")
+	case dry:
+		fmt.Fprintf(w, "%d builds would be cleaned up\n", n)
+	default:
+		fmt.Fprintf(w, "%d builds cleaned up\n", n)
+	}
+	if !layerCache {
+		return nil
+	}
+	gone, err := s.PruneCache(ctx, -1, dry)
+	var size int64
+	for _, e := range gone {
+		size += e.Size
+	}
+	verb := "removed"
+	if dry {
+		verb = "would remove"
+	}
+	fmt.Fprintf(w, "layer cache: %s %d layers (%s)\n", verb, len(gone), remote.Size(size))
+	if err != nil {
+		return fmt.Errorf("empty the layer cache: %w", err)
+	}
+	return nil
+}
