@@ -13,12 +13,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/opencontainers/image-spec/identity"
 
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/daemon"
+	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/ociarchive"
 )
 
@@ -271,7 +274,7 @@ func assertClean(t *testing.T) {
 		}
 	}
 	for _, ip := range allocatedIPs(t) {
-		t.Errorf("address %s is still allocated", ip)
+		t.Errorf("%s is left", ip)
 	}
 	for _, sh := range runningShims(t) {
 		t.Errorf("shim of %s (pid %d) still runs", sh.ID, sh.PID)
@@ -319,17 +322,36 @@ func runningShims(t testing.TB) []builds.Shim {
 // allocatedIPs lists the step addresses that host-local IPAM holds in the suite's state
 // directory (one file per address; its lock and last-reserved files are not addresses).
 func allocatedIPs(t testing.TB) []string {
-	entries, err := os.ReadDir(filepath.Join(stateDir, "cni", "networks", "crun-ci"))
+	entries, err := os.ReadDir(filepath.Join(stateDir, "net", "slices"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
-	var ips []string
+	var left []string
 	for _, e := range entries {
-		if n := e.Name(); n != "lock" && !strings.HasPrefix(n, "last_reserved_ip") {
-			ips = append(ips, n)
+		left = append(left, "the step network slice "+e.Name())
+	}
+	// The suite runs its tests one at a time: between them no bridge of the suite's
+	// state directory stands, and no veth of crun-ci's that is on none of another's
+	// (the network package's tests, which may run meanwhile, use bridges of their own).
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatalf("list links: %v", err)
+	}
+	prefix := network.DefaultBridge(stateDir)
+	masters := map[int]string{}
+	for _, l := range links {
+		masters[l.Attrs().Index] = l.Attrs().Name
+	}
+	for _, l := range links {
+		name, master := l.Attrs().Name, masters[l.Attrs().MasterIndex]
+		switch {
+		case strings.HasPrefix(name, prefix):
+			left = append(left, "the bridge "+name)
+		case strings.HasPrefix(name, "crv") && (master == "" || strings.HasPrefix(master, prefix)):
+			left = append(left, "the veth "+name)
 		}
 	}
-	return ips
+	return left
 }
 
 // buildID returns the build id the summary names.

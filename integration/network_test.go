@@ -2,9 +2,17 @@ package integration
 
 import (
 	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+
+	"github.com/google/go-cmp/cmp"
+
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/crun-ci/crun-ci/network"
 )
 
 // A dependency serving TCP is reached by its service name and by a link alias; the step's
@@ -52,7 +60,102 @@ func TestParallelStepsCanBindTheSamePort(t *testing.T) {
 	wantContains(t, "stdout", r.stdout, "a/app | a bound 9000\n", "b/app | b bound 9000\n")
 }
 
-// Fifty steps on the bridge leave no address, veth or iptables rule behind.
+// Two services of one step listen on the same port: each container has an address of
+// its own on the step's network, and its name leads there.
+func TestServicesOfAStepListenOnTheSamePort(t *testing.T) {
+	requireRoot(t)
+	web := func(name string) string {
+		return fmt.Sprintf(`%s:
+  image: busybox
+  command: sh -c 'mkdir -p /www && echo served by %s > /www/index.html && exec httpd -f -p 8080 -h /www'
+  healthcheck:
+    test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
+    interval: 100ms
+    retries: 50
+`, name, name)
+	}
+	dir := project(t, map[string]string{
+		"codeship-services.yml": web("one") + web("two") + "app:\n  image: busybox\n  depends_on: [one, two]\n",
+		"codeship-steps.yml": `
+- name: both
+  service: app
+  command: sh -c 'wget -q -O - http://one:8080/; wget -q -O - http://two:8080/; for h in one two app; do grep -w $h /etc/hosts | cut -f1; done | sort -u | wc -l'
+`,
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "both/app | served by one\nboth/app | served by two\n", "both/app | 3\n")
+}
+
+// Steps are isolated from each other: a parallel step reaches neither the address of
+// another step's server nor, with raw sockets (cap_add NET_RAW), its link layer; without
+// cap_add a step has no raw sockets at all.
+func TestParallelStepsAreIsolated(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+server:
+  image: busybox
+  volumes: ["./shared:/shared"]
+attacker:
+  image: busybox
+  cap_add: [NET_RAW]
+  volumes: ["./shared:/shared"]
+plain:
+  image: busybox
+`,
+		"shared/.gitkeep": "",
+		"codeship-steps.yml": `
+- type: parallel
+  steps:
+  - name: serve
+    service: server
+    command: sh -c 'echo hello > /tmp/index.html; httpd -p 8080 -h /tmp; ip -4 -o addr show eth0 | sed "s/.*inet \([0-9.]*\).*/\1/" > /shared/ip; while [ ! -e /shared/done ]; do sleep 0.1; done; echo served'
+  - name: attack
+    service: attacker
+    command: sh -c 'while [ ! -s /shared/ip ]; do sleep 0.1; done; ip=$(cat /shared/ip); if wget -q -O - http://$ip:8080/; then echo reached by address; else echo not reached by address; fi; if arping -c 2 -w 2 -I eth0 $ip; then echo reached by arp; else echo not reached by arp; fi; touch /shared/done'
+- name: no-raw
+  service: plain
+  command: sh -c 'arping -c 1 -w 1 -I eth0 127.0.0.1 2>&1; grep CapEff /proc/self/status'
+`,
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "attack/attacker | not reached by address\n", "attack/attacker | not reached by arp\n", "serve/server | served\n",
+		"no-raw/plain | arping: socket: Operation not permitted\n")
+	wantNotContains(t, "stdout", r.stdout, "attack/attacker | reached", "attack/attacker | hello")
+	// CapEff without bit 13, CAP_NET_RAW.
+	m := regexp.MustCompile(`no-raw/plain \| CapEff:\s+([0-9a-f]+)`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatal("no CapEff line")
+	}
+	if caps, _ := strconv.ParseUint(m[1], 16, 64); caps&(1<<13) != 0 {
+		t.Errorf("CapEff %s has CAP_NET_RAW", m[1])
+	}
+}
+
+// --subnet moves the step networks; the choice is stored with the state directory, so
+// a later run without the flag keeps it, and it is refused when it overlaps a route.
+func TestSubnetIsChosenAndStored(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n",
+		"codeship-steps.yml":    "- {name: addr, service: app, command: \"sh -c 'ip -4 -o addr show eth0'\"}\n",
+	})
+	t.Cleanup(func() { crunci(t, "steps", "--dir", dir, "--subnet", network.DefaultSubnet) })
+	r := runSteps(t, dir, "--subnet", "10.123.0.0/16")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "inet 10.123.")
+	r = runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "inet 10.123.")
+	r = runSteps(t, dir, "--subnet", hostAddress(t)+"/24")
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr, "overlaps the route to", "choose another subnet with --subnet")
+}
+
+// Fifty steps of three containers on the step networks leave no bridge, veth, slice
+// or iptables rule behind: iptables-save is the same before and after.
 func TestFiftyStepsLeakNoNetworkState(t *testing.T) {
 	requireRoot(t)
 	var steps strings.Builder
@@ -60,20 +163,23 @@ func TestFiftyStepsLeakNoNetworkState(t *testing.T) {
 		fmt.Fprintf(&steps, "- {service: app, command: 'true'}\n")
 	}
 	dir := project(t, map[string]string{
-		"codeship-services.yml": "app:\n  image: busybox\n",
+		"codeship-services.yml": "app:\n  image: busybox\n  depends_on: [db, cache]\ndb:\n  image: busybox\n  command: sleep 600\ncache:\n  image: busybox\n  command: sleep 600\n",
 		"codeship-steps.yml":    steps.String(),
 	})
-	vethsBefore, rulesBefore := veths(t), iptablesLines(t)
+	// The first run makes what stays: the rules of the subnet.
 	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	vethsBefore, rulesBefore := veths(t), iptablesRules(t)
+	r = runSteps(t, dir)
 	wantCode(t, r, 0)
 	// More would be a leak; fewer can be another test's step ending meanwhile.
 	if got := veths(t); got > vethsBefore {
 		t.Errorf("%d veth interfaces after 50 steps, %d before", got, vethsBefore)
 	}
-	if got := iptablesLines(t); got > rulesBefore+1 { // +1: the masquerade rule of the subnet, made once
-		t.Errorf("iptables-save has %d lines after 50 steps, %d before", got, rulesBefore)
+	if diff := cmp.Diff(rulesBefore, iptablesRules(t)); diff != "" {
+		t.Errorf("iptables-save after 50 steps of three containers (-before +after):\n%s", diff)
 	}
-	// assertClean (in runSteps) checked that no address stays allocated.
+	// assertClean (in runSteps) checked that no slice, bridge or veth of the suite stays.
 }
 
 func veths(t *testing.T) int {
@@ -84,18 +190,19 @@ func veths(t *testing.T) int {
 	return strings.Count(string(out), "\n")
 }
 
-func iptablesLines(t *testing.T) int {
+// iptablesRules are the rules of iptables-save, without its comments and counters.
+func iptablesRules(t *testing.T) []string {
 	out, err := exec.Command("iptables-save").Output()
 	if err != nil {
 		t.Fatalf("iptables-save: %v", err)
 	}
-	n := 0
+	var rules []string
 	for _, l := range strings.Split(string(out), "\n") {
-		if l != "" && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, ":") {
-			n++
+		if l != "" && !strings.HasPrefix(l, "#") {
+			rules = append(rules, regexp.MustCompile(`^(:\S+ \S+) \[\d+:\d+\]$`).ReplaceAllString(l, "$1"))
 		}
 	}
-	return n
+	return rules
 }
 
 func TestNetworkModesHostAndNone(t *testing.T) {
@@ -113,4 +220,27 @@ func TestNetworkModesHostAndNone(t *testing.T) {
 	r = runSteps(t, dir, "--network", "bridged")
 	wantCode(t, r, 2)
 	wantContains(t, "stderr", r.stderr, "--network")
+}
+
+// hostAddress is an IPv4 address of the host outside the step networks: that of an
+// interface that is up and no loopback, veth or bridge of crun-ci's.
+func hostAddress(t *testing.T) string {
+	t.Helper()
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range ifaces {
+		if i.Flags&net.FlagUp == 0 || i.Flags&net.FlagLoopback != 0 || strings.HasPrefix(i.Name, "cr") {
+			continue
+		}
+		addrs, _ := i.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
+				return n.IP.String()
+			}
+		}
+	}
+	t.Fatal("no IPv4 address on the host besides loopback")
+	return ""
 }

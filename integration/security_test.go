@@ -465,8 +465,8 @@ func TestSecretBuildArgumentsNeverShareALayer(t *testing.T) {
 	}
 }
 
-// ADD <url> fetches from the build's network namespace: what a step could reach, not
-// crun-ci's own loopback.
+// ADD <url> fetches from the build's network: what a step could reach, not crun-ci's
+// own loopback, and the host only with --host-access gateway.
 func TestADDFetchesFromTheBuildNetwork(t *testing.T) {
 	requireRoot(t)
 	ln, err := net.Listen("tcp", "0.0.0.0:0")
@@ -477,6 +477,7 @@ func TestADDFetchesFromTheBuildNetwork(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
+	host := hostAddress(t)
 	dir := project(t, map[string]string{
 		"codeship-services.yml": `
 loopback:
@@ -486,11 +487,19 @@ bridge:
 `,
 		"codeship-steps.yml":  "- {name: bridge, service: bridge, command: cat /f}\n- {name: loopback, service: loopback, command: cat /f}\n",
 		"Dockerfile.loopback": fmt.Sprintf("FROM busybox\nADD http://127.0.0.1:%d/f /f\n", port),
-		// The bridge's own address: the steps' gateway, reached as a step reaches the host.
-		"Dockerfile.bridge": fmt.Sprintf("FROM busybox\nADD http://10.89.0.1:%d/f /f\n", port),
+		// An address of the host, reached as a step reaches the host.
+		"Dockerfile.bridge": fmt.Sprintf("FROM busybox\nADD http://%s:%d/f /f\n", host, port),
 	})
-	r := runSteps(t, dir, "--no-cache")
+	r := runSteps(t, dir, "--no-cache", "--host-access", "gateway")
 	wantCode(t, r, 1)
-	wantContains(t, "stdout", r.stdout, fmt.Sprintf("bridge/bridge | fetched from 10.89.0.1:%d\n", port),
+	wantContains(t, "stdout", r.stdout, fmt.Sprintf("bridge/bridge | fetched from %s:%d\n", host, port),
 		"FAILED      loopback (loopback)", fmt.Sprintf(`Dockerfile.loopback:2: ADD http://127.0.0.1:%d/f /f: fetch "http://127.0.0.1:%d/f"`, port, port), "connection refused")
+	// By default the host is out of reach, at once.
+	start := time.Now()
+	r = runSteps(t, dir, "--no-cache")
+	wantCode(t, r, 1)
+	wantContains(t, "stdout", r.stdout, fmt.Sprintf(`Dockerfile.bridge:2: ADD http://%s:%d/f /f: fetch "http://%s:%d/f"`, host, port, host, port), "connection refused")
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("refused by --host-access none after %s, want at once", took)
+	}
 }

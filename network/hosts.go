@@ -11,19 +11,23 @@ import (
 	"strings"
 )
 
-// Hosts returns the /etc/hosts content of a step: the localhost lines, then one line per
-// name (service names and link aliases) with the step's address, ip in Bridge mode. With
-// ip "" (Host and None modes, where the step's containers share the loopback interface)
-// the names point at 127.0.0.1. Repeated names and names that cannot stand in a hosts
-// file (empty, or holding a space or '#') are left out.
+// Hosts returns the /etc/hosts content that gives names the address ip: the localhost
+// lines, then the lines of HostsEntries. With ip "" (None mode, where the step's
+// containers share the loopback interface) the names point at 127.0.0.1.
 func Hosts(ip string, names []string) []byte {
+	b := []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	return append(b, HostsEntries(ip, names, map[string]bool{"localhost": true})...)
+}
+
+// HostsEntries returns a hosts file's lines that give names the address ip (127.0.0.1
+// when ""), one a name. Names in seen, repeated names and names that cannot stand in a
+// hosts file (empty, or holding a space or '#') are left out; the others are added to
+// seen.
+func HostsEntries(ip string, names []string, seen map[string]bool) []byte {
 	if ip == "" {
 		ip = "127.0.0.1"
 	}
 	var b bytes.Buffer
-	b.WriteString("127.0.0.1\tlocalhost\n")
-	b.WriteString("::1\tlocalhost ip6-localhost ip6-loopback\n")
-	seen := map[string]bool{"localhost": true}
 	for _, n := range names {
 		if n == "" || seen[n] || strings.ContainsAny(n, " \t\r\n#") {
 			continue

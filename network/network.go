@@ -2,6 +2,8 @@ package network
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,19 +14,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"time"
+	"sync"
 
-	"github.com/containerd/containerd/v2/core/mount"
-	"github.com/containerd/containerd/v2/pkg/netns"
-	"github.com/containerd/log"
-	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/invoke"
-	types100 "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/moby/sys/mountinfo"
 	"github.com/vishvananda/netlink"
-	vnetns "github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // Mode is how a step's containers are networked.
@@ -32,12 +24,13 @@ type Mode string
 
 // The modes. Bridge is the default of crun-ci.
 const (
-	// Bridge gives each step a network namespace of its own, attached to the host's
-	// bridge with an address of the subnet.
+	// Bridge gives each step a network of its own (a bridge and a slice of the subnet)
+	// and each of its containers a namespace and an address on it.
 	Bridge Mode = "bridge"
 	// Host runs the containers in the host's network namespace.
 	Host Mode = "host"
-	// None gives each step a network namespace with only a loopback interface.
+	// None gives each step a network namespace with only a loopback interface, shared by
+	// its containers.
 	None Mode = "none"
 )
 
@@ -50,48 +43,49 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("parse network mode %q: want bridge, host or none", s)
 }
 
-// Defaults of Config.
+// HostAccess says whether the steps may open connections to the host itself (to its
+// address on a step's bridge, or any other of its addresses).
+type HostAccess string
+
+// The host access choices. None is the default of crun-ci; Docker's is Gateway.
 const (
-	// DefaultSubnet is next to the 10.88.0.0/16 of Podman and containerd's CRI examples
-	// rather than on it, and away from Docker's 172.17.0.0/16 and the 172.18-31 and
-	// 192.168 ranges its user networks take, so that crun-ci can share a host with them.
-	DefaultSubnet = "10.89.0.0/16"
-	// DefaultBridge is the name of the host's bridge.
-	DefaultBridge = "crunci0"
+	HostAccessNone    HostAccess = "none"
+	HostAccessGateway HostAccess = "gateway"
 )
 
-// DefaultPluginDirs are where Debian's containernetworking-plugins (/usr/lib/cni) and the
-// upstream release tarballs (/opt/cni/bin) install the CNI plugins.
-var DefaultPluginDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
+// ParseHostAccess parses --host-access: "none" or "gateway".
+func ParseHostAccess(s string) (HostAccess, error) {
+	switch a := HostAccess(s); a {
+	case HostAccessNone, HostAccessGateway:
+		return a, nil
+	}
+	return "", fmt.Errorf("parse host access %q: want none or gateway", s)
+}
 
-// netName is the CNI network name: host-local keeps its allocations in a directory of
-// this name, and the iptables comments of the plugins carry it.
-const netName = "crun-ci"
+// DefaultSubnet is next to the 10.88.0.0/16 of Podman and containerd's CRI examples
+// rather than on it, and away from Docker's 172.17.0.0/16 and the 172.18-31 and 192.168
+// ranges its user networks take, so that crun-ci can share a host with them.
+const DefaultSubnet = "10.89.0.0/16"
 
-// ifName is the step's interface on the bridge, inside its namespace.
-const ifName = "eth0"
-
-// plugins are the CNI plugins that Bridge mode executes.
-var plugins = []string{"bridge", "host-local"}
-
-// Config of the bridge network. The zero value takes the defaults, except StateDir.
+// Config of the step networks. The zero value takes the defaults (those stored with the
+// state directory, else the built-in ones), except StateDir.
 type Config struct {
-	// Subnet the steps take their addresses from, an IPv4 CIDR; DefaultSubnet if empty.
-	// The first address is the bridge's, the gateway of the steps.
+	// Subnet the step networks take their slices from, an IPv4 CIDR of /27 or more.
 	Subnet string
-	// Bridge is the name of the host's bridge; DefaultBridge if empty.
+	// Bridge is the prefix of the names of the step networks' bridges, at most 10
+	// characters; the default is "cr" and 5 hex digits of a hash of StateDir, so that
+	// two state directories never share a bridge.
 	Bridge string
-	// PluginDirs are searched for the CNI plugins; DefaultPluginDirs if empty.
-	PluginDirs []string
-	// StateDir is crun-ci's state directory. The address allocations and the CNI result
-	// cache live under StateDir/cni, not under /var/lib/cni, so that the builds of one
-	// state directory are found and cleaned up apart from anything else on the host.
-	// Bridge mode needs it; give it in the other modes too, so that RemoveOrphans frees
-	// the addresses of a dead build that ran in Bridge mode.
+	// HostAccess says whether steps may connect to the host; HostAccessNone if empty.
+	HostAccess HostAccess
+	// StateDir is crun-ci's state directory, where the subnet and bridge prefix are
+	// stored (network.json) and the slices are allocated (net/slices). Bridge mode needs
+	// it; give it in the other modes too, so that RemoveOrphans frees what a dead build
+	// left in Bridge mode.
 	StateDir string
-	// MTU of the steps' interfaces and the bridge; 0 takes that of the device of the
-	// host's default route, so that a host on a network with a smaller MTU than 1500 (a
-	// VPN, a cloud VM) does not lose the steps' large packets.
+	// MTU of the containers' interfaces and the bridges; 0 takes that of the device of
+	// the host's default route, so that a host on a network with a smaller MTU than 1500
+	// (a VPN, a cloud VM) does not lose the steps' large packets.
 	MTU int
 }
 
@@ -100,130 +94,155 @@ type Manager struct {
 	mode   Mode
 	cfg    Config
 	subnet *net.IPNet
-	cni    *libcni.CNIConfig
-	conf   *libcni.NetworkConfigList
-	// plugins reports whether the CNI plugins were found: Bridge mode needs them; the
-	// other modes use them only to clean up what a Bridge build left.
-	plugins bool
-	// ensureMasq is whether Setup keeps the masquerade rule; off only to measure the
-	// plugin's own masquerading.
-	ensureMasq bool
+	// sliceOnes is the prefix length of a step network's slice of the subnet.
+	sliceOnes int
+
+	rulesMu sync.Mutex
+	rulesOK bool
 }
 
 // Mode returns the mode the Manager was made for.
 func (m *Manager) Mode() Mode { return m.mode }
 
-// New returns a Manager of the mode. In Bridge mode it fails with a clear error when the
-// CNI plugins or iptables are missing, when cfg.StateDir is empty or when the subnet
-// overlaps a route of the host that is not the bridge's.
+// Subnet returns the subnet of the step networks.
+func (m *Manager) Subnet() *net.IPNet { return m.subnet }
+
+// stored is what network.json in the state directory holds.
+type stored struct {
+	Subnet string `json:"subnet"`
+	Bridge string `json:"bridge"`
+}
+
+// storedFile is where the configuration of a state directory is kept.
+func storedFile(stateDir string) string { return filepath.Join(stateDir, "network.json") }
+
+// DefaultBridge is the bridge prefix of a state directory that stored none.
+func DefaultBridge(stateDir string) string {
+	h := sha256.Sum256([]byte(filepath.Clean(stateDir)))
+	return "cr" + hex.EncodeToString(h[:])[:5]
+}
+
+var validBridge = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_-]{0,9}$`)
+
+// New returns a Manager of the mode. The subnet and bridge prefix are those of cfg, else
+// those stored with the state directory, else the defaults; in Bridge mode what is used
+// is stored. New fails with a clear error when iptables is missing, when cfg.StateDir is
+// empty in Bridge mode or when the subnet overlaps a route of the host that is not on one
+// of the step networks' bridges.
 func New(mode Mode, cfg Config) (*Manager, error) {
 	if _, err := ParseMode(string(mode)); err != nil {
 		return nil, fmt.Errorf("new network: %w", err)
 	}
-	if cfg.Subnet == "" {
-		cfg.Subnet = DefaultSubnet
-	}
-	if cfg.Bridge == "" {
-		cfg.Bridge = DefaultBridge
-	}
-	if len(cfg.PluginDirs) == 0 {
-		cfg.PluginDirs = DefaultPluginDirs
-	}
-	m := &Manager{mode: mode, cfg: cfg, ensureMasq: true}
 	fail := func(err error) (*Manager, error) {
 		return nil, fmt.Errorf("new %s network: %w", mode, err)
+	}
+	if mode == Bridge && cfg.StateDir == "" {
+		return fail(errors.New("no state directory"))
+	}
+	var st stored
+	if cfg.StateDir != "" {
+		data, err := os.ReadFile(storedFile(cfg.StateDir))
+		switch {
+		case err == nil:
+			if err := json.Unmarshal(data, &st); err != nil {
+				return fail(fmt.Errorf("%s: %w", storedFile(cfg.StateDir), err))
+			}
+		case !errors.Is(err, fs.ErrNotExist):
+			return fail(err)
+		}
+	}
+	given := st
+	if cfg.Subnet == "" {
+		cfg.Subnet = or(st.Subnet, DefaultSubnet)
+	}
+	if cfg.Bridge == "" {
+		cfg.Bridge = or(st.Bridge, DefaultBridge(cfg.StateDir))
+	}
+	if cfg.HostAccess == "" {
+		cfg.HostAccess = HostAccessNone
+	}
+	if _, err := ParseHostAccess(string(cfg.HostAccess)); err != nil {
+		return fail(err)
 	}
 	ip, subnet, err := net.ParseCIDR(cfg.Subnet)
 	if err != nil || ip.To4() == nil {
 		return fail(fmt.Errorf("subnet %q: want an IPv4 CIDR such as %s", cfg.Subnet, DefaultSubnet))
 	}
-	if ones, _ := subnet.Mask.Size(); ones > 30 {
-		return fail(fmt.Errorf("subnet %q: too small, want /30 or larger", cfg.Subnet))
+	ones, _ := subnet.Mask.Size()
+	if ones > 27 {
+		return fail(fmt.Errorf("subnet %q: too small, want /27 or larger", cfg.Subnet))
 	}
-	m.subnet = subnet
-	if len(cfg.Bridge) > 15 || strings.ContainsAny(cfg.Bridge, "/ \t\n") {
-		return fail(fmt.Errorf("bridge name %q: want at most 15 characters, no slash or space", cfg.Bridge))
+	m := &Manager{mode: mode, cfg: cfg, subnet: subnet, sliceOnes: sliceOnes(ones)}
+	if !validBridge.MatchString(cfg.Bridge) {
+		return fail(fmt.Errorf("bridge prefix %q: want a letter and at most 9 more letters, digits, '_' or '-'", cfg.Bridge))
 	}
 	if cfg.MTU < 0 {
 		return fail(fmt.Errorf("MTU %d: want 0 (the host's) or more", cfg.MTU))
 	}
-	if mode == Bridge && cfg.StateDir == "" {
-		return fail(errors.New("no state directory"))
+	if mode != Bridge {
+		m.cfg = cfg
+		return m, nil
 	}
-	var missing []string
-	for _, p := range plugins {
-		if _, err := invoke.FindInPath(p, cfg.PluginDirs); err != nil {
-			missing = append(missing, p)
-		}
+	if _, err := exec.LookPath("iptables"); err != nil {
+		return fail(errors.New("iptables not found: install it with `apt-get install iptables`, or run with `--network host`"))
 	}
-	m.plugins = len(missing) == 0
-	if mode == Bridge {
-		if !m.plugins {
-			return fail(fmt.Errorf("CNI plugins %s not found in %s: install them with `apt-get install containernetworking-plugins`, or run with `--network host`",
-				strings.Join(missing, ", "), strings.Join(cfg.PluginDirs, ", ")))
-		}
-		if _, err := exec.LookPath("iptables"); err != nil {
-			return fail(errors.New("iptables not found: install it with `apt-get install iptables`, or run with `--network host`"))
-		}
-		if err := checkRoutes(subnet, cfg.Bridge); err != nil {
-			return fail(err)
-		}
+	if err := removeLegacy(); err != nil {
+		return fail(err)
+	}
+	if err := checkRoutes(subnet, cfg.Bridge); err != nil {
+		return fail(err)
 	}
 	if cfg.MTU == 0 {
 		cfg.MTU = defaultRouteMTU()
 	}
 	m.cfg = cfg
-	if cfg.StateDir != "" && m.plugins {
-		m.conf, err = libcni.ConfListFromBytes(confList(cfg, subnet, netName, false))
-		if err != nil {
-			return fail(fmt.Errorf("CNI configuration: %w", err))
+	if now := (stored{Subnet: subnet.String(), Bridge: cfg.Bridge}); now != given {
+		if err := m.store(now, given); err != nil {
+			return fail(err)
 		}
-		m.cni = libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, m.cniDir("cache"), nil)
 	}
 	return m, nil
 }
 
-// cniDir is where the CNI state of the state directory lives.
-func (m *Manager) cniDir(elem ...string) string {
-	return filepath.Join(append([]string{m.cfg.StateDir, "cni"}, elem...)...)
-}
-
-// confList is the CNI network of the steps: a bridge that is the steps' gateway and
-// host-local addresses, kept under the state directory. The plugin's own masquerading
-// is off (ipMasq false): it leaves a chain per step behind whenever a DEL comes without
-// its namespace (containernetworking/plugins#810), so Setup keeps one rule per subnet
-// instead. pluginMasq turns it on, for measuring that; name is the network's name.
-func confList(cfg Config, subnet *net.IPNet, name string, pluginMasq bool) []byte {
-	type obj = map[string]any
-	conf := obj{
-		"cniVersion": "1.0.0",
-		"name":       name,
-		"plugins": []obj{{
-			"type":      "bridge",
-			"bridge":    cfg.Bridge,
-			"isGateway": true,
-			"ipMasq":    pluginMasq,
-			"ipam": obj{
-				"type":    "host-local",
-				"ranges":  [][]obj{{{"subnet": subnet.String()}}},
-				"routes":  []obj{{"dst": "0.0.0.0/0"}},
-				"dataDir": filepath.Join(cfg.StateDir, "cni", "networks"),
-			},
-		}},
-	}
-	if cfg.MTU > 0 {
-		conf["plugins"].([]obj)[0]["mtu"] = cfg.MTU
-	}
-	b, err := json.Marshal(conf)
-	if err != nil {
-		panic(err) // maps of strings and slices always marshal
+func or(a, b string) string {
+	if a != "" {
+		return a
 	}
 	return b
 }
 
+// sliceOnes is the prefix length of a step network in a subnet of prefix length ones:
+// /24 in a /22 or larger subnet, else a quarter of it.
+func sliceOnes(ones int) int {
+	if ones <= 22 {
+		return 24
+	}
+	return ones + 2
+}
+
+// store writes the configuration to network.json. Changing the subnet or the prefix is
+// refused while a step network of the old one is allocated: its bridges still stand.
+func (m *Manager) store(now, old stored) error {
+	if old != (stored{}) {
+		if names, _ := os.ReadDir(m.slicesDir()); len(names) > 0 {
+			return fmt.Errorf("the state directory %s uses subnet %s and bridges %s*, and %d step networks of them are allocated: change the subnet or bridge once no build runs (and `crun-ci cleanup` has run)", m.cfg.StateDir, old.Subnet, old.Bridge, len(names))
+		}
+	}
+	if err := os.MkdirAll(m.cfg.StateDir, 0o700); err != nil {
+		return err
+	}
+	data, _ := json.Marshal(now)
+	tmp := storedFile(m.cfg.StateDir) + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, storedFile(m.cfg.StateDir))
+}
+
 // checkRoutes fails if a route of the host other than the default one overlaps subnet
-// on another device than the bridge: the steps could not reach what it leads to.
-func checkRoutes(subnet *net.IPNet, bridge string) error {
+// on a device other than the step networks' bridges: the steps could not reach what it
+// leads to.
+func checkRoutes(subnet *net.IPNet, prefix string) error {
 	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		return fmt.Errorf("list routes: %w", err)
@@ -239,12 +258,23 @@ func checkRoutes(subnet *net.IPNet, bridge string) error {
 		if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
 			dev = l.Attrs().Name
 		}
-		if dev == bridge {
+		if ours(dev, prefix) {
 			continue
 		}
-		return fmt.Errorf("subnet %s overlaps the route to %s on %s: choose another subnet", subnet, r.Dst, dev)
+		return fmt.Errorf("subnet %s overlaps the route to %s on %s: choose another subnet with --subnet", subnet, r.Dst, dev)
 	}
 	return nil
+}
+
+// ours reports whether a device name is one of a prefix's bridges: the prefix and hex
+// digits.
+func ours(dev, prefix string) bool {
+	rest, ok := strings.CutPrefix(dev, prefix)
+	if !ok || rest == "" {
+		return false
+	}
+	_, err := hex.DecodeString(strings.Repeat("0", len(rest)%2) + rest)
+	return err == nil
 }
 
 // defaultRouteMTU returns the MTU of the device of the host's default IPv4 route, 0 when
@@ -265,249 +295,40 @@ func defaultRouteMTU() int {
 	return 0
 }
 
-// Sandbox is one step's network namespace.
-type Sandbox struct {
-	// ID names the sandbox; it is the CNI container id. It contains the build id, so
-	// that what a dead build left can be told apart.
-	ID string
-	// Path is the bind mount of the namespace, for the network namespace of the OCI
-	// spec; "" in Host mode.
-	Path string
-	// IP is the step's address on the bridge; "" unless Bridge.
-	IP string
-}
-
-// validID is what CNI accepts as a container id; it is also a safe file name.
+// validID is what a network or sandbox id may be; it is also a safe file name.
 var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
 
-// Setup creates the network namespace of step id. id is the CNI container id: it must
-// contain the build id (the build id, a dash and the step's sequence number, say) and
-// consist of letters, digits, '_', '.' and '-'.
-//
-// The namespace is bind-mounted at dir/<id>/cni-<random> (containerd's pkg/netns names
-// the file); the caller keeps dir inside the build's directory, e.g.
-// <state>/builds/<build>/netns, so that RemoveOrphans of that directory finds it. Setup
-// brings up loopback, lets unprivileged users bind ports below 1024 and ping (as Docker
-// does) and, in Bridge mode, attaches the namespace to the bridge with CNI (bridge and
-// host-local) and makes sure that the subnet's traffic to the outside is masqueraded.
-// In Host mode it makes nothing and returns a Sandbox with an empty Path.
-//
-// What Setup made is undone when it fails.
-func (m *Manager) Setup(ctx context.Context, id, dir string) (_ *Sandbox, retErr error) {
-	if !validID.MatchString(id) {
-		return nil, fmt.Errorf("set up network %q: invalid id: want letters, digits, '_', '.' and '-'", id)
-	}
-	sb := &Sandbox{ID: id}
-	if m.mode == Host {
-		return sb, nil
-	}
-	fail := func(err error) (*Sandbox, error) {
-		return nil, fmt.Errorf("set up network %s: %w", id, err)
-	}
-	if m.mode == Bridge && m.ensureMasq {
-		if err := m.ensureMasquerade(ctx); err != nil {
-			return fail(err)
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fail(err)
-	}
-	sbDir := filepath.Join(dir, id)
-	if err := os.Mkdir(sbDir, 0o755); err != nil {
-		return fail(err) // an existing directory is an id used twice
-	}
-	defer func() {
-		// Once the namespace exists, teardown removes the directory with it.
-		if retErr != nil && sb.Path == "" {
-			if err := os.Remove(sbDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				retErr = errors.Join(retErr, err)
-			}
-		}
-	}()
-	n, err := netns.NewNetNS(sbDir)
-	if err != nil {
-		return fail(err)
-	}
-	sb.Path = n.GetPath()
-	defer func() {
-		if retErr != nil {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			defer cancel()
-			if err := m.teardown(cctx, sb, m.mode == Bridge); err != nil {
-				retErr = errors.Join(retErr, err)
-			}
-		}
-	}()
-	if err := prepare(sb.Path); err != nil {
-		return fail(err)
-	}
-	if m.mode != Bridge {
-		return sb, nil
-	}
-	res, err := m.cni.AddNetworkList(ctx, m.conf, m.runtimeConf(sb.ID, sb.Path))
-	if err != nil {
-		return fail(fmt.Errorf("attach to bridge %s: %w", m.cfg.Bridge, err))
-	}
-	r, err := types100.NewResultFromResult(res)
-	if err != nil {
-		return fail(fmt.Errorf("attach to bridge %s: %w", m.cfg.Bridge, err))
-	}
-	for _, c := range r.IPs {
-		if m.subnet.Contains(c.Address.IP) {
-			sb.IP = c.Address.IP.String()
-			break
-		}
-	}
-	if sb.IP == "" {
-		return fail(fmt.Errorf("attach to bridge %s: no address of %s in the CNI result", m.cfg.Bridge, m.subnet))
-	}
-	return sb, nil
-}
+// legacyBridge is the one bridge that crun-ci versions before step networks put every
+// step on, with its masquerade rule.
+const legacyBridge = "crunci0"
 
-// prepare brings up the loopback interface of the namespace at path and sets Docker's
-// sysctls: unprivileged users may bind any port and ping.
-func prepare(path string) error {
-	h, err := vnetns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	defer h.Close()
-	nl, err := netlink.NewHandleAt(h)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	defer nl.Close()
-	lo, err := nl.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("bring up lo: %w", err)
-	}
-	if err := nl.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("bring up lo: %w", err)
-	}
-	// /proc/sys/net shows the namespace of the thread that opens it.
-	return ns.WithNetNSPath(path, func(ns.NetNS) error {
-		for k, v := range map[string]string{
-			"net/ipv4/ip_unprivileged_port_start": "0",
-			"net/ipv4/ping_group_range":           "0 2147483647",
-		} {
-			if err := os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644); err != nil {
-				return fmt.Errorf("set sysctl %s: %w", strings.ReplaceAll(k, "/", "."), err)
-			}
-		}
-		return nil
-	})
-}
-
-func (m *Manager) runtimeConf(id, path string) *libcni.RuntimeConf {
-	return &libcni.RuntimeConf{ContainerID: id, NetNS: path, IfName: ifName}
-}
-
-// Teardown undoes Setup: CNI DEL (which frees the address and deletes the veth pair),
-// then it unmounts and removes the namespace file and its directory. What is already
-// gone is success, so Teardown may be called again, after a failure too. When CNI DEL
-// fails the namespace is kept, so that a later RemoveOrphans can retry with it.
-func (m *Manager) Teardown(ctx context.Context, sb *Sandbox) error {
-	if sb == nil || sb.Path == "" {
+// removeLegacy removes the bridge of earlier crun-ci versions and its masquerade rule,
+// when no interface is on the bridge (no build of such a version runs): its route to the
+// whole default subnet would stand in the way of the step networks.
+func removeLegacy() error {
+	br, err := netlink.LinkByName(legacyBridge)
+	if err != nil || br.Type() != "bridge" {
 		return nil
 	}
-	if err := m.teardown(ctx, sb, m.mode == Bridge); err != nil {
-		return fmt.Errorf("tear down network %s: %w", sb.ID, err)
-	}
-	return nil
-}
-
-// teardown runs CNI DEL if del, then unmounts and removes the namespace and its
-// directory.
-func (m *Manager) teardown(ctx context.Context, sb *Sandbox, del bool) error {
-	if del {
-		if m.cni == nil {
-			return errors.New("CNI plugins not found: cannot free the address")
-		}
-		path := sb.Path
-		// The plugins fail on a path that is no namespace any more; without one they
-		// still free the address, and the veth went with the namespace.
-		if err := ns.IsNSorErr(path); err != nil {
-			path = ""
-		}
-		if err := m.cni.DelNetworkList(ctx, m.conf, m.runtimeConf(sb.ID, path)); err != nil {
-			return fmt.Errorf("detach from bridge %s: %w", m.cfg.Bridge, err)
-		}
-	}
-	// Unmount every mount stacked on the file before removing it (style rule 17).
-	if err := mount.UnmountAll(sb.Path, unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("unmount %s: %w", sb.Path, err)
-	}
-	if err := os.Remove(sb.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	if err := os.Remove(filepath.Dir(sb.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-// RemoveOrphans tears down the step networks whose namespace files remain below dir, the
-// directory of a dead build: CNI DEL by id (whatever the Manager's mode, since the dead
-// build may have used another; skipped when the plugins or the state directory are
-// missing), unmount, remove. It finds them by their layout, <id>/cni-<random>, mounted
-// or not (a reboot unmounts them), and does not descend into other mounts (a
-// container's root file system). Call it before the build's directory is removed
-// (builds.Remove): the files are how the ids, and so the addresses, are found.
-func (m *Manager) RemoveOrphans(ctx context.Context, dir string) error {
-	mounts, err := mountsBelow(dir)
+	links, err := netlink.LinkList()
 	if err != nil {
-		return fmt.Errorf("remove orphan networks below %s: %w", dir, err)
+		return fmt.Errorf("list links: %w", err)
 	}
-	var found []*Sandbox
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			return nil // in use; checkRoutes says what is in the way
+		}
+	}
+	addrs, _ := netlink.AddrList(br, netlink.FAMILY_V4)
+	for _, a := range addrs {
+		sub := (&net.IPNet{IP: a.IP.Mask(a.Mask), Mask: a.Mask}).String()
+		legacy := rule{"nat", false, []string{"POSTROUTING", "-s", sub, "!", "-o", legacyBridge, "-m", "comment", "--comment", "crun-ci " + sub, "-j", "MASQUERADE"}}
+		if err := removeRule(context.Background(), legacy); err != nil {
 			return err
 		}
-		if d.IsDir() && p != dir && mounts[p] != "" {
-			return fs.SkipDir
-		}
-		if d.IsDir() || !strings.HasPrefix(d.Name(), "cni-") {
-			return nil
-		}
-		id := filepath.Base(filepath.Dir(p))
-		if !validID.MatchString(id) {
-			return nil
-		}
-		if fstype := mounts[p]; fstype != "" && fstype != "nsfs" {
-			return nil // something else mounted there: not ours to touch
-		}
-		found = append(found, &Sandbox{ID: id, Path: p})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("remove orphan networks below %s: %w", dir, err)
 	}
-	var errs []error
-	for _, sb := range found {
-		log.G(ctx).Debugf("removing orphan network %s at %s", sb.ID, sb.Path)
-		// Whatever the mode now, the dead build may have run in Bridge mode.
-		if err := m.teardown(ctx, sb, m.cni != nil); err != nil {
-			errs = append(errs, fmt.Errorf("tear down network %s: %w", sb.ID, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("remove orphan networks below %s: %w", dir, err)
+	if err := netlink.LinkDel(br); err != nil {
+		return fmt.Errorf("remove the bridge %s of an earlier crun-ci: %w", legacyBridge, err)
 	}
 	return nil
-}
-
-// mountsBelow maps the mount points at or below dir to their file system type.
-func mountsBelow(dir string) (map[string]string, error) {
-	infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	for _, i := range infos {
-		out[i.Mountpoint] = i.FSType
-	}
-	return out, nil
 }

@@ -166,7 +166,6 @@ func TestResolvConfReadsTheHostsFiles(t *testing.T) {
 }
 
 func TestNewFails(t *testing.T) {
-	empty := t.TempDir()
 	state := t.TempDir()
 	tests := []struct {
 		name string
@@ -174,13 +173,6 @@ func TestNewFails(t *testing.T) {
 		cfg  Config
 		want []string // parts of the error
 	}{
-		{
-			name: "missing plugins name both remedies",
-			mode: Bridge,
-			cfg:  Config{PluginDirs: []string{empty}, StateDir: state},
-			want: []string{"new bridge network: CNI plugins bridge, host-local not found in " + empty,
-				"`apt-get install containernetworking-plugins`", "`--network host`"},
-		},
 		{
 			name: "an unknown mode is refused",
 			mode: "nat",
@@ -202,14 +194,26 @@ func TestNewFails(t *testing.T) {
 		{
 			name: "a subnet needs room for the gateway and a step",
 			mode: Bridge,
-			cfg:  Config{Subnet: "10.89.0.0/31", StateDir: state},
-			want: []string{`subnet "10.89.0.0/31": too small`},
+			cfg:  Config{Subnet: "10.89.0.0/28", StateDir: state},
+			want: []string{`subnet "10.89.0.0/28": too small, want /27 or larger`},
 		},
 		{
-			name: "a bridge name longer than an interface name is refused",
+			name: "a bridge prefix that leaves no room for the index is refused",
 			mode: Bridge,
-			cfg:  Config{Bridge: "crunci-is-too-long", StateDir: state},
-			want: []string{`bridge name "crunci-is-too-long": want at most 15 characters`},
+			cfg:  Config{Bridge: "crunci-is-long", StateDir: state},
+			want: []string{`bridge prefix "crunci-is-long": want a letter and at most 9 more`},
+		},
+		{
+			name: "a bridge prefix with a slash is refused",
+			mode: Bridge,
+			cfg:  Config{Bridge: "a/b", StateDir: state},
+			want: []string{`bridge prefix "a/b"`},
+		},
+		{
+			name: "an unknown host access is refused",
+			mode: Bridge,
+			cfg:  Config{HostAccess: "all", StateDir: state},
+			want: []string{`parse host access "all": want none or gateway`},
 		},
 		{
 			name: "a negative MTU is refused",
@@ -220,7 +224,7 @@ func TestNewFails(t *testing.T) {
 		{
 			name: "bridge mode needs the state directory",
 			mode: Bridge,
-			cfg:  Config{PluginDirs: []string{empty}},
+			cfg:  Config{},
 			want: []string{"new bridge network: no state directory"},
 		},
 	}
@@ -239,34 +243,90 @@ func TestNewFails(t *testing.T) {
 	}
 }
 
-func TestNewWithoutPluginsInOtherModes(t *testing.T) {
-	for _, mode := range []Mode{Host, None} {
-		t.Run(string(mode)+" mode needs no plugins", func(t *testing.T) {
-			if _, err := New(mode, Config{PluginDirs: []string{t.TempDir()}}); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-}
-
 func TestHostModeMakesNoSandbox(t *testing.T) {
 	m, err := New(Host, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "netns")
-	sb, err := m.Setup(context.Background(), "build1-1", dir)
+	n, err := m.Setup(context.Background(), "build1-1", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(&Sandbox{ID: "build1-1"}, sb); diff != "" {
-		t.Errorf("Setup (-want +got):\n%s", diff)
+	sb, err := n.Attach(context.Background(), "build1-1-app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(&Sandbox{ID: "build1-1-app"}, sb, cmp.AllowUnexported(Sandbox{})); diff != "" {
+		t.Errorf("Attach (-want +got):\n%s", diff)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("Setup in host mode made %s (stat: %v)", dir, err)
 	}
-	if err := m.Teardown(context.Background(), sb); err != nil {
+	if err := n.Close(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestDefaultBridgeDiffersByStateDir(t *testing.T) {
+	a, b := DefaultBridge("/var/lib/crun-ci"), DefaultBridge("/srv/other")
+	if a == b || len(a) != 7 || !strings.HasPrefix(a, "cr") {
+		t.Errorf("DefaultBridge = %q and %q, want two different 7-character names", a, b)
+	}
+	if DefaultBridge("/var/lib/crun-ci/") != a {
+		t.Error("DefaultBridge depends on a trailing slash")
+	}
+}
+
+func TestOurs(t *testing.T) {
+	for dev, want := range map[string]bool{"cr1a2b30": true, "cr1a2b3ff": true, "cr1a2b3": false, "cr1a2b3x": false, "eth0": false} {
+		if got := ours(dev, "cr1a2b3"); got != want {
+			t.Errorf("ours(%q) = %v, want %v", dev, got, want)
+		}
+	}
+}
+
+func TestSliceOnes(t *testing.T) {
+	for ones, want := range map[int]int{8: 24, 16: 24, 22: 24, 23: 25, 24: 26, 27: 29} {
+		if got := sliceOnes(ones); got != want {
+			t.Errorf("sliceOnes(%d) = %d, want %d", ones, got, want)
+		}
+	}
+}
+
+func TestNthIP(t *testing.T) {
+	_, slice, _ := net.ParseCIDR("10.89.3.0/24")
+	for n, want := range map[int]string{1: "10.89.3.1", 2: "10.89.3.2", 254: "10.89.3.254", 0: "", 255: "", -1: ""} {
+		ip, ok := nthIP(slice, n)
+		if got := ip.String(); ok != (want != "") || (ok && got != want) {
+			t.Errorf("nthIP(%d) = %s, %v; want %q", n, got, ok, want)
+		}
+	}
+}
+
+// The subnet and prefix a state directory was first used with are kept; a later
+// Manager without them takes them, and one that changes them is refused while a step
+// network is allocated.
+func TestConfigIsStoredWithTheStateDir(t *testing.T) {
+	needRoot(t)
+	state := t.TempDir()
+	if _, err := New(Bridge, Config{StateDir: state, Subnet: testSubnet, Bridge: testBridge}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(Bridge, Config{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.cfg.Subnet != testSubnet || m.cfg.Bridge != testBridge {
+		t.Errorf("a later Manager has subnet %s and bridge %s, want the stored %s and %s", m.cfg.Subnet, m.cfg.Bridge, testSubnet, testBridge)
+	}
+	if err := os.MkdirAll(m.slicesDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(m.slicesDir(), "0"), "b-1")
+	_, err = New(Bridge, Config{StateDir: state, Subnet: "10.199.78.0/24", Bridge: testBridge})
+	if err == nil || !strings.Contains(err.Error(), "1 step networks of them are allocated") {
+		t.Errorf("changing the subnet while a network is allocated: %v", err)
 	}
 }
 
@@ -280,29 +340,6 @@ func TestSetupRefusesBadIDs(t *testing.T) {
 			_, err := m.Setup(context.Background(), id, t.TempDir())
 			if err == nil || !strings.Contains(err.Error(), "invalid id") {
 				t.Fatalf("Setup(%q) error = %v, want invalid id", id, err)
-			}
-		})
-	}
-}
-
-func TestConfList(t *testing.T) {
-	_, subnet, _ := net.ParseCIDR("10.89.0.0/16")
-	const head = `{"cniVersion":"1.0.0","name":"crun-ci","plugins":[{"bridge":"crunci0","ipMasq":false,` +
-		`"ipam":{"dataDir":"/var/lib/crun-ci/cni/networks","ranges":[[{"subnet":"10.89.0.0/16"}]],` +
-		`"routes":[{"dst":"0.0.0.0/0"}],"type":"host-local"},"isGateway":true,`
-	tests := []struct {
-		name string
-		mtu  int
-		want string
-	}{
-		{name: "without an MTU the plugin picks it", want: head + `"type":"bridge"}]}`},
-		{name: "an MTU goes to the bridge plugin", mtu: 1400, want: head + `"mtu":1400,"type":"bridge"}]}`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := Config{Bridge: "crunci0", StateDir: "/var/lib/crun-ci", MTU: tt.mtu}
-			if diff := cmp.Diff(tt.want, string(confList(cfg, subnet, netName, false))); diff != "" {
-				t.Errorf("confList (-want +got):\n%s", diff)
 			}
 		})
 	}

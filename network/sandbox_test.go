@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
@@ -25,12 +24,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The tests' own bridge and subnet, apart from a crun-ci that may run on the host. The
-// tests remove both when they end.
+// The tests' own bridge prefix and subnet, apart from a crun-ci that may run on the
+// host. The tests remove their bridges and rules when they end. The subnet has sixteen
+// /24 step networks; the first one's gateway is testGateway.
 const (
-	testBridge  = "crunci-test0"
-	testSubnet  = "10.199.77.0/24"
-	testGateway = "10.199.77.1"
+	testBridge  = "crtst"
+	testSubnet  = "10.199.0.0/20"
+	testGateway = "10.199.0.1"
 )
 
 // needRoot skips the test unless it can make namespaces, bridges and iptables rules, or
@@ -39,9 +39,7 @@ func needRoot(t *testing.T) {
 	t.Helper()
 	var why string
 	if os.Geteuid() != 0 {
-		why = "needs root to make network namespaces, a bridge and iptables rules"
-	} else if _, err := invoke.FindInPath("bridge", DefaultPluginDirs); err != nil {
-		why = "needs the CNI plugins: apt-get install containernetworking-plugins iptables"
+		why = "needs root to make network namespaces, bridges and iptables rules"
 	} else if _, err := exec.LookPath("iptables"); err != nil {
 		why = "needs iptables: apt-get install iptables"
 	}
@@ -54,35 +52,58 @@ func needRoot(t *testing.T) {
 	t.Skipf("%s; skipped (CRUNCI_REQUIRE_CONTAINERD=1 makes this a failure)", why)
 }
 
-// newTestManager returns a Manager of the test bridge and its state directory. At the
-// end of the test it removes what is left below the state directory, the bridge and the
-// masquerade rule.
-func newTestManager(t *testing.T, mode Mode) (*Manager, string) {
+// newTestManager returns a Manager of the test prefix and subnet and its state
+// directory. At the end of the test it removes what is left below the state directory,
+// the bridges and the rules.
+func newTestManager(t *testing.T, mode Mode, access HostAccess) (*Manager, string) {
 	t.Helper()
 	needRoot(t)
 	state := t.TempDir()
-	m, err := New(mode, Config{Subnet: testSubnet, Bridge: testBridge, StateDir: state})
+	m, err := New(mode, Config{Subnet: testSubnet, Bridge: testBridge, StateDir: state, HostAccess: access})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
-		if err := m.RemoveOrphans(ctx, state); err != nil {
+		if err := m.RemoveOrphans(ctx, filepath.Join(state, "builds")); err != nil {
 			t.Error(err)
 		}
-		if err := m.removeMasquerade(ctx); err != nil {
+		if err := m.RemoveRules(ctx); err != nil {
 			t.Error(err)
 		}
-		if l, err := netlink.LinkByName(testBridge); err == nil {
-			if err := netlink.LinkDel(l); err != nil {
-				t.Errorf("delete bridge %s: %v", testBridge, err)
-			}
+		for _, l := range bridges(t) {
+			t.Errorf("bridge %s left", l)
+			netlink.LinkDel(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: l}})
 		}
 	})
 	return m, state
 }
 
-func TestSetup(t *testing.T) {
+// setup makes a step network that the test closes at its end unless it did.
+func setup(t *testing.T, m *Manager, id, dir string) *Net {
+	t.Helper()
+	n, err := m.Setup(context.Background(), id, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return n
+}
+
+func attach(t *testing.T, n *Net, id string) *Sandbox {
+	t.Helper()
+	sb, err := n.Attach(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb
+}
+
+func TestAttach(t *testing.T) {
 	tests := []struct {
 		name      string
 		mode      Mode
@@ -90,7 +111,7 @@ func TestSetup(t *testing.T) {
 		wantIP    bool
 	}{
 		{
-			name:      "bridge mode gives an address in the subnet and a default route through the bridge",
+			name:      "bridge mode gives an address of the step network and a default route through its bridge",
 			mode:      Bridge,
 			wantLinks: []string{"eth0", "lo"}, // sorted
 			wantIP:    true,
@@ -103,16 +124,11 @@ func TestSetup(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, state := newTestManager(t, tt.mode)
+			m, state := newTestManager(t, tt.mode, "")
 			ctx := context.Background()
 			dir := filepath.Join(state, "builds", "b1", "netns")
-			sb, err := m.Setup(ctx, "b1-1", dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := filepath.Dir(sb.Path); got != filepath.Join(dir, "b1-1") {
-				t.Errorf("Path = %s, want it in %s", sb.Path, filepath.Join(dir, "b1-1"))
-			}
+			n := setup(t, m, "b1-1", dir)
+			sb := attach(t, n, "b1-1-app")
 			if err := ns.IsNSorErr(sb.Path); err != nil {
 				t.Errorf("Path %s: %v", sb.Path, err)
 			}
@@ -136,11 +152,12 @@ func TestSetup(t *testing.T) {
 				if sb.IP != "" {
 					t.Errorf("IP = %q, want none", sb.IP)
 				}
+				if again := attach(t, n, "b1-1-db"); again.Path != sb.Path {
+					t.Errorf("a second container of a none network got %s, want the shared %s", again.Path, sb.Path)
+				}
 			} else {
-				_, subnet, _ := net.ParseCIDR(testSubnet)
-				ip := net.ParseIP(sb.IP)
-				if ip == nil || !subnet.Contains(ip) || sb.IP == testGateway {
-					t.Errorf("IP = %q, want a step's address in %s", sb.IP, testSubnet)
+				if sb.IP != "10.199.0.2" {
+					t.Errorf("IP = %q, want the first container's address of the first slice, 10.199.0.2", sb.IP)
 				}
 				if got := defaultGateway(t, nl); got != testGateway {
 					t.Errorf("default route via %q, want via %s", got, testGateway)
@@ -152,73 +169,90 @@ func TestSetup(t *testing.T) {
 				if want := defaultRouteMTU(); want > 0 && eth0.Attrs().MTU != want {
 					t.Errorf("eth0 MTU = %d, want the host's %d", eth0.Attrs().MTU, want)
 				}
+				if got, _ := os.ReadFile("/proc/sys/net/ipv4/conf/" + testBridge + "0/rp_filter"); strings.TrimSpace(string(got)) != "1" {
+					t.Errorf("rp_filter of the bridge = %q, want 1 (strict)", got)
+				}
+				if db := attach(t, n, "b1-1-db"); db.IP != "10.199.0.3" || db.Path == sb.Path {
+					t.Errorf("a second container has %s at %s, want 10.199.0.3 in a namespace of its own", db.IP, db.Path)
+				}
 			}
 			if got := sysctlIn(t, sb.Path, "net/ipv4/ip_unprivileged_port_start"); got != "0" {
 				t.Errorf("ip_unprivileged_port_start = %q, want 0", got)
 			}
-			if err := m.Teardown(ctx, sb); err != nil {
+			if err := n.Close(ctx); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := os.Stat(filepath.Dir(sb.Path)); !os.IsNotExist(err) {
-				t.Errorf("Teardown left %s (stat: %v)", filepath.Dir(sb.Path), err)
+				t.Errorf("Close left %s (stat: %v)", filepath.Dir(sb.Path), err)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Errorf("Close left %v in %s", entries, dir)
+			}
+			if bs := bridges(t); len(bs) != 0 {
+				t.Errorf("Close left bridges %v", bs)
 			}
 		})
 	}
 }
 
-func TestSandboxesReachEachOther(t *testing.T) {
-	m, state := newTestManager(t, Bridge)
-	ctx := context.Background()
-	dir := filepath.Join(state, "builds", "b1", "netns")
-	a := setup(t, m, "b1-1", dir)
-	b := setup(t, m, "b1-2", dir)
-	if a.IP == b.IP {
-		t.Fatalf("both sandboxes have %s", a.IP)
-	}
-	// Both listen on the same port: parallel steps may run the same services.
-	serve(t, a, "a")
-	serve(t, b, "b")
-	host := listen(t, net.JoinHostPort(testGateway, "0"), "host")
-	tests := []struct {
-		name string
-		from *Sandbox
-		to   string
-		want string
-	}{
-		{name: "a reaches b's address", from: a, to: b.IP, want: "b"},
-		{name: "b reaches a's address", from: b, to: a.IP, want: "a"},
-		{name: "a reaches its own service on localhost", from: a, to: "127.0.0.1", want: "a"},
-		{name: "b reaches its own service on its own address", from: b, to: b.IP, want: "b"},
-		{name: "a reaches the host on the bridge's address", from: a, to: host, want: "host"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			addr := tt.to
-			if _, _, err := net.SplitHostPort(addr); err != nil {
-				addr = net.JoinHostPort(addr, "8080")
+// Two containers of a step network reach each other, both on the same port; a container
+// of another step network reaches neither, nor can it use their addresses as its source;
+// the host is out of reach unless HostAccessGateway.
+func TestStepNetworksAreIsolated(t *testing.T) {
+	for _, access := range []HostAccess{HostAccessNone, HostAccessGateway} {
+		t.Run("host access "+string(access), func(t *testing.T) {
+			m, state := newTestManager(t, Bridge, access)
+			dir := filepath.Join(state, "builds", "b1", "netns")
+			a, b := setup(t, m, "b1-1", dir), setup(t, m, "b1-2", dir)
+			a1, a2, b1 := attach(t, a, "b1-1-x"), attach(t, a, "b1-1-y"), attach(t, b, "b1-2-x")
+			serve(t, a1, "a1")
+			serve(t, a2, "a2")
+			serve(t, b1, "b1")
+			host := listen(t, ":0", "host") // every address of the host, a bridge's too
+			_, port, _ := net.SplitHostPort(host)
+			bGateway := strings.TrimSuffix(b1.IP, ".2") + ".1"
+			if got := dial(t, a1, net.JoinHostPort(a2.IP, "8080")); got != "a2" {
+				t.Errorf("a1 -> a2 = %q, want a2", got)
 			}
-			if got := dial(t, tt.from, addr); got != tt.want {
-				t.Errorf("dial %s from %s = %q, want %q", tt.to, tt.from.ID, got, tt.want)
+			if got := dial(t, a2, net.JoinHostPort(a1.IP, "8080")); got != "a1" {
+				t.Errorf("a2 -> a1 = %q, want a1", got)
+			}
+			if err := dialErr(b1, net.JoinHostPort(a1.IP, "8080"), ""); err == nil {
+				t.Errorf("b1 reached a1 at %s in another step network", a1.IP)
+			}
+			if err := dialErr(a1, net.JoinHostPort(b1.IP, "8080"), ""); err == nil {
+				t.Errorf("a1 reached b1 at %s in another step network", b1.IP)
+			}
+			// b1 takes a2's address as a second one of its own and sends from it.
+			if err := addAddr(b1, a2.IP+"/32"); err != nil {
+				t.Fatal(err)
+			}
+			if err := dialErr(b1, net.JoinHostPort(a1.IP, "8080"), a2.IP); err == nil {
+				t.Errorf("b1 reached a1 with a2's address %s as its source", a2.IP)
+			}
+			reached := dialErr(b1, net.JoinHostPort(bGateway, port), "") == nil
+			if want := access == HostAccessGateway; reached != want {
+				t.Errorf("b1 reached the host on its bridge's address: %v, want %v", reached, want)
 			}
 		})
-	}
-	for _, sb := range []*Sandbox{a, b} {
-		if err := m.Teardown(ctx, sb); err != nil {
-			t.Error(err)
-		}
 	}
 }
 
 func TestParallelSetups(t *testing.T) {
-	m, state := newTestManager(t, Bridge)
+	m, state := newTestManager(t, Bridge, "")
 	ctx := context.Background()
 	dir := filepath.Join(state, "builds", "b1", "netns")
-	const n = 8
-	sbs := make([]*Sandbox, n)
-	errs := make([]error, n)
+	const parallel = 8
+	nets := make([]*Net, parallel)
+	sbs := make([]*Sandbox, parallel)
+	errs := make([]error, parallel)
 	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { sbs[i], errs[i] = m.Setup(ctx, fmt.Sprintf("b1-%d", i), dir) })
+	for i := range parallel {
+		wg.Go(func() {
+			if nets[i], errs[i] = m.Setup(ctx, fmt.Sprintf("b1-%d", i), dir); errs[i] == nil {
+				sbs[i], errs[i] = nets[i].Attach(ctx, fmt.Sprintf("b1-%d-app", i))
+			}
+		})
 	}
 	wg.Wait()
 	seen := map[string]string{}
@@ -232,111 +266,100 @@ func TestParallelSetups(t *testing.T) {
 		}
 		seen[sb.IP] = sb.ID
 	}
-	for _, sb := range sbs {
-		wg.Go(func() {
-			if err := m.Teardown(ctx, sb); err != nil {
-				t.Error(err)
-			}
-		})
+	for _, n := range nets {
+		if n != nil {
+			wg.Go(func() {
+				if err := n.Close(ctx); err != nil {
+					t.Error(err)
+				}
+			})
+		}
 	}
 	wg.Wait()
-	if n := count(t, state).IPAM; n > 2 {
-		t.Errorf("%d files left under %s/cni, want the lock and last reserved address only", n, state)
+	if got := count(t, state); got != (counts{Rules: got.Rules}) {
+		t.Errorf("after Close: %+v, want nothing but the rules", got)
 	}
 }
 
-func TestSetupTeardownLeaksNothing(t *testing.T) {
-	m, state := newTestManager(t, Bridge)
+func TestSetupCloseLeaksNothing(t *testing.T) {
+	m, state := newTestManager(t, Bridge, "")
 	ctx := context.Background()
 	dir := filepath.Join(state, "builds", "b1", "netns")
 	cycles := 50
 	if testing.Short() {
 		cycles = 5
 	}
-	// The first cycle makes what stays: the bridge, the masquerade rule, the host-local
-	// lock and last reserved address.
-	if err := m.Teardown(ctx, setup(t, m, "b1-0", dir)); err != nil {
-		t.Fatal(err)
-	}
-	before := count(t, state)
-	for i := 1; i <= cycles; i++ {
-		sb := setup(t, m, fmt.Sprintf("b1-%d", i), dir)
-		if i == 1 {
-			during := count(t, state)
-			if during.Veths != before.Veths+1 || during.Mounts != before.Mounts+1 {
-				t.Errorf("with a sandbox: %+v, without: %+v, want one more veth and mount", during, before)
+	// The first cycle makes what stays: the rules.
+	cycle := func(i int, check func()) {
+		n, err := m.Setup(ctx, fmt.Sprintf("b1-%d", i), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []string{"app", "db", "cache"} {
+			if _, err := n.Attach(ctx, fmt.Sprintf("b1-%d-%s", i, c)); err != nil {
+				t.Fatal(err)
 			}
 		}
-		if err := m.Teardown(ctx, sb); err != nil {
+		if check != nil {
+			check()
+		}
+		if err := n.Close(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
+	cycle(0, nil)
+	before := count(t, state)
+	for i := 1; i <= cycles; i++ {
+		var check func()
+		if i == 1 {
+			check = func() {
+				during := count(t, state)
+				if during.Veths != before.Veths+3 || during.Mounts != before.Mounts+3 || during.Bridges != before.Bridges+1 || during.Slices != before.Slices+1 {
+					t.Errorf("with a network of three: %+v, without: %+v, want 3 more veths and mounts, a bridge and a slice", during, before)
+				}
+			}
+		}
+		cycle(i, check)
+	}
 	after := count(t, state)
-	t.Logf("after 1 and after %d Setup/Teardown cycles: %+v, %+v", cycles+1, before, after)
+	t.Logf("after 1 and after %d cycles: %+v, %+v", cycles+1, before, after)
 	if diff := cmp.Diff(before, after); diff != "" {
 		t.Errorf("leaked (-before +after):\n%s", diff)
 	}
-	if got := masqueradeRules(t); got != 1 {
-		t.Errorf("%d masquerade rules of %s, want 1", got, testSubnet)
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 0 {
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("left in %s: %v", dir, entries)
 	}
 }
 
-func TestTeardownIsIdempotent(t *testing.T) {
-	m, state := newTestManager(t, Bridge)
+func TestCloseIsIdempotent(t *testing.T) {
+	m, state := newTestManager(t, Bridge, "")
 	ctx := context.Background()
-	dir := filepath.Join(state, "builds", "b1", "netns")
-	// The first cycle makes what stays: the bridge, the masquerade rule, the host-local
-	// lock and last reserved address.
-	if err := m.Teardown(ctx, setup(t, m, "b1-0", dir)); err != nil {
-		t.Fatal(err)
+	n := setup(t, m, "b1-1", filepath.Join(state, "builds", "b1", "netns"))
+	attach(t, n, "b1-1-app")
+	for i := 0; i < 2; i++ {
+		if err := n.Close(ctx); err != nil {
+			t.Fatalf("Close %d: %v", i+1, err)
+		}
 	}
-	before := count(t, state)
-	sb := setup(t, m, "b1-1", dir)
-	tests := []struct {
-		name string
-		sb   *Sandbox
-	}{
-		{name: "the first teardown removes the sandbox", sb: sb},
-		{name: "a second teardown finds nothing and succeeds", sb: sb},
-		{name: "a nil sandbox is nothing to tear down", sb: nil},
+	if _, err := n.Attach(ctx, "b1-1-late"); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Attach after Close: %v, want an error saying it is closed", err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if err := m.Teardown(ctx, tt.sb); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-	after := count(t, state)
-	if diff := cmp.Diff(before, after); diff != "" {
-		t.Errorf("leaked (-before +after):\n%s", diff)
+	if got := count(t, state); got != (counts{Rules: got.Rules}) {
+		t.Errorf("after Close: %+v, want nothing but the rules", got)
 	}
 }
 
-func TestSetupWithAnIDInUse(t *testing.T) {
-	m, state := newTestManager(t, Bridge)
+func TestAttachWithAnIDInUse(t *testing.T) {
+	m, state := newTestManager(t, Bridge, "")
 	ctx := context.Background()
-	dir := filepath.Join(state, "builds", "b1", "netns")
-	first := setup(t, m, "b1-1", dir)
-	if _, err := m.Setup(ctx, "b1-1", dir); err == nil || !strings.Contains(err.Error(), "set up network b1-1:") {
-		t.Fatalf("second Setup of b1-1: error = %v, want one", err)
-	}
-	if err := ns.IsNSorErr(first.Path); err != nil {
-		t.Errorf("the failed Setup broke the first sandbox: %v", err)
+	n := setup(t, m, "b1-1", filepath.Join(state, "builds", "b1", "netns"))
+	first := attach(t, n, "b1-1-app")
+	if _, err := n.Attach(ctx, "b1-1-app"); err == nil || !strings.Contains(err.Error(), "attach b1-1-app to network b1-1:") {
+		t.Fatalf("second Attach of b1-1-app: error = %v, want one", err)
 	}
 	serve(t, first, "first")
 	if got := dial(t, first, net.JoinHostPort(first.IP, "8080")); got != "first" {
 		t.Errorf("the first sandbox answers %q, want first", got)
-	}
-	if err := m.Teardown(ctx, first); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -348,17 +371,19 @@ func TestRemoveOrphans(t *testing.T) {
 		crash func(t *testing.T, m *Manager, build string) []string
 	}{
 		{
-			name: "namespaces left mounted by a crash are detached and removed",
+			name: "networks and namespaces left by a crash are removed",
 			crash: func(t *testing.T, m *Manager, build string) []string {
-				setup(t, m, "b9-1", filepath.Join(build, "netns"))
+				n := setup(t, m, "b9-1", filepath.Join(build, "netns"))
+				attach(t, n, "b9-1-app")
+				attach(t, n, "b9-1-db")
 				setup(t, m, "b9-2", filepath.Join(build, "netns"))
 				return nil
 			},
 		},
 		{
-			name: "a namespace unmounted by a reboot has its address freed",
+			name: "a namespace unmounted by a reboot leaves its veth, which goes",
 			crash: func(t *testing.T, m *Manager, build string) []string {
-				sb := setup(t, m, "b9-1", filepath.Join(build, "netns"))
+				sb := attach(t, setup(t, m, "b9-1", filepath.Join(build, "netns")), "b9-1-app")
 				if err := mount.Unmount(sb.Path, unix.MNT_DETACH); err != nil {
 					t.Fatal(err)
 				}
@@ -366,19 +391,20 @@ func TestRemoveOrphans(t *testing.T) {
 			},
 		},
 		{
-			name: "a crash during Setup leaves an empty directory for builds.RemoveDir",
+			name: "a crash before the slice was taken leaves a record, which goes",
 			crash: func(t *testing.T, m *Manager, build string) []string {
-				p := filepath.Join(build, "netns", "b9-1")
-				if err := os.MkdirAll(p, 0o755); err != nil {
+				dir := filepath.Join(build, "netns")
+				if err := os.MkdirAll(dir, 0o755); err != nil {
 					t.Fatal(err)
 				}
-				return []string{p}
+				write(t, filepath.Join(dir, "b9-1.net"), fmt.Sprintf(`{"id":"b9-1","bridge":"%s5","slice":5,"subnet":"10.199.5.0/24","slices_dir":%q}`, testBridge, m.slicesDir()))
+				return nil
 			},
 		},
 		{
 			name: "other mounts below the build are not entered",
 			crash: func(t *testing.T, m *Manager, build string) []string {
-				setup(t, m, "b9-1", filepath.Join(build, "netns"))
+				attach(t, setup(t, m, "b9-1", filepath.Join(build, "netns")), "b9-1-app")
 				rootfs := filepath.Join(build, "rootfs")
 				if err := os.MkdirAll(rootfs, 0o755); err != nil {
 					t.Fatal(err)
@@ -398,15 +424,20 @@ func TestRemoveOrphans(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, state := newTestManager(t, Bridge)
+			m, state := newTestManager(t, Bridge, "")
 			ctx := context.Background()
-			// Another build's sandbox, and the first cycle's leftovers, stay.
-			live := setup(t, m, "b1-1", filepath.Join(state, "builds", "b1", "netns"))
+			// Another build's network stays.
+			live := attach(t, setup(t, m, "b1-1", filepath.Join(state, "builds", "b1", "netns")), "b1-1-app")
 			before := count(t, state)
 			build := filepath.Join(state, "builds", "b9")
 			keep := tt.crash(t, m, build)
 
-			if err := m.RemoveOrphans(ctx, build); err != nil {
+			// A Manager of another mode cleans up what a Bridge build left.
+			other, err := New(None, Config{StateDir: state})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := other.RemoveOrphans(ctx, build); err != nil {
 				t.Fatal(err)
 			}
 			after := settle(t, state, before)
@@ -418,7 +449,7 @@ func TestRemoveOrphans(t *testing.T) {
 					t.Errorf("RemoveOrphans removed %s: %v", p, err)
 				}
 			}
-			err := filepath.WalkDir(filepath.Join(build, "netns"), func(p string, d fs.DirEntry, err error) error {
+			err = filepath.WalkDir(filepath.Join(build, "netns"), func(p string, d fs.DirEntry, err error) error {
 				if err == nil && !d.IsDir() {
 					t.Errorf("RemoveOrphans left %s", p)
 				}
@@ -435,21 +466,6 @@ func TestRemoveOrphans(t *testing.T) {
 			}
 		})
 	}
-}
-
-// setup makes a sandbox that the test tears down at its end unless it did.
-func setup(t *testing.T, m *Manager, id, dir string) *Sandbox {
-	t.Helper()
-	sb, err := m.Setup(context.Background(), id, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Teardown(context.Background(), sb); err != nil {
-			t.Error(err)
-		}
-	})
-	return sb
 }
 
 // serve answers each connection to port 8080 of the sandbox with word.
@@ -515,6 +531,48 @@ func dial(t *testing.T, sb *Sandbox, addr string) string {
 	return strings.TrimSpace(line)
 }
 
+// dialErr connects to addr from within the sandbox, from the source address src when
+// not "", and reads a line, within a second; it returns what failed.
+func dialErr(sb *Sandbox, addr, src string) error {
+	return ns.WithNetNSPath(sb.Path, func(ns.NetNS) error {
+		d := net.Dialer{Timeout: time.Second}
+		if src != "" {
+			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+		}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Second))
+		_, err = bufio.NewReader(c).ReadString('\n')
+		return err
+	})
+}
+
+// addAddr adds an address to the sandbox's eth0.
+func addAddr(sb *Sandbox, cidr string) error {
+	h, err := vnetns.GetFromPath(sb.Path)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	eth, err := nl.LinkByName("eth0")
+	if err != nil {
+		return err
+	}
+	a, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		return err
+	}
+	return nl.AddrAdd(eth, a)
+}
+
 // handleAt is a netlink handle in the namespace at path.
 func handleAt(t *testing.T, path string) *netlink.Handle {
 	t.Helper()
@@ -561,16 +619,15 @@ func sysctlIn(t *testing.T, path, key string) string {
 	return strings.TrimSpace(string(v))
 }
 
-// counts are what a sandbox makes on the host.
+// counts are what step networks make on the host.
 type counts struct {
-	// Veths on the test bridge.
-	Veths int
-	// IPAM files: host-local's allocations and the CNI result cache under
-	// <state>/cni.
-	IPAM int
+	// Veths on the test's bridges, and the bridges.
+	Veths, Bridges int
+	// Slices allocated below the state directory.
+	Slices int
 	// Mounts of network namespaces below the state directory.
 	Mounts int
-	// Iptables lines (iptables-save) of the test subnet or of a CNI chain.
+	// Iptables lines (iptables-save) of the test subnet.
 	Rules int
 }
 
@@ -586,29 +643,46 @@ func settle(t *testing.T, state string, want counts) counts {
 	return c
 }
 
-// count counts what sandboxes made on the host. It looks at the test's bridge, state
-// directory and subnet only, so that other tests running at the same time do not
+// bridges are the names of the test's bridges.
+func bridges(t *testing.T) []string {
+	t.Helper()
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range links {
+		if l.Type() == "bridge" && ours(l.Attrs().Name, testBridge) {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
+}
+
+// count counts what step networks made on the host. It looks at the test's bridges,
+// state directory and subnet only, so that other tests running at the same time do not
 // disturb it.
 func count(t *testing.T, state string) counts {
 	t.Helper()
 	var c counts
-	if br, err := netlink.LinkByName(testBridge); err == nil {
-		links, err := netlink.LinkList()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range links {
-			if l.Type() == "veth" && l.Attrs().MasterIndex == br.Attrs().Index {
-				c.Veths++
-			}
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := map[int]bool{}
+	for _, name := range bridges(t) {
+		c.Bridges++
+		if l, err := netlink.LinkByName(name); err == nil {
+			ours[l.Attrs().Index] = true
 		}
 	}
-	filepath.WalkDir(filepath.Join(state, "cni"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && d.Name() != "masquerade.lock" {
-			c.IPAM++
+	for _, l := range links {
+		if l.Type() == "veth" && ours[l.Attrs().MasterIndex] {
+			c.Veths++
 		}
-		return nil
-	})
+	}
+	entries, _ := os.ReadDir(filepath.Join(state, "net", "slices"))
+	c.Slices = len(entries)
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
@@ -618,23 +692,12 @@ func count(t *testing.T, state string) counts {
 			c.Mounts++
 		}
 	}
-	prefix := strings.TrimSuffix(testSubnet, "0/24")
 	for _, line := range iptablesSave(t) {
-		if strings.Contains(line, prefix) || strings.Contains(line, "CNI-") {
+		if strings.Contains(line, testSubnet) {
 			c.Rules++
 		}
 	}
 	return c
-}
-
-func masqueradeRules(t *testing.T) int {
-	n := 0
-	for _, line := range iptablesSave(t) {
-		if strings.Contains(line, "MASQUERADE") && strings.Contains(line, testSubnet) {
-			n++
-		}
-	}
-	return n
 }
 
 // iptablesSave returns the rule and chain lines of iptables-save.

@@ -12,10 +12,16 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
+// DockerCaps are Docker's default capabilities (containerd's too): what a service may
+// add back without widening its container beyond Docker's defaults.
+var DockerCaps = append(slices.Clone(DefaultCaps), "NET_RAW")
+
 // DefaultCaps are the capabilities a container has unless its service changes them:
-// Docker's default set, which is containerd's too.
+// Docker's default set without NET_RAW, which would let a step forge packets on its
+// step network (ping works without it: the containers may open ICMP sockets). A service
+// that needs it adds it with cap_add.
 var DefaultCaps = []string{
-	"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+	"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "SETGID", "SETUID",
 	"SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
 }
 

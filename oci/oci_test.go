@@ -304,6 +304,7 @@ func TestCaps(t *testing.T) {
 	}{
 		{name: "the default set", want: slices.Sorted(slices.Values(DefaultCaps))},
 		{name: "one dropped", drop: []string{"NET_RAW", "MKNOD"}, want: []string{"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}},
+		{name: "NET_RAW only when added", add: []string{"NET_RAW"}, want: slices.Sorted(slices.Values(DockerCaps))},
 		{name: "all dropped, one added back", add: []string{"CHOWN"}, drop: []string{"ALL"}, want: []string{"CHOWN"}},
 		{name: "one added", add: []string{"SYS_PTRACE"}, want: slices.Sorted(slices.Values(append(slices.Clone(DefaultCaps), "SYS_PTRACE")))},
 	} {

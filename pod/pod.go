@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -66,18 +67,19 @@ func (c containerd) Create(ctx context.Context, o task.Options) (Task, error) {
 
 // Options describe a pod.
 type Options struct {
-	// ID names the pod and its network sandbox (the CNI container id): the build id, a
-	// dash and the pod's sequence number in the build.
+	// ID names the pod and its network: the build id, a dash and the pod's sequence
+	// number in the build.
 	ID string
 	// Dir is the pod's directory, below the build's; New makes it, Close removes it.
 	// NetNSDir is where the build's network namespaces are mounted.
 	Dir, NetNSDir string
-	// Network gives the pod its network namespace; nil, or Host mode, runs the members
-	// in the host's, with its /etc/hosts and /etc/resolv.conf.
+	// Network gives the pod its network: in Bridge mode a bridge of its own and a
+	// namespace and address per member; nil, or Host mode, runs the members in the
+	// host's, with its /etc/hosts and /etc/resolv.conf.
 	Network *network.Manager
-	// Hosts are the names /etc/hosts gives the pod's address: its services, their
-	// hostnames and link aliases.
-	Hosts []string
+	// Hosts are the names the pod's hosts file gives each member's address, by member
+	// name (a service: its name, its hostname, the aliases its links give it).
+	Hosts map[string][]string
 	// Namespace is containerd's namespace, which names the members' cgroups. Labels go
 	// on every member; FIFODir is where their output FIFOs are made.
 	Namespace string
@@ -90,20 +92,26 @@ type Options struct {
 
 // Pod is a set of containers sharing a network; see the package documentation.
 type Pod struct {
-	rt Creator
-	o  Options
-	sb *network.Sandbox
-	// netns, hosts and resolv are what members join and mount; "" for the host's.
-	netns, hosts, resolv string
-	resolvConf           []byte
+	rt  Creator
+	o   Options
+	net *network.Net
+	// hosts and resolv are the files members mount; "" for the host's.
+	hosts, resolv string
+	resolvConf    []byte
+	// seen are the names in the hosts file.
+	hostsMu sync.Mutex
+	seen    map[string]bool
+	// dial is the sandbox that Dial's connections come from, made on first use.
+	dialMu sync.Mutex
+	dial   *network.Sandbox
 
 	mu      sync.Mutex
 	members []*Container
 	closed  bool
 }
 
-// New makes the pod's directory and network: a namespace with its address, and the
-// hosts and resolv.conf files its members mount. On error nothing of it is left.
+// New makes the pod's directory and network, and the hosts and resolv.conf files its
+// members mount. On error nothing of it is left.
 func New(ctx context.Context, rt Creator, o Options) (_ *Pod, retErr error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("make the directory of %s: %w", o.ID, err)
@@ -117,11 +125,11 @@ func New(ctx context.Context, rt Creator, o Options) (_ *Pod, retErr error) {
 	if o.Network == nil || o.Network.Mode() == network.Host {
 		return p, nil
 	}
-	sb, err := o.Network.Setup(ctx, o.ID, o.NetNSDir)
+	n, err := o.Network.Setup(ctx, o.ID, o.NetNSDir)
 	if err != nil {
 		return nil, err
 	}
-	p.sb = sb
+	p.net = n
 	if p.resolvConf, err = network.ResolvConf(o.Network.Mode()); err != nil {
 		return nil, err
 	}
@@ -129,8 +137,9 @@ func New(ctx context.Context, rt Creator, o Options) (_ *Pod, retErr error) {
 	if err := os.MkdirAll(etc, 0o755); err != nil {
 		return nil, err
 	}
-	p.netns, p.hosts, p.resolv = sb.Path, filepath.Join(etc, "hosts"), filepath.Join(etc, "resolv.conf")
-	if err := os.WriteFile(p.hosts, network.Hosts(sb.IP, o.Hosts), 0o644); err != nil {
+	p.hosts, p.resolv = filepath.Join(etc, "hosts"), filepath.Join(etc, "resolv.conf")
+	p.seen = map[string]bool{"localhost": true}
+	if err := os.WriteFile(p.hosts, network.Hosts("", nil), 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(p.resolv, p.resolvConf, 0o644); err != nil {
@@ -142,13 +151,56 @@ func New(ctx context.Context, rt Creator, o Options) (_ *Pod, retErr error) {
 // etc holds the pod's own files: hosts, resolv.conf, hand-offs.
 func (p *Pod) etc() string { return filepath.Join(p.o.Dir, ".etc") }
 
-// Dial returns what makes connections from the pod's network namespace (for ADD
-// <url>), nil when the pod uses the host's network.
+// Dial returns what makes connections from the pod's network (for ADD <url>): from a
+// sandbox of the pod's own, attached on the first connection; nil when the pod uses the
+// host's network.
 func (p *Pod) Dial() network.DialFunc {
-	if p.netns == "" {
+	if p.net == nil || p.net.Mode() == network.Host {
 		return nil
 	}
-	return network.Dialer(p.netns, p.resolvConf)
+	return func(ctx context.Context, nw, address string) (net.Conn, error) {
+		p.dialMu.Lock()
+		if p.dial == nil {
+			sb, err := p.net.Attach(ctx, p.o.ID+"-dial")
+			if err != nil {
+				p.dialMu.Unlock()
+				return nil, err
+			}
+			p.dial = sb
+		}
+		sb := p.dial
+		p.dialMu.Unlock()
+		return network.Dialer(sb.Path, p.resolvConf)(ctx, nw, address)
+	}
+}
+
+// attach gives member m its sandbox on the pod's network and its names in the hosts
+// file; "" (the host's namespace) without one.
+func (p *Pod) attach(ctx context.Context, m Member) (string, error) {
+	if p.net == nil || p.net.Mode() == network.Host {
+		return "", nil
+	}
+	sb, err := p.net.Attach(ctx, m.ID)
+	if err != nil {
+		return "", err
+	}
+	p.hostsMu.Lock()
+	defer p.hostsMu.Unlock()
+	lines := network.HostsEntries(sb.IP, p.o.Hosts[m.Name], p.seen)
+	if len(lines) == 0 {
+		return sb.Path, nil
+	}
+	// Appended, on the one file every member mounts: members that run already see the
+	// new names, and never a file half rewritten.
+	f, err := os.OpenFile(p.hosts, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(lines)
+	if err := errors.Join(err, f.Close()); err != nil {
+		return "", fmt.Errorf("hosts file of %s: %w", p.o.ID, err)
+	}
+	return sb.Path, nil
 }
 
 // Member describes one container of a pod.
@@ -199,10 +251,15 @@ func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error)
 		return nil, fmt.Errorf("container %s: its pod is closed", m.ID)
 	}
 	c := &Container{name: m.Name, stopSignal: m.StopSignal, pod: p, exited: make(chan struct{}), memory: m.Container.Resources.Memory}
+	netns, err := p.attach(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", m.ID, err)
+	}
 	oc, err := p.container(m)
 	if err != nil {
 		return nil, err
 	}
+	oc.NetNS = netns
 	if len(m.Secrets) > 0 {
 		if err := os.MkdirAll(p.etc(), 0o755); err != nil {
 			return nil, err
@@ -271,7 +328,7 @@ func (p *Pod) Spec(ctx context.Context, m Member) (*specs.Spec, error) {
 func (p *Pod) container(m Member) (oci.Container, error) {
 	oc := m.Container
 	oc.ID, oc.Namespace = m.ID, p.o.Namespace
-	oc.NetNS, oc.HostsFile, oc.ResolvConf = p.netns, p.hosts, p.resolv
+	oc.HostsFile, oc.ResolvConf = p.hosts, p.resolv
 	if len(m.Secrets) > 0 {
 		if p.o.Handoff == "" {
 			return oci.Container{}, fmt.Errorf("container %s: secret variables need crun-ci's executable to hand them over", m.ID)
@@ -444,11 +501,11 @@ func (p *Pod) Close(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("keep %s: %w", p.o.Dir, err)
 	}
-	if p.sb != nil {
-		if err := p.o.Network.Teardown(ctx, p.sb); err != nil {
+	if p.net != nil {
+		if err := p.net.Close(ctx); err != nil {
 			return fmt.Errorf("keep %s: %w", p.o.Dir, err)
 		}
-		p.sb = nil
+		p.net = nil
 	}
 	return builds.RemoveDir(p.o.Dir)
 }

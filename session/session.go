@@ -36,8 +36,11 @@ type Options struct {
 	// is started below StateDir (absolute). Namespace is containerd's namespace.
 	Address, Namespace, StateDir string
 	// Network is the mode of the step networks; "" when the session runs no build
-	// (import, cleanup).
-	Network network.Mode
+	// (import, cleanup). Subnet, Bridge and HostAccess configure them ("" for those
+	// stored with the state directory, else the defaults; see network.Config).
+	Network        network.Mode
+	Subnet, Bridge string
+	HostAccess     network.HostAccess
 	// KeepLeftovers skips the clean-up of dead builds that Open does otherwise (crun-ci
 	// cleanup does it itself, and reports it).
 	KeepLeftovers bool
@@ -83,7 +86,7 @@ func Open(ctx context.Context, o Options) (_ *Session, retErr error) {
 	}
 	s := &Session{o: o}
 	if o.Network != "" {
-		nm, err := network.New(o.Network, network.Config{StateDir: o.StateDir})
+		nm, err := network.New(o.Network, network.Config{StateDir: o.StateDir, Subnet: o.Subnet, Bridge: o.Bridge, HostAccess: o.HostAccess})
 		if err != nil {
 			return nil, &SetupError{err}
 		}

@@ -338,19 +338,21 @@ func hostname(svc *config.Service) string {
 	return svc.Name
 }
 
-// hostNames are the names of services in a step's hosts file: every service, its
-// hostname and the aliases its services give them in links.
-func (b *build) hostNames(services []string) []string {
-	var names []string
+// hostNames are the names each service of a step has in the step's hosts files: its
+// own, its hostname and the aliases that the step's services give it in links.
+func (b *build) hostNames(services []string) map[string][]string {
+	names := map[string][]string{}
 	for _, name := range services {
 		cfg := b.o.Project.Services[name]
-		names = append(names, name)
+		names[name] = append(names[name], name)
 		if cfg.Hostname != "" {
-			names = append(names, cfg.Hostname)
+			names[name] = append(names[name], cfg.Hostname)
 		}
-		for _, l := range cfg.Links {
-			if l.Alias != "" {
-				names = append(names, l.Alias)
+	}
+	for _, name := range services {
+		for _, l := range b.o.Project.Services[name].Links {
+			if _, ok := names[l.Service]; ok && l.Alias != "" {
+				names[l.Service] = append(names[l.Service], l.Alias)
 			}
 		}
 	}

@@ -129,7 +129,7 @@ func (p Policy) confine(root *hostfs.Dir, svc *config.Service) (sec oci.Security
 		sec.CapDrop = append(sec.CapDrop, c.Text)
 	}
 	for _, c := range svc.CapAdd {
-		if !p.Privileged && !slices.Contains(oci.DefaultCaps, c.Text) {
+		if !p.Privileged && !slices.Contains(oci.DockerCaps, c.Text) {
 			fail(c.Pos, "key \"cap_add\": %s is beyond Docker's default capabilities; %s", c.Text, needPrivileged)
 		}
 		sec.CapAdd = append(sec.CapAdd, c.Text)

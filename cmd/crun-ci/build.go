@@ -34,6 +34,9 @@ type buildFlags struct {
 	memory                       string
 
 	network   string
+	subnet    string
+	bridge    string
+	access    string
 	ifPresent bool
 	insecure  []string
 	noCache   bool
@@ -66,7 +69,10 @@ func (b *buildFlags) addProject(fs *pflag.FlagSet, withSteps bool) {
 
 // addBuild adds what a build needs besides: its network, images, key and CI values.
 func (b *buildFlags) addBuild(fs *pflag.FlagSet) {
-	fs.StringVar(&b.network, "network", string(network.Bridge), "network of each step: bridge (a namespace per step on the crunci0 bridge), host or none")
+	fs.StringVar(&b.network, "network", string(network.Bridge), "network of each step: bridge (a network per step, an address per container), host or none (loopback only, shared by the step's containers)")
+	fs.StringVar(&b.subnet, "subnet", "", "IPv4 subnet the step networks take their addresses from (default: the one stored in the state directory, else "+network.DefaultSubnet+")")
+	fs.StringVar(&b.bridge, "bridge", "", "prefix of the step networks' bridge names, at most 10 characters (default: the one stored in the state directory, else cr and a hash of it)")
+	fs.StringVar(&b.access, "host-access", string(network.HostAccessNone), "whether steps may connect to the host itself: none or gateway (as Docker)")
 	fs.BoolVar(&b.ifPresent, "pull-if-present", false, "pull images even when they are in containerd's store")
 	fs.StringArrayVar(&b.insecure, "insecure-registry", nil, "registry (HOST[:PORT]) to reach over plain HTTP; loopback registries always are (repeatable)")
 	fs.BoolVar(&b.noCache, "no-cache", false, "build every layer of built images anew, ignoring the layer cache")
@@ -142,6 +148,10 @@ func (b *buildFlags) start(ctx context.Context, c *cli, proj *config.Project, po
 	if o.Network, err = network.ParseMode(b.network); err != nil {
 		return nil, session.Build{}, usageError("--network: %w", err)
 	}
+	if o.HostAccess, err = network.ParseHostAccess(b.access); err != nil {
+		return nil, session.Build{}, usageError("--host-access: %w", err)
+	}
+	o.Subnet, o.Bridge = b.subnet, b.bridge
 	if o.Pull.CacheMaxSize, err = dockerfile.ParseSize(b.cacheMax); err != nil {
 		return nil, session.Build{}, usageError("--cache-max-size: %w", err)
 	}

@@ -1,0 +1,564 @@
+package network
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/netns"
+	"github.com/containerd/log"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/moby/sys/mountinfo"
+	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// ifName is a container's interface on its step network, inside its namespace.
+const ifName = "eth0"
+
+// Net is one step's network. In Bridge mode it is a bridge of its own with a slice of
+// the subnet, and Attach gives each container a namespace and an address on it; in None
+// mode it is one namespace with a loopback interface that every container of the step
+// shares; in Host mode it is nothing (the host's namespace).
+type Net struct {
+	// ID names the network; it contains the build id.
+	ID string
+	m  *Manager
+	// dir is where the namespaces are mounted (dir/<sandbox id>/cni-<random>) and the
+	// network's record is kept (dir/<id>.net).
+	dir string
+	rec record
+
+	mu        sync.Mutex
+	next      int // the host number of the next address
+	sandboxes []*Sandbox
+	shared    *Sandbox // None mode
+	closed    bool
+}
+
+// record is what a Bridge network leaves in its build's directory, for RemoveOrphans.
+type record struct {
+	// ID is the network's.
+	ID     string `json:"id"`
+	Bridge string `json:"bridge"`
+	// Slice is the index of the network's slice of the subnet, Subnet the slice.
+	Slice  int    `json:"slice"`
+	Subnet string `json:"subnet"`
+	// SlicesDir is where the slice is allocated.
+	SlicesDir string `json:"slices_dir"`
+}
+
+// Sandbox is one network namespace: a bind mount of it that keeps it alive while no
+// process is in it.
+type Sandbox struct {
+	// ID names the sandbox (a container id); Path is the namespace's file, "" in Host
+	// mode. IP is the container's address, "" unless Bridge.
+	ID, Path, IP string
+	// veth is the host's end of the container's interface (Bridge).
+	veth string
+}
+
+// Setup makes the network of step id below dir, the build's directory of namespaces
+// (say <state>/builds/<build>/netns), so that RemoveOrphans of that directory finds what
+// a dead build left. id must contain the build id and consist of letters, digits, '_',
+// '.' and '-'. In Bridge mode it allocates a slice of the subnet, makes its bridge (the
+// slice's first address is the bridge's, the containers' gateway) and makes sure the
+// rules of the subnet are in place (see the package documentation). What Setup made is
+// undone when it fails.
+func (m *Manager) Setup(ctx context.Context, id, dir string) (_ *Net, retErr error) {
+	if !validID.MatchString(id) {
+		return nil, fmt.Errorf("set up network %q: invalid id: want letters, digits, '_', '.' and '-'", id)
+	}
+	n := &Net{ID: id, m: m, dir: dir, next: 2}
+	if m.mode == Host {
+		return n, nil
+	}
+	fail := func(err error) (*Net, error) {
+		return nil, fmt.Errorf("set up network %s: %w", id, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := cleanupContext(ctx)
+			defer cancel()
+			retErr = errors.Join(retErr, n.Close(cctx))
+		}
+	}()
+	if m.mode == None {
+		sb, err := n.sandbox(id)
+		if err != nil {
+			return fail(err)
+		}
+		n.shared = sb
+		return n, nil
+	}
+	if err := m.ensureRules(ctx); err != nil {
+		return fail(err)
+	}
+	if err := n.allocate(); err != nil {
+		return fail(err)
+	}
+	if err := n.makeBridge(); err != nil {
+		return fail(err)
+	}
+	return n, nil
+}
+
+// Mode is the mode of the network.
+func (n *Net) Mode() Mode { return n.m.mode }
+
+// Attach gives container id its sandbox: in Bridge mode a namespace of its own with an
+// address of the network, in None mode the network's one namespace, in Host mode none
+// (an empty Path).
+func (n *Net) Attach(ctx context.Context, id string) (*Sandbox, error) {
+	switch n.m.mode {
+	case Host:
+		return &Sandbox{ID: id}, nil
+	case None:
+		return n.shared, nil
+	}
+	if !validID.MatchString(id) {
+		return nil, fmt.Errorf("attach %q to network %s: invalid id", id, n.ID)
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil, fmt.Errorf("attach %s to network %s: the network is closed", id, n.ID)
+	}
+	_, slice, _ := net.ParseCIDR(n.rec.Subnet)
+	ip, ok := nthIP(slice, n.next)
+	n.next++
+	n.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("attach %s to network %s: no address left in %s", id, n.ID, slice)
+	}
+	sb, err := n.sandbox(id)
+	if err != nil {
+		return nil, fmt.Errorf("attach %s to network %s: %w", id, n.ID, err)
+	}
+	if err := n.link(sb, ip, slice); err != nil {
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		return nil, errors.Join(fmt.Errorf("attach %s to network %s: %w", id, n.ID, err), n.detach(cctx, sb))
+	}
+	sb.IP = ip.String()
+	return sb, nil
+}
+
+// sandbox makes the namespace of id at dir/<id>/cni-<random>, with loopback up and
+// Docker's sysctls, and adds it to the network's.
+func (n *Net) sandbox(id string) (_ *Sandbox, retErr error) {
+	sbDir := filepath.Join(n.dir, id)
+	if err := os.Mkdir(sbDir, 0o755); err != nil {
+		return nil, err // an existing directory is an id used twice
+	}
+	ns, err := netns.NewNetNS(sbDir)
+	if err != nil {
+		os.Remove(sbDir)
+		return nil, err
+	}
+	sb := &Sandbox{ID: id, Path: ns.GetPath(), veth: vethName(n.ID, id)}
+	n.mu.Lock()
+	n.sandboxes = append(n.sandboxes, sb)
+	n.mu.Unlock()
+	if err := prepare(sb.Path); err != nil {
+		return nil, err // Close removes it
+	}
+	return sb, nil
+}
+
+// vethName is the host's end of a container's interface: "crv" and 11 hex digits of a
+// hash of the network and container ids, so that RemoveOrphans can name it too.
+func vethName(netID, id string) string {
+	h := sha256.Sum256([]byte(netID + "/" + id))
+	return "crv" + hex.EncodeToString(h[:])[:11]
+}
+
+// link makes the veth pair of sb: eth0 in its namespace with ip and a default route
+// through the bridge, the host's end on the bridge.
+func (n *Net) link(sb *Sandbox, ip net.IP, slice *net.IPNet) error {
+	h, err := vnetns.GetFromPath(sb.Path)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	br, err := netlink.LinkByName(n.rec.Bridge)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", n.rec.Bridge, err)
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: sb.veth, MTU: n.m.cfg.MTU, MasterIndex: br.Attrs().Index},
+		PeerName:      ifName,
+		PeerNamespace: netlink.NsFd(int(h)),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("make veth %s: %w", sb.veth, err)
+	}
+	if err := netlink.LinkSetUp(veth); err != nil {
+		return fmt.Errorf("bring up %s: %w", sb.veth, err)
+	}
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	eth, err := nl.LinkByName(ifName)
+	if err != nil {
+		return err
+	}
+	if n.m.cfg.MTU > 0 {
+		if err := nl.LinkSetMTU(eth, n.m.cfg.MTU); err != nil {
+			return fmt.Errorf("set the MTU of %s: %w", ifName, err)
+		}
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: slice.Mask}}
+	if err := nl.AddrAdd(eth, addr); err != nil {
+		return fmt.Errorf("address %s: %w", addr, err)
+	}
+	if err := nl.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("bring up %s: %w", ifName, err)
+	}
+	gw, _ := nthIP(slice, 1)
+	if err := nl.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
+		return fmt.Errorf("default route via %s: %w", gw, err)
+	}
+	return nil
+}
+
+// nthIP is the nth address of subnet; false when it is past the last host address.
+func nthIP(subnet *net.IPNet, n int) (net.IP, bool) {
+	ones, bits := subnet.Mask.Size()
+	if n <= 0 || n >= 1<<(bits-ones)-1 {
+		return nil, false
+	}
+	base := binary.BigEndian.Uint32(subnet.IP.To4())
+	ip := make(net.IP, 4)
+	binary.BigEndian.PutUint32(ip, base+uint32(n))
+	return ip, true
+}
+
+// slicesDir is where the slices of the subnet are allocated: a file per slice in use,
+// named by its index, holding the id of its network.
+func (m *Manager) slicesDir() string { return filepath.Join(m.cfg.StateDir, "net", "slices") }
+
+// allocate takes the first free slice of the subnet. The network's record, naming the
+// slice, is written before the slice is taken, so that a build killed in between leaves
+// nothing that RemoveOrphans cannot find; a slice is only ever freed by the network
+// whose id it holds.
+func (n *Net) allocate() error {
+	m := n.m
+	dir := m.slicesDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	ones, _ := m.subnet.Mask.Size()
+	count := 1 << (m.sliceOnes - ones)
+	for i := 0; i < count; i++ {
+		if _, err := os.Stat(filepath.Join(dir, strconv.Itoa(i))); err == nil {
+			continue
+		}
+		base := binary.BigEndian.Uint32(m.subnet.IP.To4()) + uint32(i)<<(32-m.sliceOnes)
+		ip := make(net.IP, 4)
+		binary.BigEndian.PutUint32(ip, base)
+		n.rec = record{
+			ID:        n.ID,
+			Bridge:    fmt.Sprintf("%s%x", m.cfg.Bridge, i),
+			Slice:     i,
+			Subnet:    (&net.IPNet{IP: ip, Mask: net.CIDRMask(m.sliceOnes, 32)}).String(),
+			SlicesDir: dir,
+		}
+		data, _ := json.Marshal(n.rec)
+		if err := os.WriteFile(n.recordFile(), data, 0o600); err != nil {
+			return fmt.Errorf("allocate a slice of %s: %w", m.subnet, err)
+		}
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(i)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue // taken meanwhile
+		}
+		if err == nil {
+			_, err = f.WriteString(n.ID)
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
+			return fmt.Errorf("allocate a slice of %s: %w", m.subnet, err) // Close frees it
+		}
+		return nil
+	}
+	n.rec = record{}
+	return errors.Join(fmt.Errorf("allocate a slice of %s: all %d step networks of /%d are in use; give a larger --subnet", m.subnet, count, m.sliceOnes), removeFile(n.recordFile()))
+}
+
+func (n *Net) recordFile() string { return filepath.Join(n.dir, n.ID+".net") }
+
+// makeBridge makes the network's bridge with the gateway address, strict reverse path
+// filtering (a container cannot send with an address of another step network) and
+// forwarding on.
+func (n *Net) makeBridge() error {
+	_, slice, _ := net.ParseCIDR(n.rec.Subnet)
+	gw, _ := nthIP(slice, 1)
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.rec.Bridge, MTU: n.m.cfg.MTU}}
+	if err := netlink.LinkAdd(br); err != nil {
+		return fmt.Errorf("make bridge %s: %w", br.Name, err)
+	}
+	if err := netlink.AddrAdd(br, &netlink.Addr{IPNet: &net.IPNet{IP: gw, Mask: slice.Mask}}); err != nil {
+		return fmt.Errorf("address bridge %s: %w", br.Name, err)
+	}
+	for k, v := range map[string]string{
+		"ipv4/conf/" + br.Name + "/rp_filter":    "1",
+		"ipv6/conf/" + br.Name + "/disable_ipv6": "1",
+	} {
+		if err := os.WriteFile("/proc/sys/net/"+k, []byte(v), 0o644); err != nil {
+			return fmt.Errorf("set sysctl net.%s: %w", strings.ReplaceAll(k, "/", "."), err)
+		}
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		return fmt.Errorf("bring up bridge %s: %w", br.Name, err)
+	}
+	return nil
+}
+
+// prepare brings up the loopback interface of the namespace at path and sets Docker's
+// sysctls: unprivileged users may bind any port and ping.
+func prepare(path string) error {
+	h, err := vnetns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer nl.Close()
+	lo, err := nl.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	if err := nl.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	// /proc/sys/net shows the namespace of the thread that opens it.
+	return ns.WithNetNSPath(path, func(ns.NetNS) error {
+		for k, v := range map[string]string{
+			"net/ipv4/ip_unprivileged_port_start": "0",
+			"net/ipv4/ping_group_range":           "0 2147483647",
+		} {
+			if err := os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644); err != nil {
+				return fmt.Errorf("set sysctl %s: %w", strings.ReplaceAll(k, "/", "."), err)
+			}
+		}
+		return nil
+	})
+}
+
+// Close tears the network down: its sandboxes (the host's ends of their interfaces,
+// then the namespaces), its bridge, its slice and record. What is already gone is
+// success, so Close may be called again, after a failure too; what could not be removed
+// stays for RemoveOrphans.
+func (n *Net) Close(ctx context.Context) error {
+	n.mu.Lock()
+	n.closed = true
+	sbs := slices.Clone(n.sandboxes)
+	n.mu.Unlock()
+	var errs []error
+	for _, sb := range sbs {
+		errs = append(errs, n.detach(ctx, sb))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tear down network %s: %w", n.ID, err)
+	}
+	if n.rec.Bridge != "" {
+		if err := removeRecorded(n.rec, n.recordFile()); err != nil {
+			return fmt.Errorf("tear down network %s: %w", n.ID, err)
+		}
+	}
+	return nil
+}
+
+// detach removes a sandbox: the host's end of its interface, then its namespace.
+func (n *Net) detach(ctx context.Context, sb *Sandbox) error {
+	if err := delLink(sb.veth); err != nil {
+		return err
+	}
+	if err := removeNS(sb.Path); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	for i, s := range n.sandboxes {
+		if s == sb {
+			n.sandboxes = append(n.sandboxes[:i], n.sandboxes[i+1:]...)
+			break
+		}
+	}
+	n.mu.Unlock()
+	return nil
+}
+
+// delLink deletes a link by name; a link that is not there is success.
+func delLink(name string) error {
+	if name == "" {
+		return nil
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		if errors.As(err, new(netlink.LinkNotFoundError)) {
+			return nil
+		}
+		return fmt.Errorf("find %s: %w", name, err)
+	}
+	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
+}
+
+// removeNS unmounts and removes a namespace file and its directory.
+func removeNS(path string) error {
+	if path == "" {
+		return nil
+	}
+	// Unmount every mount stacked on the file before removing it (style rule 17).
+	if err := mount.UnmountAll(path, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	if err := removeFile(path); err != nil {
+		return err
+	}
+	return removeFile(filepath.Dir(path))
+}
+
+// removeRecorded deletes a recorded network's bridge, then frees its slice (when the
+// network holds it) and removes the record.
+func removeRecorded(rec record, file string) error {
+	if err := delLink(rec.Bridge); err != nil {
+		return err
+	}
+	if rec.SlicesDir != "" {
+		slice := filepath.Join(rec.SlicesDir, strconv.Itoa(rec.Slice))
+		owner, err := os.ReadFile(slice)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return err
+		case string(owner) == rec.ID || len(owner) == 0:
+			// Empty: the network was killed between taking the slice and naming itself.
+			if err := removeFile(slice); err != nil {
+				return err
+			}
+		}
+	}
+	return removeFile(file)
+}
+
+// cleanupContext bounds a clean-up, and keeps it going when ctx was cancelled.
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+}
+
+func removeFile(p string) error {
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// RemoveOrphans removes what step networks of a dead build left below dir, the build's
+// directory of namespaces, whatever the Manager's mode (the dead build may have used
+// another): the hosts' ends of the interfaces, the namespaces (found by their layout,
+// <id>/cni-<random>, mounted or not: a reboot unmounts them), then the bridges and
+// slices of the networks' records (<id>.net). It does not descend into other mounts (a
+// container's root file system). Call it before the build's directory is removed
+// (builds.Remove).
+func (m *Manager) RemoveOrphans(ctx context.Context, dir string) error {
+	mounts, err := mountsBelow(dir)
+	if err != nil {
+		return fmt.Errorf("remove orphan networks below %s: %w", dir, err)
+	}
+	var sandboxes []string
+	var records []string
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() && p != dir && mounts[p] != "" {
+			return fs.SkipDir
+		}
+		switch {
+		case d.IsDir():
+		case strings.HasSuffix(d.Name(), ".net") && validID.MatchString(strings.TrimSuffix(d.Name(), ".net")) && d.Type().IsRegular():
+			records = append(records, p)
+		case strings.HasPrefix(d.Name(), "cni-") && validID.MatchString(filepath.Base(filepath.Dir(p))):
+			if fstype := mounts[p]; fstype == "" || fstype == "nsfs" {
+				sandboxes = append(sandboxes, p)
+			} // else something else is mounted there: not ours to touch
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("remove orphan networks below %s: %w", dir, err)
+	}
+	var errs []error
+	for _, p := range sandboxes {
+		log.G(ctx).Debugf("removing orphan network namespace %s", p)
+		id := filepath.Base(filepath.Dir(p))
+		for _, rec := range records {
+			if err := delLink(vethName(strings.TrimSuffix(filepath.Base(rec), ".net"), id)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := removeNS(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, p := range records {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var rec record
+		if err := json.Unmarshal(data, &rec); err != nil {
+			errs = append(errs, removeFile(p)) // half written: nothing was made after it
+			continue
+		}
+		log.G(ctx).Debugf("removing orphan network %s (bridge %s)", filepath.Base(p), rec.Bridge)
+		errs = append(errs, removeRecorded(rec, p))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove orphan networks below %s: %w", dir, err)
+	}
+	return nil
+}
+
+// mountsBelow maps the mount points at or below dir to their file system type.
+func mountsBelow(dir string) (map[string]string, error) {
+	infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, i := range infos {
+		out[i.Mountpoint] = i.FSType
+	}
+	return out, nil
+}
