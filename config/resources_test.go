@@ -80,6 +80,11 @@ func TestParseResources(t *testing.T) {
 			}},
 		},
 		{
+			name: "expose takes ports, numbers or strings, with a protocol or not, and ranges",
+			in:   "expose: [5432, \"53/udp\", \"8000-8002\", 9000/TCP]\n",
+			want: &Service{Expose: []Value{{Text: "5432/tcp"}, {Text: "53/udp"}, {Text: "8000/tcp"}, {Text: "8001/tcp"}, {Text: "8002/tcp"}, {Text: "9000/tcp"}}},
+		},
+		{
 			name: "privileged is a boolean",
 			in:   "privileged: true\n",
 			want: &Service{Privileged: &Bool{V: true}},
@@ -412,6 +417,16 @@ func TestResourceErrors(t *testing.T) {
 			want: `codeship-services.yml:5: service "app": duplicate key "nofile" (first at line 4)`,
 		},
 		// Privileges.
+		{
+			name: "expose of something that is no port",
+			in:   "expose: [\"http\"]\n",
+			want: `key "expose": "http": want a port, a range of ports (8000-8010), with /tcp, /udp or /sctp or not`,
+		},
+		{
+			name: "expose of a port out of range",
+			in:   "expose: [\"70000\", \"10-5\"]\n",
+			want: `key "expose": "70000": want ports from 1 to 65535, a range of at most 1000` + "\n" + pre + `key "expose": "10-5": want ports from 1 to 65535, a range of at most 1000`,
+		},
 		{
 			name: "privileged that is not a boolean",
 			in:   "privileged: sometimes\n",

@@ -189,6 +189,8 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 			s.DependsOn = f.dependsOn(v, w)
 		case k == "links":
 			s.Links = f.links(v, w)
+		case k == "expose":
+			s.Expose = f.expose(v, w)
 		case k == "hostname":
 			s.Hostname = f.text(k, v, w)
 			if !hostnameRE.MatchString(s.Hostname) {
@@ -751,4 +753,37 @@ func ParseSignal(s string) (syscall.Signal, error) {
 		return n, nil
 	}
 	return 0, fmt.Errorf("%q is not a signal", s)
+}
+
+// exposeRE is an entry of `expose`: a port or a range of ports, with a protocol or not.
+var exposeRE = regexp.MustCompile(`^([0-9]{1,5})(?:-([0-9]{1,5}))?(?:/(tcp|udp|sctp))?$`)
+
+// expose reads `expose`: ports ("5432", 5432, "53/udp", "8000-8010") the service's
+// containers listen on, for the link variables. Each port is given as "PORT/PROTO".
+func (f *file) expose(v *yaml.Node, w where) []Value {
+	var out []Value
+	for _, it := range f.stringList("expose", v, w) {
+		m := exposeRE.FindStringSubmatch(strings.ToLower(it.s))
+		if m == nil {
+			f.errorf(it.n, w, "key \"expose\": %q: want a port, a range of ports (8000-8010), with /tcp, /udp or /sctp or not", it.s)
+			continue
+		}
+		lo, _ := strconv.Atoi(m[1])
+		hi := lo
+		if m[2] != "" {
+			hi, _ = strconv.Atoi(m[2])
+		}
+		proto := m[3]
+		if proto == "" {
+			proto = "tcp"
+		}
+		if lo < 1 || hi > 65535 || hi < lo || hi-lo > 1000 {
+			f.errorf(it.n, w, "key \"expose\": %q: want ports from 1 to 65535, a range of at most 1000", it.s)
+			continue
+		}
+		for p := lo; p <= hi; p++ {
+			out = append(out, Value{Text: fmt.Sprintf("%d/%s", p, proto), Pos: f.pos(it.n)})
+		}
+	}
+	return out
 }

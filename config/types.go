@@ -122,9 +122,12 @@ type Service struct {
 	Ulimits      []Ulimit
 	Privileged   *Bool
 	CapAdd       []Value // capability names, upper case, without "CAP_"; "ALL" possible
-	CapDrop      []Value
-	Devices      []Device
-	SecurityOpt  []SecurityOpt
+	// Expose lists the ports its containers listen on, "PORT/PROTO" (expose), for the
+	// link variables of the services that link to or depend on it.
+	Expose      []Value
+	CapDrop     []Value
+	Devices     []Device
+	SecurityOpt []SecurityOpt
 	// StopSignal stops the service's containers (0: the image's STOPSIGNAL, else
 	// SIGTERM); StopGracePeriod is how long a dependency gets after it before SIGKILL
 	// when its step is over (0 when unset).

@@ -190,6 +190,11 @@ func TestContainerdDyingMidBuildFailsTheBuildAndCleanupRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(state)
+	defer func() {
+		if err := removeNetworkRules(state); err != nil {
+			t.Error(err)
+		}
+	}()
 	// Its own embedded containerd, so the suite's keeps running; the image is imported
 	// into it.
 	own := func(args ...string) result {

@@ -69,6 +69,10 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
+	if err := removeNetworkRules(stateDir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
 	if err := ctrd.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "stop containerd:", err)
 		code = 1
@@ -122,6 +126,20 @@ func setup(tmp string) error {
 		if got := strings.TrimSpace(string(out)); got != img.Name {
 			return fmt.Errorf("crun-ci import printed %q, want %q", got, img.Name)
 		}
+	}
+	return nil
+}
+
+// removeNetworkRules removes the iptables rules that the step networks of a state
+// directory keep for later builds, with `crun-ci cleanup --network`, as an operator
+// would before removing the state directory.
+func removeNetworkRules(state string) error {
+	out, err := exec.Command(bin, "--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", state, "cleanup", "--network").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("crun-ci cleanup --network: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "removed the iptables rules of the step networks") {
+		return fmt.Errorf("crun-ci cleanup --network said: %s", out)
 	}
 	return nil
 }

@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 
@@ -11,8 +14,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-
-	"github.com/crun-ci/crun-ci/network"
 )
 
 // A dependency serving TCP is reached by its service name and by a link alias; the step's
@@ -142,7 +143,16 @@ func TestSubnetIsChosenAndStored(t *testing.T) {
 		"codeship-services.yml": "app:\n  image: busybox\n",
 		"codeship-steps.yml":    "- {name: addr, service: app, command: \"sh -c 'ip -4 -o addr show eth0'\"}\n",
 	})
-	t.Cleanup(func() { crunci(t, "steps", "--dir", dir, "--subnet", network.DefaultSubnet) })
+	wantCode(t, runSteps(t, dir), 0) // stores the subnet, if no test did yet
+	var stored struct{ Subnet string }
+	data, err := os.ReadFile(filepath.Join(stateDir, "network.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &stored)
+	}
+	if err != nil || stored.Subnet == "" {
+		t.Fatalf("the suite's state directory stores no subnet (%v): %s", err, data)
+	}
+	t.Cleanup(func() { crunci(t, "steps", "--dir", dir, "--subnet", stored.Subnet) })
 	r := runSteps(t, dir, "--subnet", "10.123.0.0/16")
 	wantCode(t, r, 0)
 	wantContains(t, "stdout", r.stdout, "inet 10.123.")
@@ -243,4 +253,32 @@ func hostAddress(t *testing.T) string {
 	}
 	t.Fatal("no IPv4 address on the host besides loopback")
 	return ""
+}
+
+// A step's container gets Docker's link variables of the services it links to or
+// depends on that expose ports.
+func TestLinkVariables(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+db:
+  image: busybox
+  command: sleep 600
+  expose: ["5432"]
+cache:
+  image: busybox
+  command: sleep 600
+app:
+  image: busybox
+  links: ["db:database"]
+  depends_on: [cache]
+`,
+		"codeship-steps.yml": "- {name: env, service: app, command: \"sh -c 'env | grep -E \\\"^(DATABASE|CACHE)_\\\" | sort'\"}\n",
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "env/app | DATABASE_NAME=/app/database\n", "env/app | DATABASE_PORT=tcp://database:5432\n",
+		"env/app | DATABASE_PORT_5432_TCP=tcp://database:5432\n", "env/app | DATABASE_PORT_5432_TCP_ADDR=database\n",
+		"env/app | DATABASE_PORT_5432_TCP_PORT=5432\n", "env/app | DATABASE_PORT_5432_TCP_PROTO=tcp\n")
+	wantNotContains(t, "stdout", r.stdout, "CACHE_") // exposes nothing
 }

@@ -64,7 +64,9 @@ func ParseHostAccess(s string) (HostAccess, error) {
 
 // DefaultSubnet is next to the 10.88.0.0/16 of Podman and containerd's CRI examples
 // rather than on it, and away from Docker's 172.17.0.0/16 and the 172.18-31 and 192.168
-// ranges its user networks take, so that crun-ci can share a host with them.
+// ranges its user networks take, so that crun-ci can share a host with them. A state
+// directory used for the first time without a subnet takes the first of it and the
+// /16s after it up to 10.99.0.0/16 that is free, and keeps it.
 const DefaultSubnet = "10.89.0.0/16"
 
 // Config of the step networks. The zero value takes the defaults (those stored with the
@@ -152,6 +154,7 @@ func New(mode Mode, cfg Config) (*Manager, error) {
 		}
 	}
 	given := st
+	pick := cfg.Subnet == "" && st.Subnet == "" && mode == Bridge
 	if cfg.Subnet == "" {
 		cfg.Subnet = or(st.Subnet, DefaultSubnet)
 	}
@@ -189,6 +192,14 @@ func New(mode Mode, cfg Config) (*Manager, error) {
 	if err := removeLegacy(); err != nil {
 		return fail(err)
 	}
+	if pick {
+		// The first use of the state directory: the first of the default subnet and
+		// those after it that is free (another state directory may use the default).
+		if subnet, err = freeSubnet(cfg.Bridge); err != nil {
+			return fail(err)
+		}
+		m.subnet, cfg.Subnet = subnet, subnet.String()
+	}
 	if err := checkRoutes(subnet, cfg.Bridge); err != nil {
 		return fail(err)
 	}
@@ -202,6 +213,23 @@ func New(mode Mode, cfg Config) (*Manager, error) {
 		}
 	}
 	return m, nil
+}
+
+// freeSubnet is the first of 10.89.0.0/16 (DefaultSubnet) to 10.99.0.0/16 that no
+// route of the host overlaps, but those of the prefix's bridges.
+func freeSubnet(prefix string) (*net.IPNet, error) {
+	var first error
+	for i := 89; i <= 99; i++ {
+		_, subnet, _ := net.ParseCIDR(fmt.Sprintf("10.%d.0.0/16", i))
+		err := checkRoutes(subnet, prefix)
+		if err == nil {
+			return subnet, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return nil, first
 }
 
 func or(a, b string) string {

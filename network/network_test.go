@@ -362,3 +362,11 @@ func write(t *testing.T, path, data string) {
 		t.Fatal(err)
 	}
 }
+
+func TestSplitRule(t *testing.T) {
+	got := splitRule(`-A INPUT -i cr1+ -m comment --comment "crun-ci cr1 10.89.0.0/16" -j REJECT`)
+	want := []string{"-A", "INPUT", "-i", "cr1+", "-m", "comment", "--comment", "crun-ci cr1 10.89.0.0/16", "-j", "REJECT"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("splitRule (-want +got):\n%s", diff)
+	}
+}

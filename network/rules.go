@@ -8,13 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// A rule is one iptables rule of the subnet: its table and its chain and match, as
-// iptables -C, -I and -D take them.
+// A rule is one iptables rule of the state directory's step networks: its table and its
+// chain and match, as iptables -C, -I and -D take them.
 type rule struct {
 	table string
 	// insert puts it first in its chain (ahead of what Docker or a firewall put there)
@@ -23,12 +24,12 @@ type rule struct {
 	spec   []string
 }
 
-// rules are the iptables rules of the subnet, the same for every step network of a
-// state directory, made once and kept for later builds (like the masquerade rule
-// always was):
+// rules are the iptables rules of the step networks, the same for all of a state
+// directory, made once and kept for later builds. They match the bridges by their
+// prefix (-i PREFIX+) and carry the comment "crun-ci PREFIX SUBNET":
 //
 //   - nat POSTROUTING: what the steps send out of the host leaves with the host's
-//     address (not between step networks, which FORWARD drops anyway).
+//     address (not between step networks, which FORWARD rejects anyway).
 //   - filter FORWARD, first: traffic inside one step network is accepted (with
 //     br_netfilter loaded, bridged packets pass FORWARD too), traffic between two step
 //     networks rejected; then traffic to the outside and its replies accepted, ahead
@@ -39,9 +40,8 @@ type rule struct {
 //     waiting for its timeout.
 func (m *Manager) rules() []rule {
 	sub, br := m.subnet.String(), m.cfg.Bridge+"+"
-	comment := []string{"-m", "comment", "--comment", "crun-ci " + sub}
 	r := func(table string, insert bool, spec ...string) rule {
-		return rule{table, insert, append(spec, comment...)}
+		return rule{table, insert, append(spec, "-m", "comment", "--comment", m.comment())}
 	}
 	rs := []rule{
 		r("nat", false, "POSTROUTING", "-s", sub, "!", "-d", sub, "-j", "MASQUERADE"),
@@ -51,17 +51,20 @@ func (m *Manager) rules() []rule {
 		r("filter", true, "FORWARD", "-i", br, "-o", br, "-j", "REJECT"),
 		r("filter", true, "FORWARD", "-i", br, "-o", br, "-m", "physdev", "--physdev-is-bridged", "-j", "ACCEPT"),
 	}
+	if m.cfg.HostAccess == HostAccessNone {
+		rs = append(rs, r("filter", true, "INPUT", "-i", br, "-m", "conntrack", "--ctstate", "NEW", "-j", "REJECT"))
+	}
 	return rs
 }
 
-// inputRule is the rule of HostAccessNone.
-func (m *Manager) inputRule() rule {
-	return rule{"filter", true, []string{"INPUT", "-i", m.cfg.Bridge + "+", "-m", "conntrack", "--ctstate", "NEW", "-j", "REJECT",
-		"-m", "comment", "--comment", "crun-ci " + m.subnet.String()}}
+// comment marks the rules of the state directory: "crun-ci PREFIX SUBNET".
+func (m *Manager) comment() string {
+	return "crun-ci " + m.cfg.Bridge + " " + m.subnet.String()
 }
 
-// ensureRules makes the rules that are missing (and, with HostAccessGateway, removes the
-// input rule) once per Manager, and turns on IPv4 forwarding. A lock file in the state
+// ensureRules makes the rules that are missing, once per Manager, and turns on IPv4
+// forwarding. Rules of the bridge prefix that are not wanted (of another subnet, or the
+// input rule with HostAccessGateway) are removed first. A lock file in the state
 // directory keeps two crun-ci processes from both adding a rule; `iptables -w` waits for
 // other users of iptables.
 func (m *Manager) ensureRules(ctx context.Context) error {
@@ -73,25 +76,16 @@ func (m *Manager) ensureRules(ctx context.Context) error {
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
 		return fmt.Errorf("turn on IPv4 forwarding: %w", err)
 	}
-	dir := filepath.Join(m.cfg.StateDir, "net")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, "rules.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	unlock, err := m.lockRules()
 	if err != nil {
 		return err
 	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("lock %s: %w", lock.Name(), err)
-	}
-	rs := m.rules()
-	if m.cfg.HostAccess == HostAccessNone {
-		rs = append(rs, m.inputRule())
-	} else if err := removeRule(ctx, m.inputRule()); err != nil {
+	defer unlock()
+	want := m.rules()
+	if err := m.removeRules(ctx, want); err != nil {
 		return err
 	}
-	for _, r := range rs {
+	for _, r := range want {
 		ok, err := hasRule(ctx, r)
 		if err != nil {
 			return err
@@ -111,19 +105,104 @@ func (m *Manager) ensureRules(ctx context.Context) error {
 	return nil
 }
 
-// RemoveRules deletes every copy of the subnet's rules. Builds never do: the rules stay
-// for the next build, like the bridges' prefix and subnet.
-func (m *Manager) RemoveRules(ctx context.Context) error {
-	var errs []error
-	for _, r := range append(m.rules(), m.inputRule()) {
-		errs = append(errs, removeRule(ctx, r))
+// lockRules takes the lock of the state directory's rules.
+func (m *Manager) lockRules() (unlock func(), err error) {
+	dir := filepath.Join(m.cfg.StateDir, "net")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
 	}
-	m.rulesMu.Lock()
-	m.rulesOK = false
-	m.rulesMu.Unlock()
-	return errors.Join(errs...)
+	lock, err := os.OpenFile(filepath.Join(dir, "rules.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("lock %s: %w", lock.Name(), err)
+	}
+	return func() { lock.Close() }, nil
 }
 
+// InUse counts the step networks of the state directory that are allocated.
+func (m *Manager) InUse() int {
+	entries, _ := os.ReadDir(m.slicesDir())
+	return len(entries)
+}
+
+// RemoveRules deletes every rule of the state directory's bridge prefix, of whatever
+// subnet. Builds never do: the rules stay for the next build; `crun-ci cleanup
+// --network` does, once no build runs (InUse is 0).
+func (m *Manager) RemoveRules(ctx context.Context) error {
+	m.rulesMu.Lock()
+	defer m.rulesMu.Unlock()
+	m.rulesOK = false
+	if m.cfg.StateDir != "" {
+		unlock, err := m.lockRules()
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+	return m.removeRules(ctx, nil)
+}
+
+// removeRules deletes the rules of the bridge prefix whose comment and chain are not
+// those of a rule in keep.
+func (m *Manager) removeRules(ctx context.Context, keep []rule) error {
+	mark := "crun-ci " + m.cfg.Bridge + " "
+	wanted := map[string]bool{}
+	for _, r := range keep {
+		wanted[r.table+" "+r.spec[0]] = true
+	}
+	for _, table := range []string{"filter", "nat"} {
+		out, err := iptablesOutput(ctx, table, "-S")
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(out, "\n") {
+			args := splitRule(line)
+			i := slices.Index(args, "--comment")
+			if len(args) < 2 || args[0] != "-A" || i < 0 || i+1 >= len(args) || !strings.HasPrefix(args[i+1], mark) {
+				continue
+			}
+			if args[i+1] == m.comment() && wanted[table+" "+args[1]] {
+				continue // ensureRules checks the rule itself
+			}
+			if err := iptables(ctx, table, append([]string{"-D"}, args[1:]...)...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// splitRule splits a line of iptables -S into its words; iptables quotes a word that
+// holds spaces with double quotes.
+func splitRule(line string) []string {
+	var out []string
+	var word strings.Builder
+	quoted, inWord := false, false
+	for _, r := range line {
+		switch {
+		case r == '"':
+			quoted, inWord = !quoted, true
+		case r == ' ' && !quoted:
+			if inWord {
+				out = append(out, word.String())
+				word.Reset()
+				inWord = false
+			}
+		default:
+			word.WriteRune(r)
+			inWord = true
+		}
+	}
+	if inWord {
+		out = append(out, word.String())
+	}
+	return out
+}
+
+// removeRule deletes every copy of r.
 func removeRule(ctx context.Context, r rule) error {
 	for {
 		ok, err := hasRule(ctx, r)
@@ -152,15 +231,21 @@ func hasRule(ctx context.Context, r rule) (bool, error) {
 // iptables runs iptables on table, waiting for its lock. The error keeps the exit status
 // (an *exec.ExitError) and tells what iptables printed.
 func iptables(ctx context.Context, table string, args ...string) error {
+	_, err := iptablesOutput(ctx, table, args...)
+	return err
+}
+
+// iptablesOutput is iptables with its output.
+func iptablesOutput(ctx context.Context, table string, args ...string) (string, error) {
 	args = append([]string{"-w", "-t", table}, args...)
 	cmd := exec.CommandContext(ctx, "iptables", args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
-		if msg := strings.TrimSpace(out.String()); msg != "" {
-			return fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, msg)
+		if msg := strings.TrimSpace(errOut.String() + out.String()); msg != "" {
+			return "", fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, msg)
 		}
-		return fmt.Errorf("iptables %s: %w", strings.Join(args, " "), err)
+		return "", fmt.Errorf("iptables %s: %w", strings.Join(args, " "), err)
 	}
-	return nil
+	return out.String(), nil
 }

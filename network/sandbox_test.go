@@ -715,3 +715,57 @@ func iptablesSave(t *testing.T) []string {
 	}
 	return lines
 }
+
+// The rules follow the configuration: a Manager with HostAccessGateway removes the
+// input rule, one of another subnet the old subnet's rules, and RemoveRules all of the
+// prefix's.
+func TestRulesFollowTheConfiguration(t *testing.T) {
+	needRoot(t)
+	state := t.TempDir()
+	ctx := context.Background()
+	rules := func() (all, input int) {
+		for _, l := range iptablesSave(t) {
+			if strings.Contains(l, `"crun-ci `+testBridge+` `) {
+				all++
+				if strings.HasPrefix(l, "-A INPUT") {
+					input++
+				}
+			}
+		}
+		return all, input
+	}
+	manager := func(subnet string, access HostAccess) *Manager {
+		m, err := New(Bridge, Config{Subnet: subnet, Bridge: testBridge, StateDir: state, HostAccess: access})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.ensureRules(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	t.Cleanup(func() { manager(testSubnet, "").RemoveRules(ctx) })
+	manager(testSubnet, HostAccessNone)
+	if all, input := rules(); all != 6 || input != 1 {
+		t.Errorf("with host access none: %d rules, %d in INPUT; want 6 and 1", all, input)
+	}
+	manager(testSubnet, HostAccessGateway)
+	if all, input := rules(); all != 5 || input != 0 {
+		t.Errorf("with host access gateway: %d rules, %d in INPUT; want 5 and 0", all, input)
+	}
+	m := manager("10.199.16.0/20", HostAccessNone)
+	if all, _ := rules(); all != 6 {
+		t.Errorf("after a change of subnet: %d rules, want the new subnet's 6", all)
+	}
+	for _, l := range iptablesSave(t) {
+		if strings.Contains(l, testSubnet) {
+			t.Errorf("a rule of the old subnet stays: %s", l)
+		}
+	}
+	if err := m.RemoveRules(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := rules(); all != 0 {
+		t.Errorf("RemoveRules left %d rules", all)
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/steps"
@@ -84,12 +85,31 @@ func NewBuild(ctx context.Context, proj *config.Project, policy steps.Policy, id
 	return Build{Project: proj, Policy: policy, Key: key, KeySource: keySource, CI: civ, Tag: tag}, nil
 }
 
-// Tidy is `crun-ci cleanup`: it removes what dead builds left (or, dry, lists it) and,
-// with layerCache, empties the layer cache of built images, saying all of it on w.
-func (s *Session) Tidy(ctx context.Context, dry, layerCache bool, w io.Writer) error {
+// Tidy is `crun-ci cleanup`: it removes what dead builds left (or, dry, lists it); with
+// layerCache, it empties the layer cache of built images; with rules, it removes the
+// iptables rules of the state directory's step networks (refused while a build runs,
+// whose networks need them). It says all of it on w.
+func (s *Session) Tidy(ctx context.Context, dry, layerCache, rules bool, w io.Writer) error {
 	n, err := s.Cleanup(ctx, dry, w)
 	if err != nil {
 		return err
+	}
+	if rules {
+		nm, err := network.New(network.None, network.Config{StateDir: s.o.StateDir})
+		if err != nil {
+			return err
+		}
+		switch inUse := nm.InUse(); {
+		case inUse > 0 && !dry:
+			return fmt.Errorf("network rules: %d step networks are in use by running builds; run again once they have ended", inUse)
+		case dry:
+			fmt.Fprintln(w, "would remove the iptables rules of the step networks")
+		default:
+			if err := nm.RemoveRules(ctx); err != nil {
+				return fmt.Errorf("remove the network rules: %w", err)
+			}
+			fmt.Fprintln(w, "removed the iptables rules of the step networks")
+		}
 	}
 	switch {
 	case n == 0:

@@ -19,6 +19,7 @@ import (
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/mounts"
+	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/snapshot"
@@ -259,6 +260,9 @@ func (b *build) create(ctx context.Context, p *pod.Pod, s *config.Step, seq int6
 		args = []string{"true"} // never started
 	}
 	m := b.member(svc, builds.ID{Build: b.o.BuildID, Seq: seq, Service: name}, args, ms)
+	if b.o.Network != nil && b.o.Network.Mode() != network.Host {
+		m.Container.Env = append(b.linkEnv(name), m.Container.Env...)
+	}
 	m.Labels = map[string]string{builds.LabelStep: s.Name, builds.LabelService: name}
 	if a := b.o.Attach; a != nil && main {
 		m.Stdin, m.Terminal = a.Stdin, a.TTY

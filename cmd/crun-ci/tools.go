@@ -76,6 +76,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) (retErr error) {
 	fs := c.flags("cleanup", "")
 	dryRun := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
 	layerCache := fs.Bool("layer-cache", false, "also empty the layer cache of built images")
+	rules := fs.Bool("network", false, "also remove the iptables rules of the step networks (which builds keep for the next), when no build runs")
 	if ok, err := c.parse(fs, args); !ok || err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func runCleanup(ctx context.Context, c *cli, args []string) (retErr error) {
 		return err
 	}
 	defer func() { retErr = errors.Join(retErr, s.Close()) }()
-	return s.Tidy(ctx, *dryRun, *layerCache, c.stdout)
+	return s.Tidy(ctx, *dryRun, *layerCache, *rules, c.stdout)
 }
 
 // open opens a session of the global flags.
