@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ func BenchmarkStepOverhead(b *testing.B) {
 }
 
 // BenchmarkStepOverheadBridge is BenchmarkStepOverhead with each step on its own bridge
-// network (crun-ci's default): what the namespace and CNI cost.
+// network (crun-ci's default): what the step network and the address cost.
 func BenchmarkStepOverheadBridge(b *testing.B) {
 	benchSteps(b, "app:\n  image: busybox\n  volumes:\n    - /scratch\n    - ./host:/host\n", network.Bridge)
 }
@@ -249,4 +250,112 @@ func BenchmarkBuild(b *testing.B) {
 	b.ReportMetric(float64((floor/n).Microseconds())/1000, "ms/floor")
 	b.ReportMetric(float64(cold)/float64(floor), "cold-ratio")
 	b.ReportMetric(float64(cached)/float64(floor), "cached-ratio")
+}
+
+// BenchmarkStepNetwork runs pipelines of 20 serial `true` steps with one container a
+// step and with three (the step's service and two dependencies running sleep), each with
+// --network host and on the step networks (bridge), alternately, and reports per step
+// the wall time and the machine's CPU time (all processes: crun-ci, containerd, shims,
+// runc) of each, and what the step networks add over host networking (ms and ratio).
+// Targets (the network issue): at most 15 ms more wall time a step with one container,
+// 30 ms with three.
+//
+//	go test -run NONE -bench StepNetwork -benchtime 5x ./integration
+func BenchmarkStepNetwork(b *testing.B) {
+	if skipReason != "" {
+		b.Skip(skipReason)
+	}
+	const (
+		one   = "app:\n  image: busybox\n"
+		three = "db:\n  image: busybox\n  command: sleep 3600\ncache:\n  image: busybox\n  command: sleep 3600\napp:\n  image: busybox\n  depends_on: [db, cache]\n"
+	)
+	ctx := context.Background()
+	rt := steps.Containerd(task.New(ctrd.Client))
+	managers := map[network.Mode]*network.Manager{}
+	for _, mode := range []network.Mode{network.Host, network.Bridge} {
+		nm, err := network.New(mode, network.Config{StateDir: stateDir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		managers[mode] = nm
+	}
+	projects := map[string]*config.Project{"1": benchProject(b, one), "3": benchProject(b, three)}
+	type key struct {
+		containers string
+		mode       network.Mode
+	}
+	wall, cpu := map[key]time.Duration{}, map[key]time.Duration{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, n := range []string{"1", "3"} {
+			for _, mode := range []network.Mode{network.Host, network.Bridge} {
+				start, cpuStart := time.Now(), machineCPU(b)
+				sum, err := steps.Run(ctx, rt, steps.Options{
+					Project:   projects[n],
+					Namespace: namespace,
+					StateDir:  stateDir,
+					Output:    io.Discard,
+					Network:   managers[mode],
+				})
+				if err != nil || !sum.Passed() || len(sum.Results) != stepsPerBench {
+					b.Fatalf("pipeline: %v", err)
+				}
+				k := key{n, mode}
+				wall[k] += time.Since(start)
+				cpu[k] += machineCPU(b) - cpuStart
+			}
+		}
+	}
+	b.StopTimer()
+	ms := func(d time.Duration) float64 {
+		return float64(d.Microseconds()) / 1000 / float64(b.N*stepsPerBench)
+	}
+	for _, n := range []string{"1", "3"} {
+		host, bridge := key{n, network.Host}, key{n, network.Bridge}
+		b.ReportMetric(ms(wall[host]), "ms/step-"+n+"-host")
+		b.ReportMetric(ms(wall[bridge]), "ms/step-"+n+"-bridge")
+		b.ReportMetric(ms(wall[bridge])-ms(wall[host]), "ms-added-"+n)
+		b.ReportMetric(float64(wall[bridge])/float64(wall[host]), "ratio-wall-"+n)
+		b.ReportMetric(ms(cpu[bridge])-ms(cpu[host]), "cpu-ms-added-"+n)
+		b.ReportMetric(float64(cpu[bridge])/float64(cpu[host]), "ratio-cpu-"+n)
+	}
+}
+
+// benchProject is a project of stepsPerBench serial `true` steps of the service app.
+func benchProject(b *testing.B, services string) *config.Project {
+	dir := b.TempDir()
+	var sb strings.Builder
+	for i := 0; i < stepsPerBench; i++ {
+		fmt.Fprintf(&sb, "- service: app\n  command: 'true'\n")
+	}
+	for name, content := range map[string]string{"codeship-services.yml": services, "codeship-steps.yml": sb.String()} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	proj, err := config.Load(dir, "", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return proj
+}
+
+// machineCPU is the CPU time all processes of the machine have used (user, nice,
+// system, irq and softirq of /proc/stat, in clock ticks of 10 ms).
+func machineCPU(b *testing.B) time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal …
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }

@@ -1,55 +1,40 @@
-// Package network gives each step of a build a network namespace of its own, shared by
-// all the step's containers, and removes what a dead build left of them.
+// Package network gives each step of a build a network of its own, and each container
+// of the step a network namespace and an address on it, as docker-compose gives a
+// project; and it removes what a dead build left of them.
 //
 // Words:
-//   - A step's containers (its service and the services it depends on) share one
-//     network namespace, as the containers of a Kubernetes pod do: they reach each other
-//     on localhost and on the step's one address, under the names that Hosts writes.
-//     The one limitation: two services of one step cannot listen on the same port.
-//     Steps that run in parallel have namespaces and addresses of their own, so they
-//     can.
-//   - A sandbox is one step's namespace: a bind mount of it that keeps it alive while no
-//     process is in it, at <dir>/<id>/cni-<random> where dir is in the build's
-//     directory (say <state>/builds/<build>/netns) and id, the CNI container id,
-//     contains the build id.
-//   - The mode (--network) is Bridge, Host or None. Bridge attaches each sandbox to the
-//     host's bridge crunci0 with a veth pair; the step gets an address of the subnet,
-//     10.89.0.0/16 unless configured, and a default route through the bridge, whose
-//     address is the subnet's first. The MTU is that of the host's default route
-//     device unless configured. None gives the sandbox only a loopback interface;
-//     Host makes no sandbox and runs the containers in the host's namespace.
+//   - A step network (Net) is one bridge of the host, named by the state directory's
+//     prefix and the index of its slice (cr1a2b30), with a slice of the subnet: a /24
+//     of a /22 or larger subnet, else a quarter of it. The slice's first address is the
+//     bridge's, the containers' gateway. Setup makes it; Close removes it.
+//   - A sandbox is one network namespace: a bind mount of it that keeps it alive while
+//     no process is in it, at <dir>/<id>/cni-<random>, where dir is in the build's
+//     directory (say <state>/builds/<build>/netns) and id, the container's id, contains
+//     the build id. Attach makes one per container in Bridge mode: a veth pair, eth0
+//     inside with the next address of the slice and a default route through the bridge,
+//     the host's end (crv and a hash of the ids) on the bridge.
+//   - The mode (--network) is Bridge, Host or None. None makes one namespace per step,
+//     with only a loopback interface, that all its containers share; Host makes nothing
+//     and runs the containers in the host's namespace.
 //
-// Bridge mode runs the CNI plugins bridge and host-local (Debian: apt-get install
-// containernetworking-plugins iptables; found in /usr/lib/cni or /opt/cni/bin). The
-// bridge plugin turns on the host's net.ipv4.ip_forward. Outbound traffic of the steps
-// is masqueraded by one iptables rule per subnet, which Setup appends when it is
-// missing and which stays, like the bridge, for later builds:
+// Everything is made in-process with netlink; no CNI plugin runs. The rules of the
+// subnet (masquerading, isolation between step networks, and the host's protection with
+// HostAccessNone) are one set per state directory, made by the first Setup of a process
+// when missing and kept for later builds; see Manager.rules. Every bridge has strict
+// reverse-path filtering, so that a container cannot send with an address of another
+// step network, and no IPv6.
 //
-//	iptables -t nat -A POSTROUTING -s 10.89.0.0/16 ! -o crunci0 -m comment --comment "crun-ci 10.89.0.0/16" -j MASQUERADE
+// State: the subnet and prefix are stored in <state>/network.json on first use (a
+// state directory that is given neither takes the first free /16 of 10.89 to 10.99 and
+// a prefix hashed from its path, so that two state directories never collide); slices
+// are allocated as files in <state>/net/slices, each holding the id of its network.
 //
-// The bridge plugin's own masquerading (ipMasq) is off: it makes a chain and rules per
-// step and leaves them behind whenever the step's namespace is gone before CNI DEL
-// (containernetworking/plugins#810), 4 iptables lines per step with the plugins of
-// Debian 12.
-//
-// State: the address allocations (host-local) live in <state>/cni/networks/crun-ci and
-// the CNI result cache in <state>/cni/cache, not in /var/lib/cni, so that the builds of
-// one state directory are cleaned up apart from anything else on the host. Two state
-// directories used at once on one host need different subnets and bridges.
-//
-// Clean-up: Teardown undoes Setup and is idempotent. A build that died leaves
-// sandboxes in its directory; RemoveOrphans of that directory runs CNI DEL by id, then
-// unmounts and removes them. Run it before the build's directory is removed
-// (builds.Remove): the sandboxes' files are how their ids, and so their addresses, are
-// found. A sandbox whose namespace was unmounted already (a reboot) is fine: its veth
-// went with the namespace, and CNI DEL without it frees the address.
-//
-// Changing the subnet: set Config.Subnet (an IPv4 CIDR, at most /30) and, if the old
-// bridge exists, remove it and the old rule while no build runs:
-//
-//	ip link del crunci0
-//	iptables -t nat -D POSTROUTING -s OLD ! -o crunci0 -m comment --comment "crun-ci OLD" -j MASQUERADE
+// Clean-up: Close undoes Setup and Attach and is idempotent. Each network leaves a
+// record, <dir>/<id>.net, written before its slice is taken; RemoveOrphans of a dead
+// build's directory removes the hosts' ends of the veths, the namespaces (mounted or
+// not: a reboot unmounts them), then the bridges and slices of the records. Run it
+// before the build's directory is removed (builds.Remove).
 //
 // New refuses a subnet that overlaps a route of the host on another device than the
-// bridge (a LAN or a VPN in 10.89/16, say).
+// prefix's bridges (a LAN, a VPN, another installation), naming the route.
 package network

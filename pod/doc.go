@@ -4,11 +4,13 @@
 // and the one that has containerd create containers and tasks.
 //
 // Words:
-//   - A pod is the containers that run together and share a network: a step's, a
-//     credential service's one, an image build's RUNs one after the other. It has a
-//     directory of its own below the build's, holding its hosts and resolv.conf files and
-//     its secret hand-offs, and whatever its caller keeps there (a step's anonymous
-//     volumes). Close deletes its containers, then its network, then the directory.
+//   - A pod is the containers that run together on one network: a step's, a credential
+//     service's one, an image build's RUNs one after the other. In Bridge mode each
+//     member has a namespace and address of its own on the pod's step network (see
+//     package network), and the pod's one hosts file, mounted into every member, gets
+//     each member's names as it is made. It has a directory of its own below the
+//     build's, holding its hosts and resolv.conf files and its secret hand-offs, and
+//     whatever its caller keeps there (a step's anonymous volumes). Close deletes its containers, then its network, then the directory.
 //   - A member is one container of a pod: created on a fresh snapshot of its image (or
 //     on one its caller prepared), started, waited for, stopped, deleted.
 //   - The hand-off: a member with secret variables runs `crun-ci exec-env` (crun-ci's own

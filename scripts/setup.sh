@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 machine, as root, for crun-ci: Debian's containerd, runc,
-# containernetworking-plugins and iptables (step networks), xz-utils (ADD of xz
+# iptables (step networks), xz-utils (ADD of xz
 # archives) and busybox-static (for the offline test image), then builds bin/crun-ci
 # and bin/mkimage.
 # Safe to run again: it installs only what is missing.
@@ -16,8 +16,7 @@ missing=()
 command -v containerd >/dev/null || missing+=(containerd)
 command -v runc >/dev/null || missing+=(runc)
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || missing+=(busybox-static)
-# Step networks: the CNI plugins (bridge, host-local, loopback) and iptables.
-[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+# Step networks: iptables (crun-ci makes bridges, veths and addresses itself).
 command -v iptables >/dev/null || missing+=(iptables)
 # ADD of an xz archive runs xz, as Docker does (dockerfile.unxz); the dockerfile tests
 # (TestCopyExtract, TestUnxz) make their xz archives with it too.

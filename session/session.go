@@ -23,7 +23,7 @@ import (
 )
 
 // SetupError is an error of what a session or a build needs before anything runs: a
-// containerd that cannot be reached or started, missing CNI plugins, an unreadable
+// containerd that cannot be reached or started, missing iptables, an unreadable
 // Docker config. The command line exits with status 2 on it.
 type SetupError struct{ Err error }
 
@@ -77,8 +77,9 @@ type Session struct {
 
 // Open connects to containerd (starting the embedded one if need be) and, unless
 // KeepLeftovers, removes what dead builds left. With a Network mode, it makes the step
-// networks' manager first (so that missing CNI plugins stop it before containerd is
-// touched), the image puller (with the host's Docker config) and the image builder.
+// networks' manager first (so that a missing iptables or a bad subnet stops it before
+// containerd is touched), the image puller (with the host's Docker config) and the image
+// builder.
 // Close the session when done.
 func Open(ctx context.Context, o Options) (_ *Session, retErr error) {
 	if o.Progress == nil {
