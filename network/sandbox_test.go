@@ -97,6 +97,9 @@ func setup(t *testing.T, m *Manager, id, dir string) *Net {
 func attach(t *testing.T, n *Net, id string) *Sandbox {
 	t.Helper()
 	sb, err := n.Attach(context.Background(), id)
+	if err == nil {
+		err = sb.Wait(context.Background())
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +253,9 @@ func TestParallelSetups(t *testing.T) {
 	for i := range parallel {
 		wg.Go(func() {
 			if nets[i], errs[i] = m.Setup(ctx, fmt.Sprintf("b1-%d", i), dir); errs[i] == nil {
-				sbs[i], errs[i] = nets[i].Attach(ctx, fmt.Sprintf("b1-%d-app", i))
+				if sbs[i], errs[i] = nets[i].Attach(ctx, fmt.Sprintf("b1-%d-app", i)); errs[i] == nil {
+					errs[i] = sbs[i].Wait(ctx)
+				}
 			}
 		})
 	}
@@ -296,9 +301,7 @@ func TestSetupCloseLeaksNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range []string{"app", "db", "cache"} {
-			if _, err := n.Attach(ctx, fmt.Sprintf("b1-%d-%s", i, c)); err != nil {
-				t.Fatal(err)
-			}
+			attach(t, n, fmt.Sprintf("b1-%d-%s", i, c))
 		}
 		if check != nil {
 			check()
@@ -767,5 +770,29 @@ func TestRulesFollowTheConfiguration(t *testing.T) {
 	}
 	if all, _ := rules(); all != 0 {
 		t.Errorf("RemoveRules left %d rules", all)
+	}
+}
+
+// A network closed while its containers' interfaces are still being set up waits for
+// them and leaves nothing.
+func TestCloseRightAfterAttach(t *testing.T) {
+	m, state := newTestManager(t, Bridge, "")
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		n, err := m.Setup(ctx, fmt.Sprintf("b1-%d", i), filepath.Join(state, "builds", "b1", "netns"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []string{"a", "b"} {
+			if _, err := n.Attach(ctx, fmt.Sprintf("b1-%d-%s", i, c)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := n.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := count(t, state); got != (counts{Rules: got.Rules}) {
+		t.Errorf("after Close: %+v, want nothing but the rules", got)
 	}
 }

@@ -44,6 +44,10 @@ type Net struct {
 	dir string
 	rec record
 
+	// bridgeReady is closed once the bridge is made (or failed to be: bridgeErr).
+	bridgeReady chan struct{}
+	bridgeErr   error
+
 	mu        sync.Mutex
 	next      int // the host number of the next address
 	sandboxes []*Sandbox
@@ -71,6 +75,24 @@ type Sandbox struct {
 	ID, Path, IP string
 	// veth is the host's end of the container's interface (Bridge).
 	veth string
+	// ready is closed once the interfaces of the namespace are set up (or failed to be:
+	// err); nil when they were set up before Attach returned.
+	ready chan struct{}
+	err   error
+}
+
+// Wait waits until the sandbox's interfaces are set up, and says what failed; ctx's
+// error when it ends first.
+func (sb *Sandbox) Wait(ctx context.Context) error {
+	if sb == nil || sb.ready == nil {
+		return nil
+	}
+	select {
+	case <-sb.ready:
+		return sb.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Setup makes the network of step id below dir, the build's directory of namespaces
@@ -107,6 +129,9 @@ func (m *Manager) Setup(ctx context.Context, id, dir string) (_ *Net, retErr err
 			return fail(err)
 		}
 		n.shared = sb
+		if err := prepare(sb.Path); err != nil {
+			return fail(err)
+		}
 		return n, nil
 	}
 	if err := m.ensureRules(ctx); err != nil {
@@ -115,9 +140,13 @@ func (m *Manager) Setup(ctx context.Context, id, dir string) (_ *Net, retErr err
 	if err := n.allocate(); err != nil {
 		return fail(err)
 	}
-	if err := n.makeBridge(); err != nil {
-		return fail(err)
-	}
+	// The bridge is made while the caller goes on (prepares its first container's
+	// snapshot, say); Attach's set-up waits for it.
+	n.bridgeReady = make(chan struct{})
+	go func() {
+		defer close(n.bridgeReady)
+		n.bridgeErr = n.makeBridge()
+	}()
 	return n, nil
 }
 
@@ -126,7 +155,8 @@ func (n *Net) Mode() Mode { return n.m.mode }
 
 // Attach gives container id its sandbox: in Bridge mode a namespace of its own with an
 // address of the network, in None mode the network's one namespace, in Host mode none
-// (an empty Path).
+// (an empty Path). In Bridge mode the namespace's interfaces are set up while the caller
+// goes on: call the sandbox's Wait before a process runs in it.
 func (n *Net) Attach(ctx context.Context, id string) (*Sandbox, error) {
 	switch n.m.mode {
 	case Host:
@@ -153,17 +183,27 @@ func (n *Net) Attach(ctx context.Context, id string) (*Sandbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attach %s to network %s: %w", id, n.ID, err)
 	}
-	if err := n.link(sb, ip, slice); err != nil {
-		cctx, cancel := cleanupContext(ctx)
-		defer cancel()
-		return nil, errors.Join(fmt.Errorf("attach %s to network %s: %w", id, n.ID, err), n.detach(cctx, sb))
-	}
 	sb.IP = ip.String()
+	sb.ready = make(chan struct{})
+	go func() {
+		defer close(sb.ready)
+		err := prepare(sb.Path)
+		if err == nil {
+			<-n.bridgeReady
+			err = n.bridgeErr
+		}
+		if err == nil {
+			err = n.link(sb, ip, slice)
+		}
+		if err != nil {
+			sb.err = fmt.Errorf("attach %s to network %s: %w", id, n.ID, err) // Close removes it
+		}
+	}()
 	return sb, nil
 }
 
-// sandbox makes the namespace of id at dir/<id>/cni-<random>, with loopback up and
-// Docker's sysctls, and adds it to the network's.
+// sandbox makes the namespace of id at dir/<id>/cni-<random> and adds it to the
+// network's.
 func (n *Net) sandbox(id string) (_ *Sandbox, retErr error) {
 	sbDir := filepath.Join(n.dir, id)
 	if err := os.Mkdir(sbDir, 0o755); err != nil {
@@ -178,9 +218,6 @@ func (n *Net) sandbox(id string) (_ *Sandbox, retErr error) {
 	n.mu.Lock()
 	n.sandboxes = append(n.sandboxes, sb)
 	n.mu.Unlock()
-	if err := prepare(sb.Path); err != nil {
-		return nil, err // Close removes it
-	}
 	return sb, nil
 }
 
@@ -379,10 +416,22 @@ func (n *Net) Close(ctx context.Context) error {
 	n.mu.Unlock()
 	var errs []error
 	for _, sb := range sbs {
+		// What set-up still runs ends first (its error is the caller's, from Wait).
+		if err := sb.Wait(ctx); err != nil && ctx.Err() != nil {
+			errs = append(errs, err)
+			continue
+		}
 		errs = append(errs, n.detach(ctx, sb))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tear down network %s: %w", n.ID, err)
+	}
+	if n.bridgeReady != nil {
+		select {
+		case <-n.bridgeReady:
+		case <-ctx.Done():
+			return fmt.Errorf("tear down network %s: %w", n.ID, ctx.Err())
+		}
 	}
 	if n.rec.Bridge != "" {
 		if err := removeRecorded(n.rec, n.recordFile()); err != nil {

@@ -170,37 +170,40 @@ func (p *Pod) Dial() network.DialFunc {
 		}
 		sb := p.dial
 		p.dialMu.Unlock()
+		if err := sb.Wait(ctx); err != nil {
+			return nil, err
+		}
 		return network.Dialer(sb.Path, p.resolvConf)(ctx, nw, address)
 	}
 }
 
 // attach gives member m its sandbox on the pod's network and its names in the hosts
-// file; "" (the host's namespace) without one.
-func (p *Pod) attach(ctx context.Context, m Member) (string, error) {
+// file; nil (the host's namespace) without one.
+func (p *Pod) attach(ctx context.Context, m Member) (*network.Sandbox, error) {
 	if p.net == nil || p.net.Mode() == network.Host {
-		return "", nil
+		return nil, nil
 	}
 	sb, err := p.net.Attach(ctx, m.ID)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	p.hostsMu.Lock()
 	defer p.hostsMu.Unlock()
 	lines := network.HostsEntries(sb.IP, p.o.Hosts[m.Name], p.seen)
 	if len(lines) == 0 {
-		return sb.Path, nil
+		return sb, nil
 	}
 	// Appended, on the one file every member mounts: members that run already see the
 	// new names, and never a file half rewritten.
 	f, err := os.OpenFile(p.hosts, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	_, err = f.Write(lines)
 	if err := errors.Join(err, f.Close()); err != nil {
-		return "", fmt.Errorf("hosts file of %s: %w", p.o.ID, err)
+		return nil, fmt.Errorf("hosts file of %s: %w", p.o.ID, err)
 	}
-	return sb.Path, nil
+	return sb, nil
 }
 
 // Member describes one container of a pod.
@@ -234,6 +237,8 @@ type Container struct {
 	stopSignal syscall.Signal
 	handoff    *secrets.Handoff
 	pod        *Pod
+	// sandbox is the container's network namespace, nil for the host's.
+	sandbox *network.Sandbox
 	// memory is the container's memory limit in bytes (0: none), for OOMNote.
 	memory int64
 
@@ -251,15 +256,18 @@ func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error)
 		return nil, fmt.Errorf("container %s: its pod is closed", m.ID)
 	}
 	c := &Container{name: m.Name, stopSignal: m.StopSignal, pod: p, exited: make(chan struct{}), memory: m.Container.Resources.Memory}
-	netns, err := p.attach(ctx, m)
+	sb, err := p.attach(ctx, m)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", m.ID, err)
 	}
+	c.sandbox = sb
 	oc, err := p.container(m)
 	if err != nil {
 		return nil, err
 	}
-	oc.NetNS = netns
+	if sb != nil {
+		oc.NetNS = sb.Path
+	}
 	if len(m.Secrets) > 0 {
 		if err := os.MkdirAll(p.etc(), 0o755); err != nil {
 			return nil, err
@@ -346,7 +354,17 @@ func (p *Pod) handoffPath(m Member) string { return filepath.Join(p.etc(), "secr
 // starts it unless before failed. Starting is not cut short by ctx: a task half
 // started would be killed outright, without the grace of Stop.
 func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer, before func(pid uint32) error) error {
-	if err := c.Task.Start(context.WithoutCancel(ctx), stdout, stderr, before); err != nil {
+	// The network is set up while the task is made; its process starts once it is.
+	ready := func(pid uint32) error {
+		if err := c.sandbox.Wait(context.WithoutCancel(ctx)); err != nil {
+			return err
+		}
+		if before != nil {
+			return before(pid)
+		}
+		return nil
+	}
+	if err := c.Task.Start(context.WithoutCancel(ctx), stdout, stderr, ready); err != nil {
 		return err
 	}
 	c.started = true
