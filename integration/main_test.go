@@ -356,6 +356,13 @@ func allocatedIPs(t testing.TB) []string {
 		t.Fatalf("list links: %v", err)
 	}
 	prefix := network.DefaultBridge(stateDir)
+	nm, err := network.New(network.None, network.Config{StateDir: stateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := nm.GuardRules(); err != nil || n > 0 {
+		left = append(left, fmt.Sprintf("%d nftables guard rules (%v)", n, err))
+	}
 	masters := map[int]string{}
 	for _, l := range links {
 		masters[l.Attrs().Index] = l.Attrs().Name

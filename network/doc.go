@@ -22,7 +22,8 @@
 // HostAccessNone) are one set per state directory, made by the first Setup of a process
 // when missing and kept for later builds; see Manager.rules. Every bridge has strict
 // reverse-path filtering, so that a container cannot send with an address of another
-// step network, and no IPv6.
+// step network, and no IPv6; and the guard (guard.go, nftables through netlink) checks
+// the source MAC, address and ARP sender of every frame a container sends.
 //
 // State: the subnet and prefix are stored in <state>/network.json on first use (a
 // state directory that is given neither takes the first free /16 of 10.89 to 10.99 and

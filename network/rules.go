@@ -81,6 +81,9 @@ func (m *Manager) ensureRules(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
+	if err := m.ensureGuard(); err != nil {
+		return err
+	}
 	want := m.rules()
 	if err := m.removeRules(ctx, want); err != nil {
 		return err
@@ -129,7 +132,7 @@ func (m *Manager) InUse() int {
 }
 
 // RemoveRules deletes every rule of the state directory's bridge prefix, of whatever
-// subnet. Builds never do: the rules stay for the next build; `crun-ci cleanup
+// subnet, and the guard's table (see guard.go). Builds never do: the rules stay for the next build; `crun-ci cleanup
 // --network` does, once no build runs (InUse is 0).
 func (m *Manager) RemoveRules(ctx context.Context) error {
 	m.rulesMu.Lock()
@@ -142,7 +145,7 @@ func (m *Manager) RemoveRules(ctx context.Context) error {
 		}
 		defer unlock()
 	}
-	return m.removeRules(ctx, nil)
+	return errors.Join(m.removeRules(ctx, nil), m.removeGuard())
 }
 
 // removeRules deletes the rules of the bridge prefix whose comment and chain are not

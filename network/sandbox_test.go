@@ -227,11 +227,14 @@ func TestStepNetworksAreIsolated(t *testing.T) {
 				t.Errorf("a1 reached b1 at %s in another step network", b1.IP)
 			}
 			// b1 takes a2's address as a second one of its own and sends from it.
+			got := udpListen(t, a1)
+			udpSend(t, a2, "", a1.IP, "from a2")
 			if err := addAddr(b1, a2.IP+"/32"); err != nil {
 				t.Fatal(err)
 			}
-			if err := dialErr(b1, net.JoinHostPort(a1.IP, "8080"), a2.IP); err == nil {
-				t.Errorf("b1 reached a1 with a2's address %s as its source", a2.IP)
+			udpSend(t, b1, a2.IP, a1.IP, "from b1")
+			if diff := cmp.Diff([]string{a2.IP + " from a2"}, got()); diff != "" {
+				t.Errorf("what a1 received (-want +got):\n%s", diff)
 			}
 			reached := dialErr(b1, net.JoinHostPort(bGateway, port), "") == nil
 			if want := access == HostAccessGateway; reached != want {
@@ -317,8 +320,8 @@ func TestSetupCloseLeaksNothing(t *testing.T) {
 		if i == 1 {
 			check = func() {
 				during := count(t, state)
-				if during.Veths != before.Veths+3 || during.Mounts != before.Mounts+3 || during.Bridges != before.Bridges+1 || during.Slices != before.Slices+1 {
-					t.Errorf("with a network of three: %+v, without: %+v, want 3 more veths and mounts, a bridge and a slice", during, before)
+				if during.Veths != before.Veths+3 || during.Mounts != before.Mounts+3 || during.Bridges != before.Bridges+1 || during.Slices != before.Slices+1 || during.Guards != before.Guards+15 {
+					t.Errorf("with a network of three: %+v, without: %+v, want 3 more veths and mounts, a bridge, a slice and 15 guard rules", during, before)
 				}
 			}
 		}
@@ -632,6 +635,8 @@ type counts struct {
 	Mounts int
 	// Iptables lines (iptables-save) of the test subnet.
 	Rules int
+	// Guard rules (nftables) of the test prefix.
+	Guards int
 }
 
 // settle waits a little for the counts to be want: the kernel removes the veth of an
@@ -700,6 +705,11 @@ func count(t *testing.T, state string) counts {
 			c.Rules++
 		}
 	}
+	g, err := (&Manager{cfg: Config{Bridge: testBridge}}).GuardRules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Guards = g
 	return c
 }
 
@@ -795,4 +805,93 @@ func TestCloseRightAfterAttach(t *testing.T) {
 	if got := count(t, state); got != (counts{Rules: got.Rules}) {
 		t.Errorf("after Close: %+v, want nothing but the rules", got)
 	}
+}
+
+// Within one step network a container cannot pose as another: a packet with another's
+// address, or a frame with another's MAC, does not get through.
+func TestContainersCannotPoseAsEachOther(t *testing.T) {
+	m, state := newTestManager(t, Bridge, "")
+	n := setup(t, m, "b1-1", filepath.Join(state, "builds", "b1", "netns"))
+	a, b, c := attach(t, n, "b1-1-a"), attach(t, n, "b1-1-b"), attach(t, n, "b1-1-c")
+	got := udpListen(t, c)
+	udpSend(t, b, "", c.IP, "as itself")
+	// b takes a's address as a second one of its own and sends from it.
+	if err := addAddr(b, a.IP+"/32"); err != nil {
+		t.Fatal(err)
+	}
+	udpSend(t, b, a.IP, c.IP, "with a's address")
+	// b takes a's MAC.
+	nl := handleAt(t, b.Path)
+	eth, err := nl.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nl.LinkSetHardwareAddr(eth, containerMAC(net.ParseIP(a.IP))); err != nil {
+		t.Fatal(err)
+	}
+	udpSend(t, b, b.IP, c.IP, "with a's MAC")
+	udpSend(t, a, "", c.IP, "a as itself")
+	want := []string{b.IP + " as itself", a.IP + " a as itself"}
+	if diff := cmp.Diff(want, got()); diff != "" {
+		t.Errorf("what c received (-want +got):\n%s", diff)
+	}
+}
+
+// udpListen receives datagrams on port 9000 of the sandbox; the function it returns
+// waits a little and says what came, "SOURCE TEXT" each.
+func udpListen(t *testing.T, sb *Sandbox) func() []string {
+	t.Helper()
+	var pc net.PacketConn
+	err := ns.WithNetNSPath(sb.Path, func(ns.NetNS) error {
+		var err error
+		pc, err = net.ListenPacket("udp4", ":9000")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	var mu sync.Mutex
+	var got []string
+	go func() {
+		buf := make([]byte, 100)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			got = append(got, from.(*net.UDPAddr).IP.String()+" "+string(buf[:n]))
+			mu.Unlock()
+		}
+	}()
+	return func() []string {
+		time.Sleep(500 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+}
+
+// udpSend sends text to port 9000 of dst from the sandbox, from the address src unless
+// it is "", and waits a little so that datagrams arrive in the order sent.
+func udpSend(t *testing.T, sb *Sandbox, src, dst, text string) {
+	t.Helper()
+	err := ns.WithNetNSPath(sb.Path, func(ns.NetNS) error {
+		var laddr *net.UDPAddr
+		if src != "" {
+			laddr = &net.UDPAddr{IP: net.ParseIP(src)}
+		}
+		c, err := net.DialUDP("udp4", laddr, &net.UDPAddr{IP: net.ParseIP(dst), Port: 9000})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte(text))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
 }

@@ -240,13 +240,19 @@ func (n *Net) link(sb *Sandbox, ip net.IP, slice *net.IPNet) error {
 	if err != nil {
 		return fmt.Errorf("bridge %s: %w", n.rec.Bridge, err)
 	}
+	mac := containerMAC(ip)
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: sb.veth, MTU: n.m.cfg.MTU, MasterIndex: br.Attrs().Index},
-		PeerName:      ifName,
-		PeerNamespace: netlink.NsFd(int(h)),
+		LinkAttrs:        netlink.LinkAttrs{Name: sb.veth, MTU: n.m.cfg.MTU, MasterIndex: br.Attrs().Index},
+		PeerName:         ifName,
+		PeerHardwareAddr: mac,
+		PeerNamespace:    netlink.NsFd(int(h)),
 	}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("make veth %s: %w", sb.veth, err)
+	}
+	// The guard's rules are in place before the veth is up: no frame passes unchecked.
+	if err := n.m.guard(sb.veth, mac, ip); err != nil {
+		return err
 	}
 	if err := netlink.LinkSetUp(veth); err != nil {
 		return fmt.Errorf("bring up %s: %w", sb.veth, err)
@@ -441,8 +447,12 @@ func (n *Net) Close(ctx context.Context) error {
 	return nil
 }
 
-// detach removes a sandbox: the host's end of its interface, then its namespace.
+// detach removes a sandbox: the guard's rules and the host's end of its interface, then
+// its namespace.
 func (n *Net) detach(ctx context.Context, sb *Sandbox) error {
+	if err := n.m.unguard(sb.veth); err != nil {
+		return err
+	}
 	if err := delLink(sb.veth); err != nil {
 		return err
 	}
@@ -571,7 +581,8 @@ func (m *Manager) RemoveOrphans(ctx context.Context, dir string) error {
 		log.G(ctx).Debugf("removing orphan network namespace %s", p)
 		id := filepath.Base(filepath.Dir(p))
 		for _, rec := range records {
-			if err := delLink(vethName(strings.TrimSuffix(filepath.Base(rec), ".net"), id)); err != nil {
+			veth := vethName(strings.TrimSuffix(filepath.Base(rec), ".net"), id)
+			if err := errors.Join(m.unguard(veth), delLink(veth)); err != nil {
 				errs = append(errs, err)
 			}
 		}
