@@ -14,8 +14,9 @@ import (
 	"github.com/containerd/log"
 )
 
-// Name is the value of CI_NAME and of the template's .CiName.
-const Name = "crun-ci"
+// Name is the value of CI_NAME and of the template's .CiName unless --ci-name changes
+// it: Codeship's, which scripts and image tags ({{ .CiName }}-{{ .Branch }}) test.
+const Name = "codeship"
 
 // StringTimeLayout is the layout of CI_STRING_TIME, applied to the build time in UTC.
 const StringTimeLayout = "2006-01-02T15:04:05-07:00"
@@ -35,6 +36,7 @@ type Values struct {
 	BuildID           string // CI_BUILD_ID: set by the caller, or --ci-build-id
 	PRNumber          string // CI_PR_NUMBER: only from --ci-pr-number
 	PullRequest       string // CI_PULL_REQUEST: only from --ci-pull-request; empty means "false"
+	Name              string // CI_NAME: only from --ci-name; empty means [Name]
 
 	// Time is when the build started; the caller sets it. CI_TIMESTAMP and
 	// CI_STRING_TIME are empty while it is zero.
@@ -62,8 +64,14 @@ func (v Values) StringTime() string {
 // Ci is "true", for Codeship's {{ .Ci }}.
 func (Values) Ci() string { return "true" }
 
-// CiName is [Name], for Codeship's {{ .CiName }}.
-func (Values) CiName() string { return Name }
+// CiName is CI_NAME, for Codeship's {{ .CiName }}: [Name] unless --ci-name says
+// otherwise.
+func (v Values) CiName() string {
+	if v.Name != "" {
+		return v.Name
+	}
+	return Name
+}
 
 // Env returns the CI variables as KEY=VALUE, always all of them and in this order: CI,
 // CI_NAME, CI_BUILD_ID, CI_TIMESTAMP, CI_STRING_TIME, CI_BRANCH, CI_COMMIT_ID,
@@ -76,7 +84,7 @@ func (v Values) Env() []string {
 	}
 	return []string{
 		"CI=true",
-		"CI_NAME=" + Name,
+		"CI_NAME=" + v.CiName(),
 		"CI_BUILD_ID=" + v.BuildID,
 		"CI_TIMESTAMP=" + v.Timestamp(),
 		"CI_STRING_TIME=" + v.StringTime(),
@@ -95,7 +103,7 @@ func (v Values) Env() []string {
 }
 
 // flagFields maps the names of the --ci-* flags, without "--ci-", to their values.
-// The first ten are jet's; pr-number and pull-request are crun-ci's.
+// The first ten are jet's; pr-number, pull-request and name are crun-ci's.
 var flagFields = map[string]func(*Values) *string{
 	"branch":             func(v *Values) *string { return &v.Branch },
 	"build-id":           func(v *Values) *string { return &v.BuildID },
@@ -109,6 +117,7 @@ var flagFields = map[string]func(*Values) *string{
 	"repo-name":          func(v *Values) *string { return &v.RepoName },
 	"pr-number":          func(v *Values) *string { return &v.PRNumber },
 	"pull-request":       func(v *Values) *string { return &v.PullRequest },
+	"name":               func(v *Values) *string { return &v.Name },
 }
 
 // FlagNames returns the names Override accepts, sorted: the --ci-* flags without "--ci-".

@@ -1,6 +1,7 @@
 package civars
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestEnv(t *testing.T) {
 	}{
 		{"every value", full, []string{
 			"CI=true",
-			"CI_NAME=crun-ci",
+			"CI_NAME=codeship",
 			"CI_BUILD_ID=b-42",
 			"CI_TIMESTAMP=1507889663",
 			"CI_STRING_TIME=2017-10-13T10:14:23+00:00",
@@ -50,7 +51,7 @@ func TestEnv(t *testing.T) {
 		}},
 		{"no values", Values{}, []string{
 			"CI=true",
-			"CI_NAME=crun-ci",
+			"CI_NAME=codeship",
 			"CI_BUILD_ID=",
 			"CI_TIMESTAMP=",
 			"CI_STRING_TIME=",
@@ -101,8 +102,8 @@ func TestOverride(t *testing.T) {
 			PRNumber: "7", PullRequest: "true",
 		}, ""},
 		{"unknown names change nothing", map[string]string{"branch": "x", "brnach": "y", "--ci-tag": "z"}, fromGit,
-			`unknown CI flag "--ci---ci-tag" (known: --ci-branch, --ci-build-id, --ci-commit-description, --ci-commit-id, --ci-commit-message, --ci-committer-email, --ci-committer-name, --ci-committer-username, --ci-pr-number, --ci-project-id, --ci-pull-request, --ci-repo-name)` + "\n" +
-				`unknown CI flag "--ci-brnach" (known: --ci-branch, --ci-build-id, --ci-commit-description, --ci-commit-id, --ci-commit-message, --ci-committer-email, --ci-committer-name, --ci-committer-username, --ci-pr-number, --ci-project-id, --ci-pull-request, --ci-repo-name)`},
+			`unknown CI flag "--ci---ci-tag" (known: --ci-branch, --ci-build-id, --ci-commit-description, --ci-commit-id, --ci-commit-message, --ci-committer-email, --ci-committer-name, --ci-committer-username, --ci-name, --ci-pr-number, --ci-project-id, --ci-pull-request, --ci-repo-name)` + "\n" +
+				`unknown CI flag "--ci-brnach" (known: --ci-branch, --ci-build-id, --ci-commit-description, --ci-commit-id, --ci-commit-message, --ci-committer-email, --ci-committer-name, --ci-committer-username, --ci-name, --ci-pr-number, --ci-project-id, --ci-pull-request, --ci-repo-name)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,7 +125,7 @@ func TestTemplateDataExpand(t *testing.T) {
 		name, text, want, wantErr string
 	}{
 		{"plain text", "latest", "latest", ""},
-		{"Codeship's example", "{{ .CiName }}-{{ .Branch }}", "crun-ci-main", ""},
+		{"Codeship's example", "{{ .CiName }}-{{ .Branch }}", "codeship-main", ""},
 		{"every value", strings.Join([]string{
 			"{{ .Branch }}", "{{ .CommitID }}", "{{ .CommitMessage }}", "{{ .CommitDescription }}",
 			"{{ .CommitterName }}", "{{ .CommitterEmail }}", "{{ .CommitterUsername }}",
@@ -134,7 +135,7 @@ func TestTemplateDataExpand(t *testing.T) {
 		}, "|"), strings.Join([]string{
 			"main", "0123456789abcdef0123456789abcdef01234567", "Fix it\n\nReally.", "v1.0.0-3-g0123",
 			"Cy Committer", "cy@example.com", "cy", "shop", "p-1", "b-42", "1507889663",
-			"2017-10-13T10:14:23+00:00", "2017", "true", "crun-ci", "push", "app", "acme/app", "7", "true",
+			"2017-10-13T10:14:23+00:00", "2017", "true", "codeship", "push", "app", "acme/app", "7", "true",
 		}, "|"), ""},
 		{"Go template functions", `{{ printf "%.7s" .CommitID }}-{{ .BuildID }}`, "0123456-b-42", ""},
 		{"an unknown name", "{{ .Commit }}", "", `template "{{ .Commit }}": template: :1:3: executing "" at <.Commit>: can't evaluate field Commit in type civars.TemplateData`},
@@ -178,4 +179,18 @@ func errText(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// --ci-name replaces CI_NAME and {{ .CiName }}; without it they are Codeship's.
+func TestCIName(t *testing.T) {
+	var v Values
+	if v.CiName() != "codeship" || !slices.Contains(v.Env(), "CI_NAME=codeship") {
+		t.Errorf("default CI_NAME: %q, %q", v.CiName(), v.Env())
+	}
+	if err := v.Override(map[string]string{"name": "jenkins"}); err != nil {
+		t.Fatal(err)
+	}
+	if v.CiName() != "jenkins" || !slices.Contains(v.Env(), "CI_NAME=jenkins") {
+		t.Errorf("--ci-name jenkins: %q, %q", v.CiName(), v.Env())
+	}
 }

@@ -300,11 +300,10 @@ func TestLoadErrors(t *testing.T) {
 				`codeship-services.yml:7: service "app": unknown key "healthcheck.colour"`,
 		},
 		{
-			name:     "refused keys",
-			services: "app:\n  image: alpine\n  ports: [\"80:80\"]\n  stdin_open: true\n  labels: {a: b}\n",
-			want: `codeship-services.yml:3: service "app": key "ports": links to the host are not supported` + "\n" +
-				`codeship-services.yml:4: service "app": key "stdin_open": links to the host are not supported` + "\n" +
-				`codeship-services.yml:5: service "app": key "labels": labels are not supported`,
+			name:     "refused keys, and labels crun-ci keeps for itself",
+			services: "app:\n  image: alpine\n  add_docker: true\n  labels: {crun-ci.build: x, team: ci}\n",
+			want: `codeship-services.yml:3: service "app": key "add_docker": there is no Docker daemon to pass in` + "\n" +
+				`codeship-services.yml:4: service "app": key "labels": "crun-ci.build": crun-ci's and containerd's own labels cannot be set`,
 		},
 		// Services file: references.
 		{
@@ -488,12 +487,12 @@ cache:
 		// Both files at once.
 		{
 			name:     "every problem of both files is reported, in file order",
-			services: "app:\n  imgae: alpine\n  volumes: 3\ndb:\n  image: postgres\n  ports: [\"5432\"]\n",
+			services: "app:\n  imgae: alpine\n  volumes: 3\ndb:\n  image: postgres\n  add_docker: true\n",
 			steps:    "- name: a\n  service: app\n  retries: 3\n- name: a\n  service: nope\n",
 			want: `codeship-services.yml:1: service "app": no image` + "\n" +
 				`codeship-services.yml:2: service "app": unknown key "imgae"` + "\n" +
 				`codeship-services.yml:3: service "app": key "volumes": want a list, got a number` + "\n" +
-				`codeship-services.yml:6: service "db": key "ports": links to the host are not supported` + "\n" +
+				`codeship-services.yml:6: service "db": key "add_docker": there is no Docker daemon to pass in` + "\n" +
 				`codeship-steps.yml:3: step "a": unknown key "retries"` + "\n" +
 				`codeship-steps.yml:4: step "a": name already used at line 1` + "\n" +
 				`codeship-steps.yml:5: step "a": unknown service "nope"`,

@@ -20,20 +20,28 @@ import (
 // container ids.
 var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
-// Service keys crun-ci knows but does not act on, by design.
-var ignoredKeys = set(
-	"cgroup_parent", "container_name", "cpu_quota", "extends", "group_add", "init", "ipc",
-	"isolation", "logging", "log_driver", "log_opt", "mac_address", "mem_swappiness",
-	"networks", "network_mode", "oom_score_adj", "pid", "tty", "tmpfs", "volume_driver",
-)
+// Service keys crun-ci knows but does not act on, by design; a reason, when the key
+// alone does not say it, goes with the notice.
+var ignoredKeys = map[string]string{
+	"cgroup_parent": "", "container_name": "", "cpu_quota": "", "extends": "", "group_add": "",
+	"init": "", "ipc": "", "isolation": "", "logging": "", "log_driver": "", "log_opt": "",
+	"mac_address": "", "mem_swappiness": "", "networks": "", "network_mode": "",
+	"oom_score_adj": "", "pid": "", "tty": "", "tmpfs": "", "volume_driver": "",
+	// Codeship's documentation spells it so.
+	"oom_scope_adj": "",
+	// jet ignored these too: there are no links to the host.
+	"ports":          "no ports are published on the host",
+	"external_links": "there are no containers outside the build to link to",
+	"stdin_open":     "a step's containers get no standard input",
+	"restart":        "a step's containers are never restarted",
+}
+
+// IgnoredReason says why crun-ci ignores a service key, "" when the key says it.
+func IgnoredReason(key string) string { return ignoredKeys[key] }
 
 // Service keys refused for good, with the reason.
 var refusedKeys = map[string]string{
-	"ports":          "links to the host are not supported",
-	"external_links": "links to the host are not supported",
-	"stdin_open":     "links to the host are not supported",
-	"labels":         "labels are not supported",
-	"add_docker":     "there is no Docker daemon to pass in",
+	"add_docker": "there is no Docker daemon to pass in",
 }
 
 // hostnameRE is what `hostname:` may be: an RFC 1123 host name.
@@ -236,9 +244,13 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 			s.StopSignal = f.signal(k, v, w)
 		case k == "stop_grace_period":
 			s.StopGracePeriod = f.duration(k, v, w, true)
+		case k == "add_docker" && f.boolFalse(v):
+			// Docker is not added, as without the key.
+		case k == "labels":
+			s.Labels = f.labels(v, w)
 		case refusedKeys[k] != "":
 			f.errorf(p.key, w, "key %q: %s", k, refusedKeys[k])
-		case ignoredKeys[k]:
+		case isIgnored(k):
 			*ignored = append(*ignored, Ignored{Pos: f.pos(p.key), Service: s.Name, Key: k})
 		default:
 			f.errorf(p.key, w, "unknown key %q", k)
@@ -783,6 +795,38 @@ func (f *file) expose(v *yaml.Node, w where) []Value {
 		}
 		for p := lo; p <= hi; p++ {
 			out = append(out, Value{Text: fmt.Sprintf("%d/%s", p, proto), Pos: f.pos(it.n)})
+		}
+	}
+	return out
+}
+
+func isIgnored(k string) bool {
+	_, ok := ignoredKeys[k]
+	return ok
+}
+
+// boolFalse reports whether v is the scalar false.
+func (f *file) boolFalse(v *yaml.Node) bool {
+	v = resolve(v)
+	if v.Kind != yaml.ScalarNode {
+		return false
+	}
+	b, err := strconv.ParseBool(v.Value)
+	return err == nil && !b
+}
+
+// labels reads `labels`: a mapping or a "KEY=VALUE" list. The keys of crun-ci's own
+// labels and containerd's are refused.
+func (f *file) labels(v *yaml.Node, w where) map[string]string {
+	out := map[string]string{}
+	for _, e := range f.environment("labels", v, w) {
+		switch {
+		case strings.HasPrefix(e.Key, "crun-ci.") || strings.HasPrefix(e.Key, "containerd.io/") || strings.HasPrefix(e.Key, "io.containerd."):
+			f.errorf(v, w, "key \"labels\": %q: crun-ci's and containerd's own labels cannot be set", e.Key)
+		case e.Value == nil:
+			out[e.Key] = ""
+		default:
+			out[e.Key] = *e.Value
 		}
 	}
 	return out

@@ -122,6 +122,8 @@ type Service struct {
 	Ulimits      []Ulimit
 	Privileged   *Bool
 	CapAdd       []Value // capability names, upper case, without "CAP_"; "ALL" possible
+	// Labels go on its containers (containerd's container labels).
+	Labels map[string]string
 	// Expose lists the ports its containers listen on, "PORT/PROTO" (expose), for the
 	// link variables of the services that link to or depend on it.
 	Expose      []Value

@@ -403,6 +403,7 @@ app:
   ulimits:
     nofile: {soft: 1000, hard: 2000}
     core: 0
+  labels: {team: ci, "com.example.tier": backend}
 `,
 		"codeship-steps.yml": `- {name: show, service: app, command: "sh -c 'df -k /dev/shm | tail -1; ulimit -n; ulimit -Hn; ulimit -c'"}` + "\n",
 	})
@@ -424,6 +425,13 @@ app:
 	}
 	if p := spec.Linux.Resources.Pids; p == nil || p.Limit == nil || *p.Limit != 2048 {
 		t.Errorf("pids %+v: want the default limit of 2048", p)
+	}
+	labels, err := ctrs[0].Labels(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if labels["team"] != "ci" || labels["com.example.tier"] != "backend" || labels["crun-ci.step"] != "show" {
+		t.Errorf("labels %v: want the service's (team, com.example.tier) and crun-ci's", labels)
 	}
 	wantCode(t, crunci(t, "cleanup"), 0)
 	assertClean(t)

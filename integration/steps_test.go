@@ -65,9 +65,9 @@ deployer:
 	})
 	r := runSteps(t, dir)
 	wantCode(t, r, 0)
-	wantContains(t, "stdout", r.stdout, "deployer_1/deployer | built by crun-ci\n")
+	wantContains(t, "stdout", r.stdout, "deployer_1/deployer | built by codeship\n")
 	got, err := os.ReadFile(filepath.Join(dir, "tmp/artifacts/stamp"))
-	if err != nil || string(got) != "built by crun-ci\n" {
+	if err != nil || string(got) != "built by codeship\n" {
 		t.Errorf("host file after the build: %q, %v", got, err)
 	}
 }
@@ -298,7 +298,7 @@ mapped:
 	wantCode(t, r, 0)
 	id := buildID(t, r.stdout)
 	wantContains(t, "stdout", r.stdout,
-		"list/listed | list value|flag|x=y|true|crun-ci|main|"+id+"\n",
+		"list/listed | list value|flag|x=y|true|codeship|main|"+id+"\n",
 		"map/mapped | map value|/custom:/bin\n")
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/crun-ci/crun-ci/builds"
+	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/network"
@@ -263,7 +265,12 @@ func (b *build) create(ctx context.Context, p *pod.Pod, s *config.Step, seq int6
 	if b.o.Network != nil && b.o.Network.Mode() != network.Host {
 		m.Container.Env = append(b.linkEnv(name), m.Container.Env...)
 	}
-	m.Labels = map[string]string{builds.LabelStep: s.Name, builds.LabelService: name}
+	// The service's labels, then crun-ci's (which config keeps it from setting).
+	m.Labels = maps.Clone(svc.cfg.Labels)
+	if m.Labels == nil {
+		m.Labels = map[string]string{}
+	}
+	m.Labels[builds.LabelStep], m.Labels[builds.LabelService] = s.Name, name
 	if a := b.o.Attach; a != nil && main {
 		m.Stdin, m.Terminal = a.Stdin, a.TTY
 		m.Container.Terminal = a.TTY
@@ -306,7 +313,7 @@ func (b *build) env(svc *service) []string {
 	if env == nil {
 		env = []string{
 			"CI=true",
-			"CI_NAME=crun-ci",
+			"CI_NAME=" + civars.Name,
 			"CI_BUILD_ID=" + b.o.BuildID,
 			"CI_BRANCH=" + b.o.Tag,
 		}

@@ -210,6 +210,9 @@ func Warnings(p *config.Project) []error {
 			err = fmt.Errorf("top-level key %q ignored", ig.Key)
 		} else {
 			err = fmt.Errorf("key %q ignored", ig.Key)
+			if why := config.IgnoredReason(ig.Key); why != "" {
+				err = fmt.Errorf("key %q ignored: %s", ig.Key, why)
+			}
 		}
 		out = append(out, &config.Error{Pos: ig.Pos, Service: ig.Service, Err: err})
 	}

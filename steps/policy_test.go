@@ -148,13 +148,18 @@ func TestPolicyConfinesWhatAServiceAsksFor(t *testing.T) {
 }
 
 func TestWarningsNameWhatIsIgnored(t *testing.T) {
-	p := load(t, "app:\n  image: busybox\n  container_name: x\n  security_opt: [apparmor=unconfined]\n", "- {service: app, command: true}\n")
+	p := load(t, "app:\n  image: busybox\n  container_name: x\n  security_opt: [apparmor=unconfined]\n  ports: [\"80:80\"]\n  external_links: [redis]\n  stdin_open: true\n  restart: always\n  oom_scope_adj: 5\n  add_docker: false\n  labels: [team=ci]\n", "- {service: app, command: true}\n")
 	var got []string
 	for _, w := range Warnings(p) {
 		got = append(got, w.Error())
 	}
 	want := []string{
 		`codeship-services.yml:3: service "app": key "container_name" ignored`,
+		`codeship-services.yml:5: service "app": key "ports" ignored: no ports are published on the host`,
+		`codeship-services.yml:6: service "app": key "external_links" ignored: there are no containers outside the build to link to`,
+		`codeship-services.yml:7: service "app": key "stdin_open" ignored: a step's containers get no standard input`,
+		`codeship-services.yml:8: service "app": key "restart" ignored: a step's containers are never restarted`,
+		`codeship-services.yml:9: service "app": key "oom_scope_adj" ignored`,
 		`codeship-services.yml:4: service "app": key "security_opt": "apparmor=unconfined" ignored: crun-ci applies no AppArmor profile`,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -332,7 +332,7 @@ func TestRunGivesContainersTheCIVariablesServiceEnvironmentAndFlags(t *testing.T
 		got = append(got, strings.TrimPrefix(l, "e/app | "))
 	}
 	sort.Strings(got)
-	want := []string{"A=service", "B=flag", "CI=true", "CI_BRANCH=main", "CI_BUILD_ID=0123456789", "CI_NAME=crun-ci", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	want := []string{"A=service", "B=flag", "CI=true", "CI_BRANCH=main", "CI_BUILD_ID=0123456789", "CI_NAME=codeship", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("environment (-want +got):\n%s", diff)
 	}
