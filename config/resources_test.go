@@ -85,6 +85,11 @@ func TestParseResources(t *testing.T) {
 			want: &Service{Expose: []Value{{Text: "5432/tcp"}, {Text: "53/udp"}, {Text: "8000/tcp"}, {Text: "8001/tcp"}, {Text: "8002/tcp"}, {Text: "9000/tcp"}}},
 		},
 		{
+			name: "init and labels",
+			in:   "init: true\nlabels: [team=ci, solo]\n",
+			want: &Service{Init: true, Labels: map[string]string{"team": "ci", "solo": ""}},
+		},
+		{
 			name: "privileged is a boolean",
 			in:   "privileged: true\n",
 			want: &Service{Privileged: &Bool{V: true}},
@@ -426,6 +431,11 @@ func TestResourceErrors(t *testing.T) {
 			name: "expose of a port out of range",
 			in:   "expose: [\"70000\", \"10-5\"]\n",
 			want: `key "expose": "70000": want ports from 1 to 65535, a range of at most 1000` + "\n" + pre + `key "expose": "10-5": want ports from 1 to 65535, a range of at most 1000`,
+		},
+		{
+			name: "init that is not a boolean",
+			in:   "init: tini\n",
+			want: `key "init": "tini" is not true or false`,
 		},
 		{
 			name: "privileged that is not a boolean",

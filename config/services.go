@@ -24,7 +24,7 @@ var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 // alone does not say it, goes with the notice.
 var ignoredKeys = map[string]string{
 	"cgroup_parent": "", "container_name": "", "cpu_quota": "", "extends": "", "group_add": "",
-	"init": "", "ipc": "", "isolation": "", "logging": "", "log_driver": "", "log_opt": "",
+	"ipc": "", "isolation": "", "logging": "", "log_driver": "", "log_opt": "",
 	"mac_address": "", "mem_swappiness": "", "networks": "", "network_mode": "",
 	"oom_score_adj": "", "pid": "", "tty": "", "tmpfs": "", "volume_driver": "",
 	// Codeship's documentation spells it so.
@@ -248,6 +248,8 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 			// Docker is not added, as without the key.
 		case k == "labels":
 			s.Labels = f.labels(v, w)
+		case k == "init":
+			s.Init = f.bool("init", v, w)
 		case refusedKeys[k] != "":
 			f.errorf(p.key, w, "key %q: %s", k, refusedKeys[k])
 		case isIgnored(k):

@@ -122,6 +122,9 @@ type Service struct {
 	Ulimits      []Ulimit
 	Privileged   *Bool
 	CapAdd       []Value // capability names, upper case, without "CAP_"; "ALL" possible
+	// Init runs a tiny init (crun-ci's own) as PID 1 of its containers, which passes
+	// signals on to the command and reaps orphans (init: true).
+	Init bool
 	// Labels go on its containers (containerd's container labels).
 	Labels map[string]string
 	// Expose lists the ports its containers listen on, "PORT/PROTO" (expose), for the

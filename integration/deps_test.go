@@ -240,3 +240,34 @@ app:
 		t.Errorf("the build took %s; want the stubborn dependency's 3s grace, not much more", took)
 	}
 }
+
+// With init: true, crun-ci's init is PID 1 and passes SIGTERM on, so a server that
+// would ignore it as PID 1 (busybox httpd) stops at once instead of holding the step
+// for its stop_grace_period.
+func TestInitLetsAServerStopOnSIGTERM(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+web:
+  image: busybox
+  init: true
+  stop_grace_period: 10s
+  command: httpd -f -p 8080
+app:
+  image: busybox
+  init: true
+  depends_on: [web]
+`,
+		"codeship-steps.yml": "- {name: one, service: app, command: \"sh -c 'cat /proc/1/cmdline | tr \\\"\\\\\\\\000\\\" \\\" \\\"; echo; echo pid $$'\"}\n",
+	})
+	began := time.Now()
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	took := time.Since(began)
+	wantContains(t, "stdout", r.stdout, "one/app | /.crun-ci/crun-ci init -- sh -c ")
+	wantNotContains(t, "stdout", r.stdout, "one/app | pid 1\n")
+	wantNotContains(t, "stderr", r.stderr, "waiting up to")
+	if took > 5*time.Second {
+		t.Errorf("the build took %s; the server should stop on SIGTERM at once, not after its 10s grace", took)
+	}
+}

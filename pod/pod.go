@@ -222,6 +222,8 @@ type Member struct {
 	Container oci.Container
 	// Secrets (KEY=VALUE) reach the process through the hand-off, never the spec.
 	Secrets []string
+	// Init runs the process under crun-ci's init (see Init).
+	Init bool
 	// StopSignal is what Stop sends first (SIGTERM when 0).
 	StopSignal syscall.Signal
 	// Stdin and Terminal attach the container (crun-ci run).
@@ -332,17 +334,25 @@ func (p *Pod) Spec(ctx context.Context, m Member) (*specs.Spec, error) {
 }
 
 // container is what m's spec is made from: its own description, with the pod's ids and
-// network, and the hand-off's mounts and command when it has secrets.
+// network, the hand-off's mounts and command when it has secrets, and the init's when
+// it asks for one.
 func (p *Pod) container(m Member) (oci.Container, error) {
 	oc := m.Container
 	oc.ID, oc.Namespace = m.ID, p.o.Namespace
 	oc.HostsFile, oc.ResolvConf = p.hosts, p.resolv
+	if (len(m.Secrets) > 0 || m.Init) && p.o.Handoff == "" {
+		return oci.Container{}, fmt.Errorf("container %s: secret variables and init need crun-ci's executable", m.ID)
+	}
+	if len(m.Secrets) > 0 || m.Init {
+		oc.Mounts = append(slices.Clone(oc.Mounts), mounts.Bind(p.o.Handoff, secrets.HandoffExe, true))
+	}
 	if len(m.Secrets) > 0 {
-		if p.o.Handoff == "" {
-			return oci.Container{}, fmt.Errorf("container %s: secret variables need crun-ci's executable to hand them over", m.ID)
-		}
-		oc.Mounts = append(slices.Clone(oc.Mounts), mounts.Bind(p.o.Handoff, secrets.HandoffExe, true), mounts.Bind(p.handoffPath(m), secrets.HandoffFIFO, true))
+		oc.Mounts = append(oc.Mounts, mounts.Bind(p.handoffPath(m), secrets.HandoffFIFO, true))
 		oc.Args = secrets.HandoffArgs(oc.Args)
+	}
+	if m.Init {
+		// PID 1 is the init; the hand-off, when there is one, its child.
+		oc.Args = InitArgs(oc.Args)
 	}
 	return oc, nil
 }

@@ -291,6 +291,7 @@ func (b *build) member(svc *service, id builds.ID, args []string, ms []specs.Mou
 		Name:       svc.cfg.Name,
 		Image:      svc.image,
 		Secrets:    svc.secretEnv,
+		Init:       svc.cfg.Init,
 		StopSignal: stopSignal(svc),
 		Container: oci.Container{
 			Hostname:   hostname(svc.cfg),

@@ -111,7 +111,7 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 		plainEnv, secretEnv, errs2 := b.fileEnv(cfg)
 		errs = append(errs, errs2...)
 		svc.fileEnv, svc.secretEnv = plainEnv, withoutKeys(secretEnv, b.o.Env)
-		if len(secretEnv) > 0 && b.exe == "" {
+		if (len(secretEnv) > 0 || cfg.Init) && b.exe == "" {
 			exe, err := handoffBinary()
 			if err != nil {
 				fail(cfg.Pos, name, err)
@@ -310,12 +310,13 @@ func withoutKeys(env, override []string) []string {
 }
 
 // handoffBinary returns crun-ci's own executable, which goes into containers to hand
-// them their secret variables (see secrets.EncodeEnv). It must be statically linked, or
-// it would not run in an image without the host's C library.
+// them their secret variables (see secrets.EncodeEnv) and to be their init (init:
+// true). It must be statically linked, or it would not run in an image without the
+// host's C library.
 func handoffBinary() (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return "", fmt.Errorf("find crun-ci's executable for secret variables: %w", err)
+		return "", fmt.Errorf("find crun-ci's executable for secret variables and init: %w", err)
 	}
 	f, err := elf.Open(exe)
 	if err != nil {
@@ -324,7 +325,7 @@ func handoffBinary() (string, error) {
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return "", fmt.Errorf("secret variables need a statically linked crun-ci (build it with CGO_ENABLED=0, as scripts/setup.sh does); %s is dynamically linked", exe)
+			return "", fmt.Errorf("secret variables and init need a statically linked crun-ci (build it with CGO_ENABLED=0, as scripts/setup.sh does); %s is dynamically linked", exe)
 		}
 	}
 	return exe, nil

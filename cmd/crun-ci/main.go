@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/crun-ci/crun-ci/daemon"
+	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/session"
 	"github.com/crun-ci/crun-ci/steps"
 )
@@ -84,6 +85,14 @@ type cli struct {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "exec-env" {
 		return execEnv(args[1:], stderr)
+	}
+	if len(args) > 0 && args[0] == "init" {
+		// PID 1 of a container with init: true (see pod.Init). Not for people.
+		code, err := pod.Init(args[1:])
+		if err != nil {
+			fmt.Fprintln(stderr, "crun-ci "+err.Error())
+		}
+		return &exitError{code: code, err: fmt.Errorf("%w: exit %d", errReported, code)}
 	}
 	c := &cli{stdout: stdout, stderr: stderr, global: pflag.NewFlagSet("crun-ci", pflag.ContinueOnError)}
 	fs := c.global
