@@ -216,8 +216,8 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:     "encrypted build args of the wrong shape",
-			services: "app:\n  build:\n    encrypted_args: abc\n    encrypted_args_file: ''\nb:\n  build:\n    encrypted_args: [abc, '']\n    encrypted_args_file: [a.encrypted, [b]]\n",
-			want: `codeship-services.yml:3: service "app": key "build.encrypted_args": want a list of encrypted strings, got a string` + "\n" +
+			services: "app:\n  build:\n    encrypted_args: {a: b}\n    encrypted_args_file: ''\nb:\n  build:\n    encrypted_args: [abc, '']\n    encrypted_args_file: [a.encrypted, [b]]\n",
+			want: `codeship-services.yml:3: service "app": key "build.encrypted_args": want an encrypted string or a list of them, got a mapping` + "\n" +
 				`codeship-services.yml:4: service "app": key "build.encrypted_args_file": empty` + "\n" +
 				`codeship-services.yml:7: service "b": key "build.encrypted_args": empty entry` + "\n" +
 				`codeship-services.yml:8: service "b": key "build.encrypted_args_file": want a string, got a list`,
@@ -276,10 +276,10 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:     "env files and encrypted environment of the wrong shape",
-			services: "app:\n  image: alpine\n  env_file: ''\n  encrypted_env_file: [a.encrypted, '']\n  encrypted_environment: abc\n",
+			services: "app:\n  image: alpine\n  env_file: ''\n  encrypted_env_file: [a.encrypted, '']\n  encrypted_environment: {a: b}\n",
 			want: `codeship-services.yml:3: service "app": key "env_file": empty` + "\n" +
 				`codeship-services.yml:4: service "app": key "encrypted_env_file": empty entry` + "\n" +
-				`codeship-services.yml:5: service "app": key "encrypted_environment": want a list of encrypted strings, got a string`,
+				`codeship-services.yml:5: service "app": key "encrypted_environment": want an encrypted string or a list of them, got a mapping`,
 		},
 		{
 			name:     "a hostname that is not a host name",

@@ -737,8 +737,10 @@ func (f *file) values(k string, v *yaml.Node, w where) []Value {
 // encryptedValues reads a list of encrypted KEY=value texts (encrypted_environment,
 // build.encrypted_args); unlike env_file, a single string is refused.
 func (f *file) encryptedValues(k string, v *yaml.Node, w where) []Value {
-	if v.Kind != yaml.SequenceNode {
-		f.errorf(v, w, "key %q: want a list of encrypted strings, got %s", k, kind(v))
+	// One string is a list of one, as Codeship's build-arguments page and examples
+	// write it.
+	if v.Kind != yaml.SequenceNode && v.Kind != yaml.ScalarNode {
+		f.errorf(v, w, "key %q: want an encrypted string or a list of them, got %s", k, kind(v))
 		return nil
 	}
 	return f.values(k, v, w)

@@ -252,6 +252,11 @@ other:
 			}}},
 		},
 		{
+			name: "encrypted_args and encrypted_environment as one string, as Codeship's pages write them",
+			in:   "app:\n  build:\n    image: app\n    encrypted_args: abc\n  encrypted_environment: def\n",
+			want: map[string]*Service{"app": {Name: "app", Build: &Build{Image: "app", Context: ".", Dockerfile: "Dockerfile", EncryptedArgs: []Value{{Text: "abc"}}}, EncryptedEnvironment: []Value{{Text: "def"}}}},
+		},
+		{
 			name: "a build mapping takes the aliases path and dockerfile_path, and args as a list",
 			in:   "app:\n  build:\n    path: .\n    dockerfile_path: Dockerfile.ci\n    args: [A=1, B=, C]\n    encrypted_args_file: [a.encrypted, b.encrypted]\n",
 			want: map[string]*Service{"app": {Name: "app", Build: &Build{

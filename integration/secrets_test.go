@@ -142,3 +142,29 @@ func TestSecretVariablesStayOutOfTheRuntimeSpec(t *testing.T) {
 	wantContains(t, "stdout", r.stdout, "hold/app | got it\n")
 	assertClean(t)
 }
+
+// encrypted_environment as one string (not a list), as Codeship's pages write it.
+func TestEncryptedEnvironmentAsOneString(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n",
+		"codeship-steps.yml":    "- {name: one, service: app, command: \"sh -c 'echo ${#SECRET}'\"}\n",
+		"plain.env":             "SECRET=twelve-chars\n",
+	})
+	crunci(t, "generate", "--dir", dir)
+	crunci(t, "encrypt", "--dir", dir, filepath.Join(dir, "plain.env"), filepath.Join(dir, "plain.encrypted"))
+	enc, err := os.ReadFile(filepath.Join(dir, "plain.encrypted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	services := "app:\n  image: busybox\n  encrypted_environment: |\n"
+	for _, line := range strings.Split(strings.TrimSpace(string(enc)), "\n") {
+		services += "    " + line + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "codeship-services.yml"), []byte(services), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "one/app | 12\n")
+}
