@@ -85,6 +85,18 @@ func TestParseResources(t *testing.T) {
 			want: &Service{Expose: []Value{{Text: "5432/tcp"}, {Text: "53/udp"}, {Text: "8000/tcp"}, {Text: "8001/tcp"}, {Text: "8002/tcp"}, {Text: "9000/tcp"}}},
 		},
 		{
+			name: "the Compose keys of file systems, kernel settings and names",
+			in:   "read_only: true\ntmpfs: [/run, \"/cache:size=64m,mode=1777\"]\nsysctls: {net.core.somaxconn: 1024, kernel.shmmax: 65536}\nextra_hosts: [\"db.example:10.1.2.3\", \"v6:::1\"]\ndns: 1.1.1.1\ndns_search: [example.com]\nplatform: linux/amd64\n",
+			want: &Service{
+				ReadOnly:   true,
+				Tmpfs:      []Tmpfs{{Path: "/run"}, {Path: "/cache", Options: []string{"size=64m", "mode=1777"}}},
+				Sysctls:    map[string]string{"net.core.somaxconn": "1024", "kernel.shmmax": "65536"},
+				ExtraHosts: []Host{{Name: "db.example", IP: "10.1.2.3"}, {Name: "v6", IP: "::1"}},
+				DNS:        []string{"1.1.1.1"},
+				DNSSearch:  []string{"example.com"},
+			},
+		},
+		{
 			name: "init and labels",
 			in:   "init: true\nlabels: [team=ci, solo]\n",
 			want: &Service{Init: true, Labels: map[string]string{"team": "ci", "solo": ""}},
@@ -431,6 +443,28 @@ func TestResourceErrors(t *testing.T) {
 			name: "expose of a port out of range",
 			in:   "expose: [\"70000\", \"10-5\"]\n",
 			want: `key "expose": "70000": want ports from 1 to 65535, a range of at most 1000` + "\n" + pre + `key "expose": "10-5": want ports from 1 to 65535, a range of at most 1000`,
+		},
+		{
+			name: "tmpfs at / or relative, or with an option that widens it",
+			in:   "tmpfs: [/, run, \"/x:dev\"]\n",
+			want: `key "tmpfs": "/": want an absolute path other than /` + "\n" + pre + `key "tmpfs": "run": want an absolute path other than /` + "\n" + pre + `key "tmpfs": "/x:dev": option "dev" is not one of size, mode, uid, gid, nr_inodes, exec, noexec, ro, rw`,
+		},
+		{
+			name: "a sysctl of the host's",
+			in:   "sysctls: [vm.swappiness=10]\n",
+			want: `key "sysctls": "vm.swappiness" is not a sysctl of the container's own namespaces (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*)`,
+		},
+		{
+			name: "extra_hosts, dns and dns_search that are not names and addresses",
+			in:   "extra_hosts: [\"db:nowhere\"]\ndns: [one]\ndns_search: [\"a b\"]\n",
+			want: `key "extra_hosts": "db:nowhere": want NAME:ADDRESS, a host name and an IP address` + "\n" +
+				`codeship-services.yml:4: service "app": key "dns": "one" is not an IP address` + "\n" +
+				`codeship-services.yml:5: service "app": key "dns_search": "a b" is not a domain name`,
+		},
+		{
+			name: "another platform",
+			in:   "platform: linux/arm64\n",
+			want: `key "platform": "linux/arm64" is not this host's platform (linux/amd64): crun-ci runs images natively, without emulation`,
 		},
 		{
 			name: "init that is not a boolean",

@@ -26,7 +26,7 @@ var ignoredKeys = map[string]string{
 	"cgroup_parent": "", "container_name": "", "cpu_quota": "", "extends": "", "group_add": "",
 	"ipc": "", "isolation": "", "logging": "", "log_driver": "", "log_opt": "",
 	"mac_address": "", "mem_swappiness": "", "networks": "", "network_mode": "",
-	"oom_score_adj": "", "pid": "", "tty": "", "tmpfs": "", "volume_driver": "",
+	"oom_score_adj": "", "pid": "", "tty": "", "volume_driver": "",
 	// Codeship's documentation spells it so.
 	"oom_scope_adj": "",
 	// jet ignored these too: there are no links to the host.
@@ -250,6 +250,20 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 			s.Labels = f.labels(v, w)
 		case k == "init":
 			s.Init = f.bool("init", v, w)
+		case k == "read_only":
+			s.ReadOnly = f.bool("read_only", v, w)
+		case k == "tmpfs":
+			s.Tmpfs = f.tmpfs(v, w)
+		case k == "sysctls":
+			s.Sysctls = f.sysctls(v, w)
+		case k == "extra_hosts":
+			s.ExtraHosts = f.extraHosts(v, w)
+		case k == "dns":
+			s.DNS = f.dns(v, w)
+		case k == "dns_search":
+			s.DNSSearch = f.dnsSearch(v, w)
+		case k == "platform":
+			f.platform(v, w)
 		case refusedKeys[k] != "":
 			f.errorf(p.key, w, "key %q: %s", k, refusedKeys[k])
 		case isIgnored(k):

@@ -125,6 +125,17 @@ type Service struct {
 	// Init runs a tiny init (crun-ci's own) as PID 1 of its containers, which passes
 	// signals on to the command and reaps orphans (init: true).
 	Init bool
+	// ReadOnly mounts its containers' root file system read-only (read_only).
+	ReadOnly bool
+	// Tmpfs are tmpfs mounts of its containers.
+	Tmpfs []Tmpfs
+	// Sysctls are set in its containers' namespaces.
+	Sysctls map[string]string
+	// ExtraHosts are added to the hosts file of its steps (extra_hosts).
+	ExtraHosts []Host
+	// DNS and DNSSearch replace the nameservers and search domains of its containers'
+	// resolv.conf.
+	DNS, DNSSearch []string
 	// Labels go on its containers (containerd's container labels).
 	Labels map[string]string
 	// Expose lists the ports its containers listen on, "PORT/PROTO" (expose), for the

@@ -282,3 +282,31 @@ app:
 		"env/app | DATABASE_PORT_5432_TCP_PORT=5432\n", "env/app | DATABASE_PORT_5432_TCP_PROTO=tcp\n")
 	wantNotContains(t, "stdout", r.stdout, "CACHE_") // exposes nothing
 }
+
+// The Compose keys that change a container's file systems, kernel settings and names
+// do what Compose does: read_only, tmpfs, sysctls, extra_hosts, dns and dns_search.
+func TestComposeKeysOfFilesKernelAndNames(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+app:
+  image: busybox
+  read_only: true
+  tmpfs: ["/scratch:size=1m,mode=1777"]
+  sysctls: {net.core.somaxconn: "1234", kernel.shmmax: "65536"}
+  extra_hosts: ["db.example:10.1.2.3"]
+  dns: [192.0.2.53]
+  dns_search: example.com
+`,
+		"codeship-steps.yml": `- {name: keys, service: app, command: "sh -c 'touch /root-file 2>/dev/null && echo root writable || echo root read-only; echo x > /scratch/f && echo scratch writable; grep \" /scratch \" /proc/mounts | cut -d\" \" -f3,4; cat /proc/sys/net/core/somaxconn /proc/sys/kernel/shmmax; grep db.example /etc/hosts; grep -E \"^(nameserver|search)\" /etc/resolv.conf'"}` + "\n",
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "keys/app | root read-only\n", "keys/app | scratch writable\n",
+		"keys/app | tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k", "keys/app | 1234\n", "keys/app | 65536\n",
+		"keys/app | 10.1.2.3\tdb.example\n", "keys/app | nameserver 192.0.2.53\n", "keys/app | search example.com\n")
+	// A net.* sysctl in the host's network would change the host's.
+	r = runSteps(t, dir, "--network", "host")
+	wantCode(t, r, 1)
+	wantContains(t, "stdout", r.stdout, `sysctl net.core.somaxconn would change the host's network with --network host`)
+}

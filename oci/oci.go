@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,6 +49,10 @@ type Container struct {
 	// ResolvConf is the host file mounted read-only at /etc/resolv.conf; "" means the
 	// host's /etc/resolv.conf.
 	ResolvConf string
+	// ReadOnly mounts the root file system read-only; Sysctls are set in the
+	// container's namespaces.
+	ReadOnly bool
+	Sysctls  map[string]string
 	// Security confines the container (the zero value: as Docker does by default);
 	// Resources bound it.
 	Security  Security
@@ -111,6 +116,12 @@ func Spec(ctx context.Context, c Container) (*specs.Spec, error) {
 	}
 	if len(c.Annotations) > 0 {
 		opts = append(opts, ctroci.WithAnnotations(c.Annotations))
+	}
+	if c.ReadOnly {
+		opts = append(opts, ctroci.WithRootFSReadonly())
+	}
+	if len(c.Sysctls) > 0 {
+		opts = append(opts, withSysctls(c.Sysctls))
 	}
 	opts = append(opts, c.Resources.opts()...)
 	opts = append(opts, c.Security.opts()...) // last: the seccomp profile follows the capabilities
@@ -287,4 +298,14 @@ lines:
 		return nil, err
 	}
 	return byID, nil
+}
+
+func withSysctls(sysctls map[string]string) ctroci.SpecOpts {
+	return func(_ context.Context, _ ctroci.Client, _ *containers.Container, s *ctroci.Spec) error {
+		if s.Linux.Sysctl == nil {
+			s.Linux.Sysctl = map[string]string{}
+		}
+		maps.Copy(s.Linux.Sysctl, sysctls)
+		return nil
+	}
 }

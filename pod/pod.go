@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -190,6 +191,9 @@ func (p *Pod) attach(ctx context.Context, m Member) (*network.Sandbox, error) {
 	p.hostsMu.Lock()
 	defer p.hostsMu.Unlock()
 	lines := network.HostsEntries(sb.IP, p.o.Hosts[m.Name], p.seen)
+	for _, h := range m.ExtraHosts {
+		lines = append(lines, network.HostsEntries(h[1], []string{h[0]}, p.seen)...)
+	}
 	if len(lines) == 0 {
 		return sb, nil
 	}
@@ -224,6 +228,11 @@ type Member struct {
 	Secrets []string
 	// Init runs the process under crun-ci's init (see Init).
 	Init bool
+	// ExtraHosts are NAME -> ADDRESS lines added to the pod's hosts file (extra_hosts);
+	// DNS and DNSSearch, when set, give the member a resolv.conf of its own. Neither
+	// applies in the host's network namespace, whose files it uses.
+	ExtraHosts     [][2]string
+	DNS, DNSSearch []string
 	// StopSignal is what Stop sends first (SIGTERM when 0).
 	StopSignal syscall.Signal
 	// Stdin and Terminal attach the container (crun-ci run).
@@ -269,6 +278,11 @@ func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error)
 	}
 	if sb != nil {
 		oc.NetNS = sb.Path
+		if len(m.DNS) > 0 || len(m.DNSSearch) > 0 {
+			if oc.ResolvConf, err = p.ownResolvConf(m); err != nil {
+				return nil, fmt.Errorf("container %s: %w", m.ID, err)
+			}
+		}
 	}
 	if len(m.Secrets) > 0 {
 		if err := os.MkdirAll(p.etc(), 0o755); err != nil {
@@ -355,6 +369,30 @@ func (p *Pod) container(m Member) (oci.Container, error) {
 		oc.Args = InitArgs(oc.Args)
 	}
 	return oc, nil
+}
+
+// ownResolvConf writes the resolv.conf of a member with dns or dns_search: their
+// nameservers and search domains instead of the pod's, the pod's other lines kept.
+func (p *Pod) ownResolvConf(m Member) (string, error) {
+	var b strings.Builder
+	for _, line := range strings.Split(string(p.resolvConf), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+			continue
+		case f[0] == "nameserver" && len(m.DNS) > 0, (f[0] == "search" || f[0] == "domain") && len(m.DNSSearch) > 0:
+			continue
+		}
+		b.WriteString(line + "\n")
+	}
+	for _, ns := range m.DNS {
+		b.WriteString("nameserver " + ns + "\n")
+	}
+	if len(m.DNSSearch) > 0 {
+		b.WriteString("search " + strings.Join(m.DNSSearch, " ") + "\n")
+	}
+	path := filepath.Join(p.etc(), "resolv-"+m.ID+".conf")
+	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 func (p *Pod) handoffPath(m Member) string { return filepath.Join(p.etc(), "secrets-"+m.ID) }

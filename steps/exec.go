@@ -261,6 +261,13 @@ func (b *build) create(ctx context.Context, p *pod.Pod, s *config.Step, seq int6
 		}
 		args = []string{"true"} // never started
 	}
+	if b.o.Network == nil || b.o.Network.Mode() == network.Host {
+		for k := range svc.cfg.Sysctls {
+			if strings.HasPrefix(k, "net.") {
+				return nil, fmt.Errorf("service %q: sysctl %s would change the host's network with --network host; it needs a network of the step's own", name, k)
+			}
+		}
+	}
 	m := b.member(svc, builds.ID{Build: b.o.BuildID, Seq: seq, Service: name}, args, ms)
 	if b.o.Network != nil && b.o.Network.Mode() != network.Host {
 		m.Container.Env = append(b.linkEnv(name), m.Container.Env...)
@@ -292,6 +299,9 @@ func (b *build) member(svc *service, id builds.ID, args []string, ms []specs.Mou
 		Image:      svc.image,
 		Secrets:    svc.secretEnv,
 		Init:       svc.cfg.Init,
+		ExtraHosts: extraHosts(svc.cfg),
+		DNS:        svc.cfg.DNS,
+		DNSSearch:  svc.cfg.DNSSearch,
 		StopSignal: stopSignal(svc),
 		Container: oci.Container{
 			Hostname:   hostname(svc.cfg),
@@ -300,7 +310,9 @@ func (b *build) member(svc *service, id builds.ID, args []string, ms []specs.Mou
 			Env:        b.env(svc),
 			WorkingDir: svc.cfg.WorkingDir,
 			User:       svc.user,
-			Mounts:     ms,
+			Mounts:     append(slices.Clone(ms), tmpfsMounts(svc.cfg)...),
+			ReadOnly:   svc.cfg.ReadOnly,
+			Sysctls:    svc.cfg.Sysctls,
 			Security:   svc.security,
 			Resources:  svc.resources,
 		},
@@ -369,4 +381,26 @@ func (b *build) hostNames(services []string) map[string][]string {
 		}
 	}
 	return names
+}
+
+func extraHosts(cfg *config.Service) [][2]string {
+	var out [][2]string
+	for _, h := range cfg.ExtraHosts {
+		out = append(out, [2]string{h.Name, h.IP})
+	}
+	return out
+}
+
+// tmpfsMounts are the service's tmpfs mounts, with Docker's options (nosuid, nodev,
+// noexec unless exec is given) before the service's.
+func tmpfsMounts(cfg *config.Service) []specs.Mount {
+	var out []specs.Mount
+	for _, t := range cfg.Tmpfs {
+		opts := []string{"nosuid", "nodev"}
+		if !slices.Contains(t.Options, "exec") {
+			opts = append(opts, "noexec")
+		}
+		out = append(out, specs.Mount{Destination: t.Path, Type: "tmpfs", Source: "tmpfs", Options: append(opts, t.Options...)})
+	}
+	return out
 }
