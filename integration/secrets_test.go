@@ -88,7 +88,11 @@ func TestCIVariablesComeFromTheGitRepository(t *testing.T) {
 	wantCode(t, r, 0)
 	wantContains(t, "stdout", r.stdout,
 		"vars/app | feature/x/"+commit+"/Ada/"+filepath.Base(dir)+"/first commit/false\n",
-		"only-on-feature/app | tag from git\n") // --tag defaults to the branch
+		// As jet: the branch is CI_BRANCH, but steps with a tag need --tag.
+		"SKIPPED     only-on-feature (app): tag feature/x; pass --tag to run it\n")
+	r = runSteps(t, dir, "--tag", "feature/x")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "only-on-feature/app | tag from git\n")
 
 	r = runSteps(t, dir, "--ci-branch", "main", "--ci-committer-name", "Bob", "--tag", "release")
 	wantCode(t, r, 0)

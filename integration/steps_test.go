@@ -266,6 +266,11 @@ func TestTagAndExcludeSelectSteps(t *testing.T) {
 			for _, s := range tc.notRan {
 				wantNotContains(t, "stdout", r.stdout, s+"/app | ")
 			}
+			if tc.tag == "" {
+				// As jet: without --tag, steps with a tag are skipped, and said so.
+				wantContains(t, "stdout", r.stdout, "SKIPPED     on-master (app): tag master; pass --tag to run it\n",
+					"SKIPPED     group-child (app): tag ^(master|release)$; pass --tag to run it\n")
+			}
 		})
 	}
 }

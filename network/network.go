@@ -193,9 +193,9 @@ func New(mode Mode, cfg Config) (*Manager, error) {
 		return fail(err)
 	}
 	if pick {
-		// The first use of the state directory: the first of the default subnet and
-		// those after it that is free (another state directory may use the default).
-		if subnet, err = freeSubnet(cfg.Bridge); err != nil {
+		// The first use of the state directory: a free subnet (another state directory
+		// may use the default).
+		if subnet, err = freeSubnet(cfg.StateDir, cfg.Bridge); err != nil {
 			return fail(err)
 		}
 		m.subnet, cfg.Subnet = subnet, subnet.String()
@@ -215,11 +215,24 @@ func New(mode Mode, cfg Config) (*Manager, error) {
 	return m, nil
 }
 
-// freeSubnet is the first of 10.89.0.0/16 (DefaultSubnet) to 10.99.0.0/16 that no
-// route of the host overlaps, but those of the prefix's bridges.
-func freeSubnet(prefix string) (*net.IPNet, error) {
+// DefaultStateDir is crun-ci's default state directory, whose step networks take
+// DefaultSubnet when it is free.
+const DefaultStateDir = "/var/lib/crun-ci"
+
+// freeSubnet is the first of the /16s from 10.89.0.0 (DefaultSubnet) to 10.99.0.0 that
+// no route of the host overlaps, but those of the prefix's bridges. The default state
+// directory looks from 10.89 on; another from a /16 of 10.90 to 10.99 that a hash of
+// its path picks, so that two state directories rarely pick one subnet even when
+// neither runs a build when the other makes its choice.
+func freeSubnet(stateDir, prefix string) (*net.IPNet, error) {
+	start := 0
+	if filepath.Clean(stateDir) != DefaultStateDir {
+		h := sha256.Sum256([]byte(filepath.Clean(stateDir)))
+		start = 1 + int(h[0])%10
+	}
 	var first error
-	for i := 89; i <= 99; i++ {
+	for n := 0; n < 11; n++ {
+		i := 89 + (start+n)%11
 		_, subnet, _ := net.ParseCIDR(fmt.Sprintf("10.%d.0.0/16", i))
 		err := checkRoutes(subnet, prefix)
 		if err == nil {

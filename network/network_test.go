@@ -370,3 +370,23 @@ func TestSplitRule(t *testing.T) {
 		t.Errorf("splitRule (-want +got):\n%s", diff)
 	}
 }
+
+// The default state directory looks for its subnet from 10.89 on, others from a /16
+// that their path picks.
+func TestFreeSubnetStartsWhereTheStateDirSays(t *testing.T) {
+	needRoot(t)
+	if sub, err := freeSubnet(DefaultStateDir, "crnone"); err != nil || sub.String() != DefaultSubnet && !strings.HasPrefix(sub.String(), "10.9") {
+		t.Errorf("freeSubnet(default) = %v, %v", sub, err)
+	}
+	seen := map[string]bool{}
+	for _, dir := range []string{"/a", "/b", "/c", "/d", "/e", "/f"} {
+		sub, err := freeSubnet(dir, "crnone")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[sub.String()] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("six state directories all picked %v", seen)
+	}
+}

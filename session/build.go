@@ -61,8 +61,8 @@ type Identity struct {
 	// CI overrides the values read from the build directory's git repository, by flag
 	// name (civars.FlagNames); empty ones do not.
 	CI map[string]string
-	// Tag is matched by the steps' tag and exclude; "" takes the branch (or the tag at
-	// HEAD).
+	// Tag is matched by the steps' tag and exclude; "" skips the steps with a tag, as
+	// jet did.
 	Tag string
 }
 
@@ -77,12 +77,10 @@ func NewBuild(ctx context.Context, proj *config.Project, policy steps.Policy, id
 	if err != nil {
 		return Build{}, &SetupError{err}
 	}
-	tag := id.Tag
-	if tag == "" {
-		tag = civ.Branch
-	}
+	// Without --tag, steps with a tag are skipped, as jet did; CI_BRANCH still comes
+	// from git.
 	log.G(ctx).Debugf("build %s in %s", civ.BuildID, proj.Dir)
-	return Build{Project: proj, Policy: policy, Key: key, KeySource: keySource, CI: civ, Tag: tag}, nil
+	return Build{Project: proj, Policy: policy, Key: key, KeySource: keySource, CI: civ, Tag: id.Tag}, nil
 }
 
 // Tidy is `crun-ci cleanup`: it removes what dead builds left (or, dry, lists it); with

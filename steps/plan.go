@@ -29,6 +29,53 @@ func Plan(steps []*config.Step, tag string) []*config.Step {
 	return out
 }
 
+// Skips are the steps and groups that a build without a tag (tag "") skips because they
+// have one, as jet did, each with the note the summary shows; nil when tag is given (a
+// step whose tag does not match it is left out of the plan, as always).
+func Skips(steps []*config.Step, tag string) map[*config.Step]string {
+	if tag != "" {
+		return nil
+	}
+	out := map[*config.Step]string{}
+	var walk func([]*config.Step)
+	walk = func(ss []*config.Step) {
+		for _, s := range ss {
+			if s.Tag != "" {
+				out[s] = "tag " + s.Tag + "; pass --tag to run it"
+				continue
+			}
+			walk(s.Steps)
+		}
+	}
+	walk(steps)
+	return out
+}
+
+// PlanKeeping is Plan but for the steps in keep, which stay in it as they are (to be
+// shown as skipped).
+func PlanKeeping(steps []*config.Step, tag string, keep map[*config.Step]string) []*config.Step {
+	var out []*config.Step
+	for _, s := range steps {
+		if _, ok := keep[s]; ok {
+			out = append(out, s)
+			continue
+		}
+		if !Selected(s, tag) {
+			continue
+		}
+		if s.Type == config.Serial || s.Type == config.Parallel {
+			c := *s
+			c.Steps = PlanKeeping(s.Steps, tag, keep)
+			if len(c.Steps) == 0 {
+				continue
+			}
+			s = &c
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
 // Selected reports whether step s runs for a build with the given tag.
 func Selected(s *config.Step, tag string) bool {
 	if s.Tag != "" && (tag == "" || !Match(s.Tag, tag)) {

@@ -229,6 +229,8 @@ type build struct {
 	sem      chan struct{}
 	seq      atomic.Int64
 	order    map[*config.Step]int
+	// skips are the steps a build without a tag skips, with why (Skips).
+	skips map[*config.Step]string
 
 	// secrets are the values that came from encrypted sources: masked in all output.
 	secrets []string
@@ -316,14 +318,19 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		order:    map[*config.Step]int{},
 		results:  map[int]Result{},
 	}
+	// What runs (prepared for), and what the summary shows: that and the tagged steps
+	// a build without a tag skips.
 	plan := Plan(o.Project.Steps, o.Tag)
+	b.skips = Skips(o.Project.Steps, o.Tag)
+	shown := PlanKeeping(o.Project.Steps, o.Tag, b.skips)
 	if len(o.Load) > 0 {
-		plan = nil
+		plan, b.skips = nil, nil
 		for _, name := range o.Load {
 			plan = append(plan, &config.Step{Name: "load", Type: config.Run, Service: name})
 		}
+		shown = plan
 	}
-	b.index(plan)
+	b.index(shown)
 
 	// The lock comes first and goes last: while it is held, no clean-up touches the
 	// build; when this process dies, the next crun-ci removes what is left.
@@ -398,7 +405,7 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 	if len(o.Load) > 0 {
 		b.load(ctx, plan)
 	} else {
-		b.serial(ctx, plan)
+		b.serial(ctx, shown)
 	}
 	b.cleanup.Wait()
 	if err := errors.Join(b.cleanupErrs...); err != nil {
@@ -493,6 +500,10 @@ func (b *build) parallel(ctx context.Context, steps []*config.Step) bool {
 
 // node runs one step of any type, then its on_fail steps if it failed.
 func (b *build) node(ctx context.Context, s *config.Step) bool {
+	if why, ok := b.skips[s]; ok {
+		b.skip(s, why)
+		return true
+	}
 	body := ctx
 	timeout := s.Timeout
 	if timeout == 0 && s.Type == config.Run {
@@ -544,6 +555,17 @@ func (b *build) done(s *config.Step) bool {
 		}
 	}
 	return false
+}
+
+// skip records the run and push steps of s as skipped, with why.
+func (b *build) skip(s *config.Step, why string) {
+	if s.Type == config.Serial || s.Type == config.Parallel {
+		for _, c := range s.Steps {
+			b.skip(c, why)
+		}
+		return
+	}
+	b.record(s, Result{Step: s.Name, Service: s.Service, Status: Skipped, Note: why})
 }
 
 // notRun records run and push steps below s that have no result as not run.

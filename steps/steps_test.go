@@ -391,6 +391,23 @@ func TestPlanFiltersByTagAndExclude(t *testing.T) {
 			t.Errorf("tag %q (-want +got):\n%s", tc.tag, diff)
 		}
 	}
+	// Without a tag, the tagged steps and groups are kept, to be shown as skipped.
+	skips := Skips(p.Steps, "")
+	var skipped []string
+	for s, why := range skips {
+		skipped = append(skipped, s.Name+": "+why)
+	}
+	slices.Sort(skipped)
+	want := []string{"exact: tag master; pass --tag to run it", "only-child-dropped: tag nope; pass --tag to run it", "parallel_1: tag nope; pass --tag to run it", "regex: tag ^release/; pass --tag to run it"}
+	if diff := cmp.Diff(want, skipped); diff != "" {
+		t.Errorf("Skips (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"plain", "exact", "regex", "excluded", "in-dropped-group", "only-child-dropped"}, names(PlanKeeping(p.Steps, "", skips))); diff != "" {
+		t.Errorf("PlanKeeping (-want +got):\n%s", diff)
+	}
+	if Skips(p.Steps, "master") != nil {
+		t.Error("Skips with a tag is not nil")
+	}
 }
 
 func TestOutputPrefixesWholeLinesAndBoundsLongOnes(t *testing.T) {

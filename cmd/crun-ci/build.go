@@ -191,7 +191,7 @@ func runSteps(ctx context.Context, c *cli, args []string) (retErr error) {
 	b.addProject(fs, true)
 	b.addBuild(fs)
 	b.addContainers(fs, "every container")
-	fs.StringVar(&tag, "tag", "", "the build's branch or tag, matched by the steps' tag and exclude (default: the git branch, or the tag at HEAD)")
+	fs.StringVar(&tag, "tag", "", "the build's branch or tag, matched by the steps' tag and exclude (without it, steps with a tag are skipped, as jet did)")
 	fs.BoolVar(&b.noRemove, "no-remove", false, "keep containers, snapshots and anonymous volumes after each step")
 	fs.IntVar(&maxParallel, "max-parallel", runtime.NumCPU(), "how many steps may run at once")
 	fs.DurationVar(&stepTimeout, "step-timeout", 0, "stop and fail a step that runs longer than this (0: no limit; a step's timeout key wins)")

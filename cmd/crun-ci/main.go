@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/crun-ci/crun-ci/daemon"
+	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/session"
 	"github.com/crun-ci/crun-ci/steps"
@@ -102,7 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fs.StringVar(&c.address, "address", addr, "containerd socket; when nothing answers there, an embedded containerd is started (env CONTAINERD_ADDRESS)")
 	fs.StringVar(&c.namespace, "namespace", "crun-ci", "containerd namespace")
-	fs.StringVar(&c.stateDir, "state-dir", "/var/lib/crun-ci", "state directory: builds' working files and the embedded containerd's root")
+	fs.StringVar(&c.stateDir, "state-dir", network.DefaultStateDir, "state directory: builds' working files and the embedded containerd's root")
 	fs.BoolVar(&c.debug, "debug", false, "log debug messages")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.SetOutput(stderr)
