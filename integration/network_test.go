@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/crun-ci/crun-ci/network"
 	"github.com/google/go-cmp/cmp"
 
 	"os/exec"
@@ -200,14 +201,20 @@ func veths(t *testing.T) int {
 	return strings.Count(string(out), "\n")
 }
 
-// iptablesRules are the rules of iptables-save, without its comments and counters.
+// iptablesRules are the rules of iptables-save, without its comments and counters, and
+// without the rules of other crun-ci state directories on the host (which come and go
+// with their builds, and are not the suite's to count).
 func iptablesRules(t *testing.T) []string {
 	out, err := exec.Command("iptables-save").Output()
 	if err != nil {
 		t.Fatalf("iptables-save: %v", err)
 	}
+	ours := `"crun-ci ` + network.DefaultBridge(stateDir) + ` `
 	var rules []string
 	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, `--comment "crun-ci `) && !strings.Contains(l, ours) {
+			continue
+		}
 		if l != "" && !strings.HasPrefix(l, "#") {
 			rules = append(rules, regexp.MustCompile(`^(:\S+ \S+) \[\d+:\d+\]$`).ReplaceAllString(l, "$1"))
 		}
