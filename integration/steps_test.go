@@ -416,3 +416,18 @@ reader:
 		t.Errorf("the swap did not happen as planned: %q, %v", target, err)
 	}
 }
+
+// Flags jet's scripts pass: -e KEY takes crun-ci's own variable (as docker run -e),
+// -T is accepted; load takes --no-remove.
+func TestJetFlagsAreAccepted(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n",
+		"codeship-steps.yml":    "- {name: env, service: app, command: \"sh -c 'echo from=$FROM_HOST unset=${UNSET_HERE-none}'\"}\n",
+	})
+	r := runStepsEnv(t, dir, []string{"FROM_HOST=host value"}, "-T", "-e", "FROM_HOST", "-e", "UNSET_HERE")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "env/app | from=host value unset=none\n")
+	wantCode(t, crunci(t, "load", "--dir", dir, "--no-remove"), 0)
+	assertClean(t)
+}

@@ -86,7 +86,7 @@ func (b *buildFlags) addBuild(fs *pflag.FlagSet) {
 
 // addContainers adds how the build's containers run and are stopped (steps, run).
 func (b *buildFlags) addContainers(fs *pflag.FlagSet, what string) {
-	fs.StringArrayVarP(&b.env, "env", "e", nil, "KEY=VAL added to "+what+"'s environment (repeatable)")
+	fs.StringArrayVarP(&b.env, "env", "e", nil, "KEY=VAL added to "+what+"'s environment; KEY alone takes crun-ci's own variable, as docker run -e does (repeatable)")
 	fs.BoolVar(&b.quietDeps, "quiet-deps", false, "hide the output of the services a step depends on")
 	fs.DurationVar(&b.stopTimeout, "stop-timeout", 10*time.Second, "when interrupted or timed out, how long running steps get after their stop signal before SIGKILL")
 }
@@ -156,9 +156,19 @@ func (b *buildFlags) start(ctx context.Context, c *cli, proj *config.Project, po
 		return nil, session.Build{}, usageError("--cache-max-size: %w", err)
 	}
 	o.Pull.IfPresent, o.Pull.Insecure, o.Pull.NoCache = b.ifPresent, b.insecure, b.noCache
+	env := make([]string, 0, len(b.env))
 	for _, e := range b.env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return nil, session.Build{}, usageError("--env %q: want KEY=VAL", e)
+		k, _, ok := strings.Cut(e, "=")
+		switch {
+		case k == "":
+			return nil, session.Build{}, usageError("--env %q: want KEY=VAL or KEY", e)
+		case !ok:
+			// As docker run -e KEY: crun-ci's own value, or nothing when it has none.
+			if v, set := os.LookupEnv(k); set {
+				env = append(env, k+"="+v)
+			}
+		default:
+			env = append(env, e)
 		}
 	}
 	id := session.Identity{KeyPath: b.keyPath, CI: map[string]string{}, Tag: tag}
@@ -173,7 +183,7 @@ func (b *buildFlags) start(ctx context.Context, c *cli, proj *config.Project, po
 	if err != nil {
 		return nil, build, err
 	}
-	build.Env, build.NoRemove, build.QuietDeps, build.StopTimeout = b.env, b.noRemove, b.quietDeps, b.stopTimeout
+	build.Env, build.NoRemove, build.QuietDeps, build.StopTimeout = env, b.noRemove, b.quietDeps, b.stopTimeout
 	build.Output, build.Hurry = c.stdout, hurry
 	return s, build, nil
 }
@@ -193,6 +203,7 @@ func runSteps(ctx context.Context, c *cli, args []string) (retErr error) {
 	b.addContainers(fs, "every container")
 	fs.StringVar(&tag, "tag", "", "the build's branch or tag, matched by the steps' tag and exclude (without it, steps with a tag are skipped, as jet did)")
 	fs.BoolVar(&b.noRemove, "no-remove", false, "keep containers, snapshots and anonymous volumes after each step")
+	fs.BoolP("no-tty", "T", false, "accepted for jet's scripts: steps never get a terminal")
 	fs.IntVar(&maxParallel, "max-parallel", runtime.NumCPU(), "how many steps may run at once")
 	fs.DurationVar(&stepTimeout, "step-timeout", 0, "stop and fail a step that runs longer than this (0: no limit; a step's timeout key wins)")
 	if ok, err := c.parse(fs, args); !ok || err != nil {
@@ -315,6 +326,7 @@ func runLoad(ctx context.Context, c *cli, args []string) (retErr error) {
 	fs := c.flags("load", " [SERVICE…]")
 	b.addProject(fs, false)
 	b.addBuild(fs)
+	fs.Bool("no-remove", false, "accepted for jet's scripts: load runs no step container to keep")
 	if ok, err := c.parse(fs, args); !ok || err != nil {
 		return err
 	}
