@@ -634,3 +634,29 @@ func TestConcurrentBuildsOfTwoCheckoutsRunTheirOwnImages(t *testing.T) {
 	wantContains(t, "stdout", ra.stdout, "show/app | built from main\n")
 	wantContains(t, "stdout", rb.stdout, "show/app | built from feature\n")
 }
+
+// A service whose image is another service's build.image uses the image that build
+// makes, built once, in step order, and is never pulled (no registry holds it).
+func TestAServiceUsesTheImageAnotherBuilds(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+builder:
+  build:
+    image: crunci-test/shared:1
+    dockerfile: Dockerfile
+runner:
+  image: crunci-test/shared:1
+  command: cat /made
+`,
+		"codeship-steps.yml": "- {name: first, service: runner}\n- {name: second, service: builder, command: cat /made}\n",
+		"Dockerfile":         "FROM busybox\nRUN echo made by the build > /made\n",
+	})
+	r := runSteps(t, dir, "--no-cache")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "first/builder build | built docker.io/crunci-test/shared:1", "first/runner | made by the build\n", "second/builder | made by the build\n")
+	if n := strings.Count(r.stdout, "| built docker.io/crunci-test/shared:1"); n != 1 {
+		t.Errorf("built %d times, want once", n)
+	}
+	wantNotContains(t, "stderr", r.stderr, "pull")
+}

@@ -208,7 +208,24 @@ func (b *build) decrypt(v config.Value, data []byte, what string, errs *[]error,
 func (b *build) ensure(ctx context.Context, step string, names []string) error {
 	for _, name := range names {
 		svc := b.svc(name)
-		if svc == nil || svc.build == nil {
+		if svc == nil {
+			continue
+		}
+		if svc.builtBy != "" && svc.image == nil {
+			// Built by another service: that one's build, then its image.
+			owner := b.svc(svc.builtBy)
+			if owner == nil || owner.build == nil {
+				return fmt.Errorf("service %q: its image is built by %q, which cannot be built", name, svc.builtBy)
+			}
+			if err := b.buildImage(ctx, step, svc.builtBy, owner); err != nil {
+				return err
+			}
+			if err := b.withImage(ctx, svc, b.svc(svc.builtBy).image); err != nil {
+				return err
+			}
+			continue
+		}
+		if svc.build == nil {
 			continue
 		}
 		if err := b.buildImage(ctx, step, name, svc); err != nil {
@@ -216,7 +233,7 @@ func (b *build) ensure(ctx context.Context, step string, names []string) error {
 		}
 	}
 	// service_healthy needs a health check, which a built image only now shows.
-	if errs := b.checkHealthy(names, func(s *service) bool { return s.build != nil && s.image != nil }); len(errs) > 0 {
+	if errs := b.checkHealthy(names, func(s *service) bool { return (s.build != nil || s.builtBy != "") && s.image != nil }); len(errs) > 0 {
 		return errs[0]
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,13 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 	}
 	walk(plan)
 	names := b.o.Project.Graph.Closure(b.o.Pull != nil, roots...)
+	// A service whose image another service builds needs that one's build, which
+	// makes its image (never pulled).
+	for _, name := range names {
+		if owner := b.builtBy(name); owner != "" && !slices.Contains(names, owner) {
+			names = append(names, owner)
+		}
+	}
 
 	b.guard = mounts.Guard{BuildDir: b.o.Project.Dir, Allow: b.o.Allow}
 	guard := b.guard
@@ -74,6 +82,8 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 				ib.creds = creds[buildCredsKey(name)]
 			}
 			svc.build = ib
+		} else if owner := b.builtBy(name); owner != "" {
+			svc.builtBy = owner // its image comes when a step first needs it
 		} else {
 			img := images[cfg.Image]
 			if img.err != nil {
@@ -415,7 +425,7 @@ func (b *build) images(ctx context.Context, names []string, creds map[string]rem
 	var wg sync.WaitGroup
 	for _, name := range names {
 		cfg := b.o.Project.Services[name]
-		if cfg == nil || cfg.Build != nil {
+		if cfg == nil || cfg.Build != nil || b.builtBy(name) != "" {
 			continue
 		}
 		ref := cfg.Image
@@ -459,4 +469,31 @@ func inRoot(root, p string) (string, error) {
 // the build directory and inside it, of at most the build's bound.
 func (b *build) readFile(name string) ([]byte, error) {
 	return b.root.ReadFile(b.root.Rel(name), b.o.maxFile())
+}
+
+// builtBy is the service whose build makes the image of service name (its image: is
+// that one's build.image, as written or normalised), "" when there is none.
+func (b *build) builtBy(name string) string {
+	cfg := b.o.Project.Services[name]
+	if cfg == nil || cfg.Build != nil || cfg.Image == "" {
+		return ""
+	}
+	want, err := task.Normalize(cfg.Image)
+	if err != nil {
+		return ""
+	}
+	for _, other := range b.o.Project.Order {
+		o := b.o.Project.Services[other]
+		if o.Build == nil || other == name {
+			continue
+		}
+		ref, err := BuiltImage(b.o.Project.Dir, o)
+		if err != nil {
+			continue
+		}
+		if n, err := task.Normalize(ref); err == nil && n == want {
+			return other
+		}
+	}
+	return ""
 }

@@ -272,9 +272,12 @@ func (b *build) svc(name string) *service { return b.services.get(name) }
 type service struct {
 	cfg   *config.Service
 	image *task.Image
-	// build, for a service with a build key, makes image when a step first needs it.
-	build *imageBuild
-	user  specs.User
+	// build, for a service with a build key, makes image when a step first needs it;
+	// builtBy names the service whose build makes it, for a service whose image is
+	// another's build.image.
+	build   *imageBuild
+	builtBy string
+	user    specs.User
 	// templates holds, by volume index, a copy of the image's content at the target of
 	// an anonymous volume; absent when the image has nothing there.
 	templates map[int]string
