@@ -407,17 +407,17 @@ cache:
 		{
 			name:  "a manual step",
 			steps: "- type: manual\n  service: app\n",
-			want:  `codeship-steps.yml:1: type "manual" is not supported`,
+			want:  `codeship-steps.yml:1: type "manual" is not supported: it waits for an approval in Codeship's web interface`,
 		},
 		{
-			name:  "a matrix step",
-			steps: "- name: m\n  type: matrix\n  service: app\n",
-			want:  `codeship-steps.yml:2: step "m": type "matrix" is not supported`,
+			name:  "a matrix group without services",
+			steps: "- name: m\n  type: matrix\n  service: app\n  steps: [{command: x}]\n",
+			want:  `codeship-steps.yml:2: step "m": type "matrix" needs "services", the services its steps run in`,
 		},
 		{
 			name:  "an unknown step type",
 			steps: "- type: paralel\n  steps: [{service: app}]\n",
-			want:  `codeship-steps.yml:1: unknown type "paralel" (want serial, parallel or push)`,
+			want:  `codeship-steps.yml:1: unknown type "paralel" (want serial, parallel, matrix or push)`,
 		},
 		{
 			name:  "steps without a type",

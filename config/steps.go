@@ -199,10 +199,17 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 			s.Type = Parallel
 		case t == "push":
 			s.Type = Push
-		case t == "manual" || t == "matrix":
-			f.errorf(typeVal, w, "type %q is not supported", t)
+		case t == "matrix":
+			// The steps once per service of `services`, the copies in parallel: a
+			// parallel group of services, as Codeship's examples use it.
+			s.Type = Parallel
+			if servicesKey == nil {
+				f.errorf(typeVal, w, "type \"matrix\" needs \"services\", the services its steps run in")
+			}
+		case t == "manual":
+			f.errorf(typeVal, w, "type %q is not supported: it waits for an approval in Codeship's web interface", t)
 		default:
-			f.errorf(typeVal, w, "unknown type %q (want serial, parallel or push)", t)
+			f.errorf(typeVal, w, "unknown type %q (want serial, parallel, matrix or push)", t)
 		}
 	case stepsVal != nil:
 		f.errorf(stepsKey, w, "key \"steps\" needs \"type: serial\" or \"type: parallel\"")

@@ -149,6 +149,29 @@ func TestParseSteps(t *testing.T) {
 			)},
 		},
 		{
+			name: "a matrix group runs its steps once per service, the copies in parallel, nested groups keeping their type",
+			in: `- name: versions
+  type: matrix
+  services: [ruby2, ruby3]
+  steps:
+    - command: bundle install
+    - type: parallel
+      steps:
+        - {name: unit, command: rspec}
+        - command: rubocop
+`,
+			want: []*Step{group(Parallel, "versions", true, "",
+				group(Serial, "versions-ruby2", true, "ruby2",
+					run("ruby2_1", false, "ruby2", "bundle install"),
+					group(Parallel, "parallel_1", false, "ruby2", run("unit-ruby2", true, "ruby2", "rspec"), run("ruby2_2", false, "ruby2", "rubocop")),
+				),
+				group(Serial, "versions-ruby3", true, "ruby3",
+					run("ruby3_1", false, "ruby3", "bundle install"),
+					group(Parallel, "parallel_2", false, "ruby3", run("unit-ruby3", true, "ruby3", "rspec"), run("ruby3_2", false, "ruby3", "rubocop")),
+				),
+			)},
+		},
+		{
 			name: "services on an unnamed serial group make serial chains run one after another",
 			in: `- type: serial
   services: [a, b]

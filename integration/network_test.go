@@ -38,12 +38,26 @@ app:
 		"codeship-steps.yml": `
 - name: by-name
   service: app
-  command: sh -c 'wget -q -O - http://web:8080/; wget -q -O - http://frontend:8080/; hostname; ip -4 addr show eth0 | grep -c "inet 10.89."'
+  command: sh -c 'wget -q -O - http://web:8080/; wget -q -O - http://frontend:8080/; hostname; ip -4 -o addr show eth0'
 `,
 	})
 	r := runSteps(t, dir, "--stop-timeout", "1s")
 	wantCode(t, r, 0)
-	wantContains(t, "stdout", r.stdout, "by-name/app | served by web\nby-name/app | served by web\n", "by-name/app | tester\n", "by-name/app | 1\n")
+	// The address is one of the suite's subnet, stored in its state directory.
+	var stored struct{ Subnet string }
+	data, err := os.ReadFile(filepath.Join(stateDir, "network.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &stored)
+	}
+	_, subnet, perr := net.ParseCIDR(stored.Subnet)
+	if err != nil || perr != nil {
+		t.Fatalf("the stored subnet %q: %v %v", stored.Subnet, err, perr)
+	}
+	m := regexp.MustCompile(`by-name/app \| .*inet ([0-9.]+)/`).FindStringSubmatch(r.stdout)
+	if m == nil || !subnet.Contains(net.ParseIP(m[1])) {
+		t.Errorf("app's address %v is not in the step networks' subnet %s", m, subnet)
+	}
+	wantContains(t, "stdout", r.stdout, "by-name/app | served by web\nby-name/app | served by web\n", "by-name/app | tester\n")
 }
 
 func TestParallelStepsCanBindTheSamePort(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The seed's configuration #1: an anonymous volume shared through volumes_from lives for
@@ -430,4 +431,33 @@ func TestJetFlagsAreAccepted(t *testing.T) {
 	wantContains(t, "stdout", r.stdout, "env/app | from=host value unset=none\n")
 	wantCode(t, crunci(t, "load", "--dir", dir, "--no-remove"), 0)
 	assertClean(t)
+}
+
+// A matrix group runs its steps once per listed service, the copies in parallel, and
+// the groups nested in it keep their type; each copy sees its service's environment.
+func TestAMatrixGroupRunsItsStepsPerService(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "old:\n  image: busybox\n  environment: {VERSION: \"1\"}\nnew:\n  image: busybox\n  environment: {VERSION: \"2\"}\n",
+		"codeship-steps.yml": `
+- name: versions
+  type: matrix
+  services: [old, new]
+  steps:
+    - name: setup
+      command: sh -c 'echo setup $VERSION'
+    - type: parallel
+      steps:
+        - {name: unit, command: "sh -c 'sleep 0.5; echo unit $VERSION'"}
+        - {name: lint, command: "sh -c 'sleep 0.5; echo lint $VERSION'"}
+`,
+	})
+	began := time.Now()
+	r := runSteps(t, dir, "--max-parallel", "4")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "setup-old/old | setup 1\n", "setup-new/new | setup 2\n", "unit-old/old | unit 1\n", "unit-new/new | unit 2\n", "lint-old/old | lint 1\n", "lint-new/new | lint 2\n", "6 passed")
+	// Copies in parallel and the nested group in parallel: about one sleep, not four.
+	if took := time.Since(began); took > 6*time.Second {
+		t.Errorf("took %s", took)
+	}
 }
