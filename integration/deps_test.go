@@ -126,11 +126,11 @@ app-migrated:
     command: echo never printed either
 `,
 	})
-	r := runSteps(t, dir, "--stop-timeout", "1s")
+	r := runSteps(t, dir, "--stop-timeout", "1s", "--health-timeout", "4s")
 	wantCode(t, r, 1)
 	wantContains(t, "stdout", r.stdout,
 		"PASSED      gated (app)",
-		`FAILED      unhealthy (app-sick)`, `dependency "sick" is unhealthy after 3 checks: exit code 1: still sick`,
+		`FAILED      unhealthy (app-sick)`, `dependency "sick" is not healthy after 4s (`, `; --health-timeout): exit code 1: still sick`,
 		`FAILED      migration-failed (app-migrated)`, `dependency "migrate" exited with code 4`)
 	wantNotContains(t, "stdout", r.stdout, "never printed")
 }
@@ -269,5 +269,36 @@ app:
 	wantNotContains(t, "stderr", r.stderr, "waiting up to")
 	if took > 5*time.Second {
 		t.Errorf("the build took %s; the server should stop on SIGTERM at once, not after its 10s grace", took)
+	}
+}
+
+// As jet did, a dependency's health check runs every second until it passes (whatever
+// its image's interval and retries say), and the wait is said on stderr: a database
+// that takes five seconds to start holds the step, it does not fail it.
+func TestASlowDependencyIsWaitedFor(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+db:
+  image: busybox
+  command: sh -c 'sleep 5; touch /tmp/ready; exec sleep 600'
+  healthcheck:
+    test: ["CMD", "test", "-e", "/tmp/ready"]
+    interval: 100ms
+    retries: 2
+app:
+  image: busybox
+  depends_on:
+    db: {condition: service_healthy}
+`,
+		"codeship-steps.yml": "- {name: one, service: app, command: echo db is up}\n",
+	})
+	began := time.Now()
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "one/app | db is up\n")
+	wantContains(t, "stderr", r.stderr, "waiting for db to be healthy (")
+	if took := time.Since(began); took < 5*time.Second || took > 15*time.Second {
+		t.Errorf("took %s, want the five seconds db needs and not much more", took)
 	}
 }

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/opencontainers/image-spec/identity"
@@ -349,9 +347,9 @@ func allocatedIPs(t testing.TB) []string {
 		left = append(left, "the step network slice "+e.Name())
 	}
 	// The suite runs its tests one at a time: between them no bridge of the suite's
-	// state directory stands, and no veth of crun-ci's that is on none of another's
-	// (the network package's tests, which may run meanwhile, use bridges of their own).
-	links, err := netlink.LinkList()
+	// state directory stands, nor a veth on one (other state directories, the network
+	// package's tests among them, may have theirs meanwhile).
+	links, err := network.LinkList()
 	if err != nil {
 		t.Fatalf("list links: %v", err)
 	}
@@ -372,7 +370,7 @@ func allocatedIPs(t testing.TB) []string {
 		switch {
 		case strings.HasPrefix(name, prefix):
 			left = append(left, "the bridge "+name)
-		case strings.HasPrefix(name, "crv") && (master == "" || strings.HasPrefix(master, prefix)):
+		case strings.HasPrefix(name, "crv") && strings.HasPrefix(master, prefix):
 			left = append(left, "the veth "+name)
 		}
 	}

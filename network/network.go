@@ -284,7 +284,7 @@ func (m *Manager) store(now, old stored) error {
 // on a device other than the step networks' bridges: the steps could not reach what it
 // leads to.
 func checkRoutes(subnet *net.IPNet, prefix string) error {
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := routeList()
 	if err != nil {
 		return fmt.Errorf("list routes: %w", err)
 	}
@@ -321,7 +321,7 @@ func ours(dev, prefix string) bool {
 // defaultRouteMTU returns the MTU of the device of the host's default IPv4 route, 0 when
 // there is none.
 func defaultRouteMTU() int {
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := routeList()
 	if err != nil {
 		return 0
 	}
@@ -351,7 +351,7 @@ func removeLegacy() error {
 	if err != nil || br.Type() != "bridge" {
 		return nil
 	}
-	links, err := netlink.LinkList()
+	links, err := LinkList()
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}
@@ -372,4 +372,33 @@ func removeLegacy() error {
 		return fmt.Errorf("remove the bridge %s of an earlier crun-ci: %w", legacyBridge, err)
 	}
 	return nil
+}
+
+// dumpTries is how often a netlink listing is tried when the kernel says it was
+// interrupted (links or routes changed meanwhile: other builds' networks), before its
+// error is returned.
+const dumpTries = 10
+
+// LinkList lists the host's links, again when the listing was interrupted.
+func LinkList() ([]netlink.Link, error) {
+	var links []netlink.Link
+	var err error
+	for try := 0; try < dumpTries; try++ {
+		if links, err = netlink.LinkList(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return links, err
+}
+
+// routeList lists the host's IPv4 routes, again when the listing was interrupted.
+func routeList() ([]netlink.Route, error) {
+	var routes []netlink.Route
+	var err error
+	for try := 0; try < dumpTries; try++ {
+		if routes, err = netlink.RouteList(nil, netlink.FAMILY_V4); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return routes, err
 }

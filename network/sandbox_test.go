@@ -654,7 +654,7 @@ func settle(t *testing.T, state string, want counts) counts {
 // bridges are the names of the test's bridges.
 func bridges(t *testing.T) []string {
 	t.Helper()
-	links, err := netlink.LinkList()
+	links, err := LinkList()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -673,7 +673,7 @@ func bridges(t *testing.T) []string {
 func count(t *testing.T, state string) counts {
 	t.Helper()
 	var c counts
-	links, err := netlink.LinkList()
+	links, err := LinkList()
 	if err != nil {
 		t.Fatal(err)
 	}

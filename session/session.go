@@ -197,6 +197,8 @@ type Build struct {
 	// StopTimeout is the grace of an interrupted step; StepTimeout bounds every run step
 	// without a timeout of its own.
 	StopTimeout, StepTimeout time.Duration
+	// HealthTimeout bounds the wait for a dependency to be healthy.
+	HealthTimeout time.Duration
 	// Push runs push steps.
 	Push bool
 	// Output receives the containers' output, a prefixed line at a time, and the
@@ -257,6 +259,7 @@ func (s *Session) options(b Build) steps.Options {
 		Output:        b.Output,
 		StopTimeout:   b.StopTimeout,
 		StepTimeout:   b.StepTimeout,
+		HealthTimeout: b.HealthTimeout,
 		QuietDeps:     b.QuietDeps,
 		Network:       s.network,
 		CIEnv:         b.CI.Env(),

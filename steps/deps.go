@@ -25,12 +25,18 @@ const (
 	condCompleted = "service_completed_successfully"
 )
 
-// Health check defaults. Docker checks every 30 s; Codeship checked every second before a
-// step went on, which is what a CI step wants.
+// Health checks, as jet ran them: every second from the start, whatever the check's own
+// interval and retries, until the dependency is healthy, it exits, or the bound
+// (Options.HealthTimeout, DefaultHealthTimeout unless given) passes. Each check may run
+// for its own timeout (the check's, else defaultTimeout).
 const (
-	defaultInterval = time.Second
-	defaultTimeout  = 30 * time.Second
-	defaultRetries  = 3
+	healthInterval = time.Second
+	defaultTimeout = 30 * time.Second
+	// DefaultHealthTimeout bounds the wait for a dependency to be healthy.
+	DefaultHealthTimeout = 5 * time.Minute
+	// The wait says so on stderr after healthFirstProgress, then every healthProgress.
+	healthFirstProgress = 3 * time.Second
+	healthProgress      = 10 * time.Second
 )
 
 // edge is one dependency of a service: the service it needs and when it counts as ready.
@@ -229,25 +235,24 @@ func (g *depGroup) run(ctx context.Context, d *dep, verify func(uint32) error) {
 	closeOnce(d.healthy)
 }
 
-// check runs the health check of d until it passes, fails retries times after the start
-// period, the container exits, or ctx ends.
+// check runs the health check of d every second until it passes, the container exits,
+// the bound passes or ctx ends, and says on stderr how long it has waited (after
+// healthFirstProgress, then every healthProgress).
 func (g *depGroup) check(ctx context.Context, d *dep, hc *task.Healthcheck) error {
-	interval, timeout, retries := hc.Interval, hc.Timeout, hc.Retries
-	if interval <= 0 {
-		interval = defaultInterval
-	}
+	timeout := hc.Timeout
 	if timeout <= 0 {
 		timeout = defaultTimeout
 	}
-	if retries <= 0 {
-		retries = defaultRetries
+	bound := g.b.o.HealthTimeout
+	if bound <= 0 {
+		bound = DefaultHealthTimeout
 	}
 	args := hc.Test[1:]
 	if hc.Test[0] == "CMD-SHELL" {
 		args = []string{"/bin/sh", "-c", strings.Join(hc.Test[1:], " ")}
 	}
 	began := time.Now()
-	failures := 0
+	said := began.Add(healthFirstProgress - healthProgress)
 	for n := 1; ; n++ {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		code, out, err := d.c.Exec(cctx, fmt.Sprintf("health-%d", n), args)
@@ -265,18 +270,20 @@ func (g *depGroup) check(ctx context.Context, d *dep, hc *task.Healthcheck) erro
 		default:
 			last = fmt.Sprintf("exit code %d: %s", code, last)
 		}
-		if time.Since(began) >= hc.StartPeriod {
-			failures++
+		waited := time.Since(began)
+		if waited >= bound {
+			return fmt.Errorf("dependency %q is not healthy after %s (%d checks; --health-timeout): %s", d.name, bound, n, last)
 		}
-		if failures >= retries {
-			return fmt.Errorf("dependency %q is unhealthy after %d checks: %s", d.name, n, last)
+		if time.Since(said) >= healthProgress {
+			said = time.Now()
+			log.G(ctx).Infof("waiting for %s to be healthy (%s)", d.name, waited.Round(time.Second))
 		}
 		select {
 		case <-d.exited:
 			return fmt.Errorf("dependency %q exited with code %d before it was healthy", d.name, d.code)
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(interval):
+		case <-time.After(healthInterval):
 		}
 	}
 }

@@ -56,6 +56,9 @@ type Options struct {
 	StopTimeout time.Duration
 	// StepTimeout bounds every run step that has no timeout of its own; 0 means none.
 	StepTimeout time.Duration
+	// HealthTimeout bounds the wait for a dependency to be healthy
+	// (DefaultHealthTimeout when 0).
+	HealthTimeout time.Duration
 	// QuietDeps hides the output of dependencies.
 	QuietDeps bool
 	// Network gives every step its network namespace; nil runs the containers in the

@@ -535,7 +535,8 @@ func TestAStepWaitsForItsDependencyToBeHealthyAndStopsItAfter(t *testing.T) {
 		name, check, wantErr string
 	}{
 		{name: "a healthy dependency lets the step run", check: "healthy"},
-		{name: "an unhealthy one fails the step with the check's output", check: "unhealthy", wantErr: `dependency "db" is unhealthy after 3 checks: exit code 1: not ready`},
+		// Checked every second, whatever the check's interval, until --health-timeout.
+		{name: "an unhealthy one fails the step with the check's output once the bound passes", check: "unhealthy", wantErr: `dependency "db" is not healthy after 2s (3 checks; --health-timeout): exit code 1: not ready`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t)
@@ -549,7 +550,7 @@ app:
   image: busybox
   depends_on: [db]
 `, "- {name: a, service: app, command: echo ran}\n")
-			sum, out, err := run(t, f, p, Options{})
+			sum, out, err := run(t, f, p, Options{HealthTimeout: 2 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -45,10 +45,11 @@ type buildFlags struct {
 	ci        map[string]*string
 
 	// Of the commands that run containers: steps and run.
-	env         []string
-	noRemove    bool
-	quietDeps   bool
-	stopTimeout time.Duration
+	env           []string
+	noRemove      bool
+	quietDeps     bool
+	stopTimeout   time.Duration
+	healthTimeout time.Duration
 }
 
 // addProject adds where the pipeline's files are (with steps, the steps file's too) and
@@ -89,6 +90,7 @@ func (b *buildFlags) addContainers(fs *pflag.FlagSet, what string) {
 	fs.StringArrayVarP(&b.env, "env", "e", nil, "KEY=VAL added to "+what+"'s environment; KEY alone takes crun-ci's own variable, as docker run -e does (repeatable)")
 	fs.BoolVar(&b.quietDeps, "quiet-deps", false, "hide the output of the services a step depends on")
 	fs.DurationVar(&b.stopTimeout, "stop-timeout", 10*time.Second, "when interrupted or timed out, how long running steps get after their stop signal before SIGKILL")
+	fs.DurationVar(&b.healthTimeout, "health-timeout", steps.DefaultHealthTimeout, "how long a step waits for a dependency with a health check to be healthy (checked every second, as jet did)")
 }
 
 // policy checks the grant and bound flags and returns the policy they give.
@@ -156,6 +158,9 @@ func (b *buildFlags) start(ctx context.Context, c *cli, proj *config.Project, po
 		return nil, session.Build{}, usageError("--cache-max-size: %w", err)
 	}
 	o.Pull.IfPresent, o.Pull.Insecure, o.Pull.NoCache = b.ifPresent, b.insecure, b.noCache
+	if b.healthTimeout <= 0 && b.stopTimeout > 0 { // the commands that run containers
+		return nil, session.Build{}, usageError("--health-timeout %s: want a positive duration", b.healthTimeout)
+	}
 	env := make([]string, 0, len(b.env))
 	for _, e := range b.env {
 		k, _, ok := strings.Cut(e, "=")
@@ -183,7 +188,7 @@ func (b *buildFlags) start(ctx context.Context, c *cli, proj *config.Project, po
 	if err != nil {
 		return nil, build, err
 	}
-	build.Env, build.NoRemove, build.QuietDeps, build.StopTimeout = env, b.noRemove, b.quietDeps, b.stopTimeout
+	build.Env, build.NoRemove, build.QuietDeps, build.StopTimeout, build.HealthTimeout = env, b.noRemove, b.quietDeps, b.stopTimeout, b.healthTimeout
 	build.Output, build.Hurry = c.stdout, hurry
 	return s, build, nil
 }
