@@ -270,11 +270,6 @@ func TestLoadErrors(t *testing.T) {
 			want:     `codeship-services.yml:1: service "app": dependency cycle: app -> creds -> app`,
 		},
 		{
-			name:     "a dockercfg service and an encrypted dockercfg together",
-			services: "app:\n  image: alpine\n  encrypted_dockercfg_path: d.encrypted\n  dockercfg_service: db\ndb:\n  image: postgres\n",
-			want:     `codeship-services.yml:4: service "app": keys "dockercfg_service" and "encrypted_dockercfg_path" cannot be used together`,
-		},
-		{
 			name:     "env files and encrypted environment of the wrong shape",
 			services: "app:\n  image: alpine\n  env_file: ''\n  encrypted_env_file: [a.encrypted, '']\n  encrypted_environment: {a: b}\n",
 			want: `codeship-services.yml:3: service "app": key "env_file": empty` + "\n" +
@@ -454,8 +449,8 @@ cache:
 				`codeship-steps.yml:12: step "b": keys "dockercfg_service" and "encrypted_dockercfg_path" cannot be used together`,
 		},
 		{
-			name:  "credentials on a run step",
-			steps: "- service: app\n  dockercfg_service: db\n",
+			name:  "a credential service on a run step (encrypted_dockercfg_path is taken)",
+			steps: "- service: app\n  dockercfg_service: db\n  encrypted_dockercfg_path: d.encrypted\n",
 			want:  `codeship-steps.yml:2: key "dockercfg_service" is not allowed in a run step`,
 		},
 		{

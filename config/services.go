@@ -37,7 +37,12 @@ var ignoredKeys = map[string]string{
 }
 
 // IgnoredReason says why crun-ci ignores a service key, "" when the key says it.
-func IgnoredReason(key string) string { return ignoredKeys[key] }
+func IgnoredReason(key string) string {
+	if key == "dockercfg_service" {
+		return "encrypted_dockercfg_path is given too, and wins, as Codeship's image-registries page says"
+	}
+	return ignoredKeys[key]
+}
 
 // Service keys refused for good, with the reason.
 var refusedKeys = map[string]string{
@@ -302,8 +307,9 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 		s.Build.Dockerfile = cmp.Or(s.Build.Dockerfile, "Dockerfile")
 	}
 	if s.DockercfgService.Text != "" && s.EncryptedDockercfgPath.Text != "" {
-		f.add(later(s.DockercfgService.Pos, s.EncryptedDockercfgPath.Pos), w,
-			errors.New("keys \"dockercfg_service\" and \"encrypted_dockercfg_path\" cannot be used together"))
+		// Codeship's image-registries page: the encrypted file wins.
+		*ignored = append(*ignored, Ignored{Pos: s.DockercfgService.Pos, Service: s.Name, Key: "dockercfg_service"})
+		s.DockercfgService = Value{}
 	}
 	return s
 }

@@ -225,7 +225,9 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 			f.errorf(commandKey, w, "key \"command\" is not allowed in %s", what)
 		}
 		for _, k := range pushKeys {
-			f.errorf(k, w, "key %q is not allowed in %s", k.Value, what)
+			if k.Value != "encrypted_dockercfg_path" { // for the images its steps pull
+				f.errorf(k, w, "key %q is not allowed in %s", k.Value, what)
+			}
 		}
 		var items []*yaml.Node
 		if stepsVal != nil {
@@ -244,7 +246,9 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 		}
 		if s.Type == Run {
 			for _, k := range pushKeys {
-				f.errorf(k, w, "key %q is not allowed in %s", k.Value, what)
+				if k.Value != "encrypted_dockercfg_path" { // for the images it pulls
+					f.errorf(k, w, "key %q is not allowed in %s", k.Value, what)
+				}
 			}
 		}
 		if s.Type == Push {

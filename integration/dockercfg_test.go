@@ -155,3 +155,38 @@ func TestPushStepsPushWithTheirOwnCredentials(t *testing.T) {
 	wantCode(t, r, 2)
 	wantContains(t, "stderr", r.stderr, `codeship-steps.yml:2: step "with-file": dockercfg.encrypted needs the key, which is not there`)
 }
+
+// A run step's (or its group's) encrypted_dockercfg_path is the login for the images
+// that step pulls, as Codeship's image-registries page tells private-image users to
+// write it; a service with both dockercfg_service and encrypted_dockercfg_path takes the
+// encrypted file and says so.
+func TestRunStepsAndGroupsPullWithTheirEncryptedDockercfg(t *testing.T) {
+	requireRoot(t)
+	reg := newRegistry(t, "runner", "pw-7777-secret")
+	ref := reg.push(t, "crunci/for-a-step:1", "runner", "pw-7777-secret")
+	t.Cleanup(func() { crunci(t, "cleanup") })
+	dir := credProject(t, "app:\n  image: "+ref+"\nother:\n  image: "+ref+"\n  encrypted_dockercfg_path: dockercfg.encrypted\n  dockercfg_service: creds\n", reg.host, "runner", "pw-7777-secret", "0", map[string]string{
+		"codeship-steps.yml": `
+- type: serial
+  encrypted_dockercfg_path: dockercfg.encrypted
+  steps:
+  - {name: in-group, service: app, command: cat /pulled}
+`,
+		"other-steps.yml": "- {name: both-keys, service: other, command: cat /pulled}\n",
+	})
+	cfg := dockerConfig(t, reg.host, "runner", "pw-7777-secret")
+	if r := crunci(t, "encrypt", "--dir", dir, filepath.Join(cfg, "config.json"), filepath.Join(dir, "dockercfg.encrypted")); r.code != 0 {
+		t.Fatalf("encrypt: exit %d", r.code)
+	}
+	r := stepsWithoutCredentials(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "in-group/app | from the registry\n")
+	wantNotContains(t, "output", r.stdout+r.stderr, "pw-7777-secret")
+
+	// --pull-if-present pulls again, with the service's credentials this time.
+	r = stepsWithoutCredentials(t, dir, "--steps-path", "other-steps.yml", "--pull-if-present")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "both-keys/other | from the registry\n")
+	wantNotContains(t, "stdout", r.stdout, "dockercfg/creds |") // the credential service does not run
+	wantContains(t, "stderr", r.stderr, `service "other": key "dockercfg_service" ignored: encrypted_dockercfg_path is given too, and wins`)
+}

@@ -148,7 +148,7 @@ func TestPolicyConfinesWhatAServiceAsksFor(t *testing.T) {
 }
 
 func TestWarningsNameWhatIsIgnored(t *testing.T) {
-	p := load(t, "app:\n  image: busybox\n  container_name: x\n  security_opt: [apparmor=unconfined]\n  ports: [\"80:80\"]\n  external_links: [redis]\n  stdin_open: true\n  restart: always\n  oom_scope_adj: 5\n  add_docker: false\n  labels: [team=ci]\n", "- {service: app, command: true}\n")
+	p := load(t, "app:\n  image: busybox\n  container_name: x\n  security_opt: [apparmor=unconfined]\n  ports: [\"80:80\"]\n  external_links: [redis]\n  stdin_open: true\n  restart: always\n  oom_scope_adj: 5\n  add_docker: false\n  labels: [team=ci]\n  encrypted_dockercfg_path: d.encrypted\n  dockercfg_service: creds\ncreds:\n  image: busybox\n", "- {service: app, command: true}\n")
 	var got []string
 	for _, w := range Warnings(p) {
 		got = append(got, w.Error())
@@ -160,6 +160,7 @@ func TestWarningsNameWhatIsIgnored(t *testing.T) {
 		`codeship-services.yml:7: service "app": key "stdin_open" ignored: a step's containers get no standard input`,
 		`codeship-services.yml:8: service "app": key "restart" ignored: a step's containers are never restarted`,
 		`codeship-services.yml:9: service "app": key "oom_scope_adj" ignored`,
+		`codeship-services.yml:13: service "app": key "dockercfg_service" ignored: encrypted_dockercfg_path is given too, and wins, as Codeship's image-registries page says`,
 		`codeship-services.yml:4: service "app": key "security_opt": "apparmor=unconfined" ignored: crun-ci applies no AppArmor profile`,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

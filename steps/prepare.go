@@ -365,23 +365,52 @@ func (b *build) dockercfgs(names []string, plan []*config.Step) (map[string]remo
 		}
 		out[key] = out[key].With(creds)
 	}
-	var walk func([]*config.Step)
-	walk = func(steps []*config.Step) {
+	// A run step's encrypted_dockercfg_path, or its groups' nearest, is for the images
+	// that step pulls: its service's and those its service needs.
+	var walk func([]*config.Step, config.Value)
+	walk = func(steps []*config.Step, inherited config.Value) {
 		for _, s := range steps {
-			if v := s.EncryptedDockercfgPath; v.Text != "" && s.Type == config.Push && b.o.Push != nil {
+			v := s.EncryptedDockercfgPath
+			if v.Text == "" && s.Type != config.Push {
+				v = inherited
+			}
+			stepErr := func(err error) {
+				e := &config.Error{Pos: v.Pos, Err: err}
+				if s.NameGiven {
+					e.Step = s.Name
+				}
+				errs = append(errs, e)
+			}
+			switch {
+			case v.Text == "":
+			case s.Type == config.Push && b.o.Push != nil:
 				if _, err := b.decryptDockercfg(v); err != nil {
-					e := &config.Error{Pos: v.Pos, Err: err}
-					if s.NameGiven {
-						e.Step = s.Name
+					stepErr(err)
+				}
+			case s.Type == config.Run:
+				creds, err := b.decryptDockercfg(v)
+				if err != nil {
+					stepErr(err)
+					break
+				}
+				for _, name := range b.o.Project.Graph.Closure(false, s.Service) {
+					cfg := b.o.Project.Services[name]
+					key := cfg.Image
+					if cfg.Build != nil {
+						key = buildCredsKey(name)
 					}
-					errs = append(errs, e)
+					out[key] = out[key].With(creds)
 				}
 			}
-			walk(s.Steps)
-			walk(s.OnFail)
+			next := inherited
+			if s.Type == config.Serial || s.Type == config.Parallel {
+				next = v
+			}
+			walk(s.Steps, next)
+			walk(s.OnFail, next)
 		}
 	}
-	walk(plan)
+	walk(plan, config.Value{})
 	return out, errs
 }
 
