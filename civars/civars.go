@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -184,6 +186,45 @@ func (d TemplateData) Expand(text string) (string, error) {
 		return "", fmt.Errorf("template %q: %w", text, err)
 	}
 	return b.String(), nil
+}
+
+// CheckTemplate reports what keeps text from expanding for any build: a syntax error, or
+// a name that TemplateData lacks, said with the names it has.
+func CheckTemplate(text string) error {
+	_, err := TemplateData{}.Expand(text)
+	if err == nil {
+		return nil
+	}
+	if m := unknownField.FindStringSubmatch(err.Error()); m != nil {
+		return fmt.Errorf("template %q: unknown name .%s (known: %s)", text, m[1], strings.Join(TemplateNames(), ", "))
+	}
+	return err
+}
+
+var unknownField = regexp.MustCompile(`can't evaluate field (\w+) in type`)
+
+// TemplateNames are the names a template may use, sorted: .Branch, .BuildID, ….
+func TemplateNames() []string {
+	var names []string
+	t := reflect.TypeOf(TemplateData{})
+	for i := 0; i < t.NumField(); i++ {
+		if f := t.Field(i); !f.Anonymous {
+			names = append(names, "."+f.Name)
+		}
+	}
+	v := reflect.TypeOf(Values{})
+	for i := 0; i < v.NumField(); i++ {
+		if n := v.Field(i).Name; n != "Name" { // .CiName says it
+			names = append(names, "."+n)
+		}
+	}
+	for i := 0; i < t.NumMethod(); i++ {
+		if m := t.Method(i); m.Name != "Expand" && m.Name != "Env" {
+			names = append(names, "."+m.Name)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // Resolve returns a build's CI values: its git repository's (FromGit; a repository that

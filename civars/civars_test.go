@@ -194,3 +194,16 @@ func TestCIName(t *testing.T) {
 		t.Errorf("--ci-name jenkins: %q, %q", v.CiName(), v.Env())
 	}
 }
+
+func TestCheckTemplate(t *testing.T) {
+	if err := CheckTemplate("{{ .Branch }}-{{ .CommitID }}-{{ .ServiceName }}"); err != nil {
+		t.Errorf("a good template: %v", err)
+	}
+	err := CheckTemplate("{{ .Brnch }}")
+	if err == nil || !strings.Contains(err.Error(), `template "{{ .Brnch }}": unknown name .Brnch (known: .Branch, .BuildID, .Ci, .CiName, .CommitDescription,`) {
+		t.Errorf("an unknown name: %v", err)
+	}
+	if err := CheckTemplate("{{ .Branch "); err == nil || !strings.Contains(err.Error(), "unclosed action") {
+		t.Errorf("a syntax error: %v", err)
+	}
+}

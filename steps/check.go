@@ -3,6 +3,7 @@ package steps
 import (
 	"fmt"
 
+	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/hostfs"
 	"github.com/crun-ci/crun-ci/mounts"
@@ -11,7 +12,8 @@ import (
 // Check runs the checks that need no containerd on every service of the project: volume
 // specs parse, host paths exist and stay inside the build directory or a grant. It returns
 // every problem, as errors.Join of *config.Error. The Dockerfiles of built services are
-// found and checked too (see dockerfileOf).
+// found and checked too (see dockerfileOf), and the Go templates of build arguments and
+// push steps' image_tag.
 func Check(p *config.Project, policy Policy) error {
 	guard := mounts.Guard{BuildDir: p.Dir, Allow: policy.Allow}
 	root, err := hostfs.Open(p.Dir, hostfs.Beneath, "the build directory")
@@ -42,6 +44,36 @@ func Check(p *config.Project, policy Policy) error {
 			errs = append(errs, bErrs...)
 		}
 	}
+	// The templates of build arguments and push tags expand for any build.
+	for _, name := range p.Order {
+		if b := p.Services[name].Build; b != nil {
+			for _, a := range b.Args {
+				if a.Value == nil {
+					continue
+				}
+				if err := civars.CheckTemplate(*a.Value); err != nil {
+					errs = append(errs, &config.Error{Pos: a.Pos, Service: name, Err: fmt.Errorf("build.args %s: %w", a.Key, err)})
+				}
+			}
+		}
+	}
+	var walk func([]*config.Step)
+	walk = func(ss []*config.Step) {
+		for _, s := range ss {
+			if s.Type == config.Push && s.ImageTag != "" {
+				if err := civars.CheckTemplate(s.ImageTag); err != nil {
+					e := &config.Error{Pos: s.Pos, Err: fmt.Errorf("image_tag: %w", err)}
+					if s.NameGiven {
+						e.Step = s.Name
+					}
+					errs = append(errs, e)
+				}
+			}
+			walk(s.Steps)
+			walk(s.OnFail)
+		}
+	}
+	walk(p.Steps)
 	if len(errs) == 0 {
 		return nil
 	}
