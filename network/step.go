@@ -421,13 +421,29 @@ func (n *Net) Close(ctx context.Context) error {
 	sbs := slices.Clone(n.sandboxes)
 	n.mu.Unlock()
 	var errs []error
+	var ready []*Sandbox
 	for _, sb := range sbs {
 		// What set-up still runs ends first (its error is the caller's, from Wait).
 		if err := sb.Wait(ctx); err != nil && ctx.Err() != nil {
 			errs = append(errs, err)
 			continue
 		}
-		errs = append(errs, n.detach(ctx, sb))
+		ready = append(ready, sb)
+	}
+	// The guard's rules of all of them in one transaction: each commit that deletes
+	// waits for the kernel's grace period (some 15 ms here).
+	var veths []string
+	for _, sb := range ready {
+		if sb.veth != "" {
+			veths = append(veths, sb.veth)
+		}
+	}
+	if err := n.m.unguard(veths...); err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, sb := range ready {
+			errs = append(errs, n.detach(ctx, sb))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tear down network %s: %w", n.ID, err)
