@@ -190,3 +190,26 @@ func TestRunStepsAndGroupsPullWithTheirEncryptedDockercfg(t *testing.T) {
 	wantNotContains(t, "stdout", r.stdout, "dockercfg/creds |") // the credential service does not run
 	wantContains(t, "stderr", r.stderr, `service "other": key "dockercfg_service" ignored: encrypted_dockercfg_path is given too, and wins`)
 }
+
+// --encrypted-dockercfg-path (jet's flag) is the login for every pull of the build.
+func TestTheEncryptedDockercfgFlagLogsInEveryPull(t *testing.T) {
+	requireRoot(t)
+	reg := newRegistry(t, "flag", "pw-3131-secret")
+	ref := reg.push(t, "crunci/by-flag:1", "flag", "pw-3131-secret")
+	t.Cleanup(func() { crunci(t, "cleanup") })
+	dir := credProject(t, "app:\n  image: "+ref+"\n", reg.host, "flag", "pw-3131-secret", "0", map[string]string{
+		"codeship-steps.yml": "- {name: flagged, service: app, command: cat /pulled}\n",
+	})
+	// Without it, the registry refuses.
+	r := stepsWithoutCredentials(t, dir)
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr, `service "app": pull image `+ref+`: `, "no basic auth credentials")
+	cfg := dockerConfig(t, reg.host, "flag", "pw-3131-secret")
+	if r := crunci(t, "encrypt", "--dir", dir, filepath.Join(cfg, "config.json"), filepath.Join(dir, "login.encrypted")); r.code != 0 {
+		t.Fatalf("encrypt: exit %d", r.code)
+	}
+	r = stepsWithoutCredentials(t, dir, "--encrypted-dockercfg-path", "login.encrypted")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "flagged/app | from the registry\n")
+	wantNotContains(t, "output", r.stdout+r.stderr, "pw-3131-secret")
+}

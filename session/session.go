@@ -199,6 +199,8 @@ type Build struct {
 	StopTimeout, StepTimeout time.Duration
 	// HealthTimeout bounds the wait for a dependency to be healthy.
 	HealthTimeout time.Duration
+	// EncryptedDockercfgPath is --encrypted-dockercfg-path (see steps.Options).
+	EncryptedDockercfgPath string
 	// Push runs push steps.
 	Push bool
 	// Output receives the containers' output, a prefixed line at a time, and the
@@ -247,29 +249,30 @@ func (s *Session) run(ctx context.Context, o steps.Options) (*steps.Summary, err
 // options is the one translation of a Build into steps.Options.
 func (s *Session) options(b Build) steps.Options {
 	o := steps.Options{
-		Project:       b.Project,
-		Policy:        b.Policy,
-		Tag:           b.Tag,
-		Env:           b.Env,
-		MaxParallel:   b.MaxParallel,
-		NoRemove:      b.NoRemove,
-		BuildID:       b.CI.BuildID,
-		Namespace:     s.o.Namespace,
-		StateDir:      s.o.StateDir,
-		Output:        b.Output,
-		StopTimeout:   b.StopTimeout,
-		StepTimeout:   b.StepTimeout,
-		HealthTimeout: b.HealthTimeout,
-		QuietDeps:     b.QuietDeps,
-		Network:       s.network,
-		CIEnv:         b.CI.Env(),
-		CI:            b.CI,
-		Key:           b.Key,
-		KeySource:     b.KeySource,
-		Pull:          s.puller.PullWith,
-		PullIfPresent: s.o.Pull.IfPresent,
-		Builder:       s.builder,
-		Hurry:         b.Hurry,
+		Project:                b.Project,
+		Policy:                 b.Policy,
+		Tag:                    b.Tag,
+		Env:                    b.Env,
+		MaxParallel:            b.MaxParallel,
+		NoRemove:               b.NoRemove,
+		BuildID:                b.CI.BuildID,
+		Namespace:              s.o.Namespace,
+		StateDir:               s.o.StateDir,
+		Output:                 b.Output,
+		StopTimeout:            b.StopTimeout,
+		StepTimeout:            b.StepTimeout,
+		HealthTimeout:          b.HealthTimeout,
+		EncryptedDockercfgPath: b.EncryptedDockercfgPath,
+		QuietDeps:              b.QuietDeps,
+		Network:                s.network,
+		CIEnv:                  b.CI.Env(),
+		CI:                     b.CI,
+		Key:                    b.Key,
+		KeySource:              b.KeySource,
+		Pull:                   s.puller.PullWith,
+		PullIfPresent:          s.o.Pull.IfPresent,
+		Builder:                s.builder,
+		Hurry:                  b.Hurry,
 	}
 	if b.Push {
 		o.Push = s.puller.PushWith

@@ -348,6 +348,23 @@ func handoffBinary() (string, error) {
 func (b *build) dockercfgs(names []string, plan []*config.Step) (map[string]remote.Credentials, []error) {
 	out := map[string]remote.Credentials{}
 	var errs []error
+	// --encrypted-dockercfg-path: the login for every image the build pulls, below the
+	// services' and steps' own.
+	if path := b.o.EncryptedDockercfgPath; path != "" {
+		creds, err := b.decryptDockercfg(config.Value{Text: path})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--encrypted-dockercfg-path %s: %w", path, err))
+		}
+		for _, name := range names {
+			if cfg := b.o.Project.Services[name]; cfg != nil && err == nil {
+				key := cfg.Image
+				if cfg.Build != nil {
+					key = buildCredsKey(name)
+				}
+				out[key] = creds.With(out[key])
+			}
+		}
+	}
 	for _, name := range names {
 		cfg := b.o.Project.Services[name]
 		if cfg == nil || cfg.EncryptedDockercfgPath.Text == "" {

@@ -56,6 +56,10 @@ type Options struct {
 	StopTimeout time.Duration
 	// StepTimeout bounds every run step that has no timeout of its own; 0 means none.
 	StepTimeout time.Duration
+	// EncryptedDockercfgPath (--encrypted-dockercfg-path, relative to the build
+	// directory) is an encrypted Docker config whose logins every pull of the build
+	// uses, below the services' and steps' own.
+	EncryptedDockercfgPath string
 	// HealthTimeout bounds the wait for a dependency to be healthy
 	// (DefaultHealthTimeout when 0).
 	HealthTimeout time.Duration
