@@ -101,7 +101,16 @@ type Manager struct {
 
 	rulesMu sync.Mutex
 	rulesOK bool
+
+	// idle are closed step networks kept for the next Setup of the same directory (a
+	// build's): reusing a bridge and its slice saves making and deleting a bridge per
+	// step, which costs tens of milliseconds of the kernel's grace periods.
+	poolMu sync.Mutex
+	idle   map[string][]*Net
 }
+
+// maxIdle is how many closed step networks a directory keeps for reuse.
+const maxIdle = 8
 
 // Mode returns the mode the Manager was made for.
 func (m *Manager) Mode() Mode { return m.mode }

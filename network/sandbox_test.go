@@ -185,6 +185,9 @@ func TestAttach(t *testing.T) {
 			if err := n.Close(ctx); err != nil {
 				t.Fatal(err)
 			}
+			if err := m.Release(dir); err != nil { // the bridge kept for the next step
+				t.Fatal(err)
+			}
 			if _, err := os.Stat(filepath.Dir(sb.Path)); !os.IsNotExist(err) {
 				t.Errorf("Close left %s (stat: %v)", filepath.Dir(sb.Path), err)
 			}
@@ -284,8 +287,11 @@ func TestParallelSetups(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	if err := m.Release(dir); err != nil {
+		t.Fatal(err)
+	}
 	if got := count(t, state); got != (counts{Rules: got.Rules}) {
-		t.Errorf("after Close: %+v, want nothing but the rules", got)
+		t.Errorf("after Close and Release: %+v, want nothing but the rules", got)
 	}
 }
 
@@ -320,8 +326,9 @@ func TestSetupCloseLeaksNothing(t *testing.T) {
 		if i == 1 {
 			check = func() {
 				during := count(t, state)
-				if during.Veths != before.Veths+3 || during.Mounts != before.Mounts+3 || during.Bridges != before.Bridges+1 || during.Slices != before.Slices+1 || during.Guards != before.Guards+15 {
-					t.Errorf("with a network of three: %+v, without: %+v, want 3 more veths and mounts, a bridge, a slice and 15 guard rules", during, before)
+				// The first cycle's bridge and slice are kept and taken again.
+				if during.Veths != before.Veths+3 || during.Mounts != before.Mounts+3 || during.Bridges != before.Bridges || during.Slices != before.Slices || during.Guards != before.Guards+15 {
+					t.Errorf("with a network of three: %+v, without: %+v, want 3 more veths and mounts and 15 guard rules on the kept bridge", during, before)
 				}
 			}
 		}
@@ -331,6 +338,12 @@ func TestSetupCloseLeaksNothing(t *testing.T) {
 	t.Logf("after 1 and after %d cycles: %+v, %+v", cycles+1, before, after)
 	if diff := cmp.Diff(before, after); diff != "" {
 		t.Errorf("leaked (-before +after):\n%s", diff)
+	}
+	if err := m.Release(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(t, state); got != (counts{Rules: got.Rules}) {
+		t.Errorf("after Release: %+v, want nothing but the rules", got)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("left in %s: %v", dir, entries)
@@ -349,6 +362,9 @@ func TestCloseIsIdempotent(t *testing.T) {
 	}
 	if _, err := n.Attach(ctx, "b1-1-late"); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Errorf("Attach after Close: %v, want an error saying it is closed", err)
+	}
+	if err := m.Release(filepath.Join(state, "builds", "b1", "netns")); err != nil {
+		t.Fatal(err)
 	}
 	if got := count(t, state); got != (counts{Rules: got.Rules}) {
 		t.Errorf("after Close: %+v, want nothing but the rules", got)
@@ -802,8 +818,52 @@ func TestCloseRightAfterAttach(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := m.Release(filepath.Join(state, "builds", "b1", "netns")); err != nil {
+		t.Fatal(err)
+	}
 	if got := count(t, state); got != (counts{Rules: got.Rules}) {
-		t.Errorf("after Close: %+v, want nothing but the rules", got)
+		t.Errorf("after Close and Release: %+v, want nothing but the rules", got)
+	}
+}
+
+// A closed network is kept for the next Setup of its directory (the same bridge, slice
+// and record, empty again), not for another directory's; Release removes what is kept.
+func TestClosedNetworksAreReusedInTheirDirectory(t *testing.T) {
+	m, state := newTestManager(t, Bridge, "")
+	ctx := context.Background()
+	dir, other := filepath.Join(state, "builds", "b1", "netns"), filepath.Join(state, "builds", "b2", "netns")
+	first := setup(t, m, "b1-1", dir)
+	attach(t, first, "b1-1-app")
+	bridge := first.rec.Bridge
+	if err := first.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again, err := m.Setup(ctx, "b1-2", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.rec.Bridge != bridge {
+		t.Errorf("the next network of the directory has bridge %s, want the kept %s", again.rec.Bridge, bridge)
+	}
+	if sb := attach(t, again, "b1-2-app"); sb.IP != "10.199.0.2" {
+		t.Errorf("the reused network's first address is %s, want 10.199.0.2", sb.IP)
+	}
+	elsewhere := setup(t, m, "b2-1", other)
+	if elsewhere.rec.Bridge == bridge {
+		t.Errorf("another directory got the kept bridge %s", bridge)
+	}
+	for _, n := range []*Net{again, elsewhere} {
+		if err := n.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{dir, other} {
+		if err := m.Release(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := count(t, state); got != (counts{Rules: got.Rules}) {
+		t.Errorf("after Release: %+v, want nothing but the rules", got)
 	}
 }
 

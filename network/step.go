@@ -137,6 +137,9 @@ func (m *Manager) Setup(ctx context.Context, id, dir string) (_ *Net, retErr err
 	if err := m.ensureRules(ctx); err != nil {
 		return fail(err)
 	}
+	if idle := m.take(dir); idle != nil {
+		return idle, nil
+	}
 	if err := n.allocate(); err != nil {
 		return fail(err)
 	}
@@ -455,12 +458,66 @@ func (n *Net) Close(ctx context.Context) error {
 			return fmt.Errorf("tear down network %s: %w", n.ID, ctx.Err())
 		}
 	}
+	if n.rec.Bridge != "" && n.bridgeErr == nil && n.m.keep(n) {
+		return nil // for the next step of the build; Release removes it
+	}
 	if n.rec.Bridge != "" {
 		if err := removeRecorded(n.rec, n.recordFile()); err != nil {
 			return fmt.Errorf("tear down network %s: %w", n.ID, err)
 		}
 	}
 	return nil
+}
+
+// keep puts a closed network, whose sandboxes are all gone, among its directory's idle
+// ones, unless there are maxIdle already.
+func (m *Manager) keep(n *Net) bool {
+	m.poolMu.Lock()
+	defer m.poolMu.Unlock()
+	if slices.Contains(m.idle[n.dir], n) {
+		return true // closed again: kept once
+	}
+	if len(m.idle[n.dir]) >= maxIdle {
+		return false
+	}
+	if m.idle == nil {
+		m.idle = map[string][]*Net{}
+	}
+	m.idle[n.dir] = append(m.idle[n.dir], n)
+	return true
+}
+
+// take returns an idle network of dir, open again and empty, or nil. It keeps its id,
+// record, bridge and slice: the record is in dir, where RemoveOrphans finds it.
+func (m *Manager) take(dir string) *Net {
+	m.poolMu.Lock()
+	defer m.poolMu.Unlock()
+	nets := m.idle[dir]
+	if len(nets) == 0 {
+		return nil
+	}
+	n := nets[len(nets)-1]
+	m.idle[dir] = nets[:len(nets)-1]
+	n.mu.Lock()
+	n.closed, n.next, n.sandboxes = false, 2, nil
+	n.mu.Unlock()
+	return n
+}
+
+// Release removes the idle networks of dir (bridge, slice, record). Call it when the
+// build whose directory it is has closed its last network, before the directory goes.
+func (m *Manager) Release(dir string) error {
+	m.poolMu.Lock()
+	nets := m.idle[dir]
+	delete(m.idle, dir)
+	m.poolMu.Unlock()
+	var errs []error
+	for _, n := range nets {
+		if err := removeRecorded(n.rec, n.recordFile()); err != nil {
+			errs = append(errs, fmt.Errorf("remove network %s: %w", n.ID, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // detach removes a sandbox: the guard's rules and the host's end of its interface, then

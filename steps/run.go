@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -361,6 +362,13 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		return nil, fmt.Errorf("make build directory: %w", err)
 	}
 	defer func() {
+		// The step networks kept for the build's next steps go with it.
+		if o.Network != nil {
+			if err := o.Network.Release(filepath.Join(b.dir, "netns")); err != nil {
+				b.cleanupFailed(err) // the directory, with the records, stays for cleanup
+				retErr = errors.Join(retErr, fmt.Errorf("clean up build %s (crun-ci cleanup tries again): %w", o.BuildID, err))
+			}
+		}
 		// After a failed teardown, containers may still use the build's volumes and
 		// FIFOs: the directory stays for `crun-ci cleanup`.
 		if !o.NoRemove && len(b.cleanupErrs) == 0 {
