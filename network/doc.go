@@ -30,7 +30,10 @@
 // a prefix hashed from its path, so that two state directories never collide); slices
 // are allocated as files in <state>/net/slices, each holding the id of its network.
 //
-// Clean-up: Close undoes Setup and Attach and is idempotent. Each network leaves a
+// Reuse: Close keeps a bridge network, its sandboxes gone, for the next Setup of the
+// same directory (a build's), up to maxIdle; Release removes what a directory keeps.
+//
+// Clean-up: Close undoes Attach and is idempotent; with Release it undoes Setup. Each network leaves a
 // record, <dir>/<id>.net, written before its slice is taken; RemoveOrphans of a dead
 // build's directory removes the hosts' ends of the veths, the namespaces (mounted or
 // not: a reboot unmounts them), then the bridges and slices of the records. Run it
