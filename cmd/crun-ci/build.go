@@ -160,9 +160,6 @@ func (b *buildFlags) start(ctx context.Context, c *cli, proj *config.Project, po
 		return nil, session.Build{}, usageError("--cache-max-size: %w", err)
 	}
 	o.Pull.IfPresent, o.Pull.Insecure, o.Pull.NoCache = b.ifPresent, b.insecure, b.noCache
-	if b.healthTimeout <= 0 && b.stopTimeout > 0 { // the commands that run containers
-		return nil, session.Build{}, usageError("--health-timeout %s: want a positive duration", b.healthTimeout)
-	}
 	env := make([]string, 0, len(b.env))
 	for _, e := range b.env {
 		k, _, ok := strings.Cut(e, "=")
@@ -221,6 +218,8 @@ func runSteps(ctx context.Context, c *cli, args []string) (retErr error) {
 		return usageError("steps takes no arguments, got %q", fs.Args())
 	case b.stopTimeout <= 0:
 		return usageError("--stop-timeout %s: want a positive duration", b.stopTimeout)
+	case b.healthTimeout <= 0:
+		return usageError("--health-timeout %s: want a positive duration", b.healthTimeout)
 	case stepTimeout < 0:
 		return usageError("--step-timeout %s: want a positive duration or 0", stepTimeout)
 	case maxParallel < 1:
@@ -274,8 +273,11 @@ func runRun(ctx context.Context, c *cli, args []string) (retErr error) {
 	if ok, err := c.parse(fs, args); !ok || err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	switch {
+	case fs.NArg() == 0:
 		return usageError("run: no service given")
+	case b.healthTimeout <= 0:
+		return usageError("--health-timeout %s: want a positive duration", b.healthTimeout)
 	}
 	service, command := fs.Arg(0), fs.Args()[1:]
 	if len(command) == 0 {
