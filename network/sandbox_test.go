@@ -955,3 +955,21 @@ func udpSend(t *testing.T, sb *Sandbox, src, dst, text string) {
 	}
 	time.Sleep(100 * time.Millisecond)
 }
+
+// A network whose bridge was never made (its Setup failed after the record) is not
+// kept for reuse: its record and slice go.
+func TestANetworkWithoutItsBridgeIsNotKept(t *testing.T) {
+	dir := t.TempDir()
+	m := &Manager{mode: Bridge, cfg: Config{Bridge: testBridge, StateDir: t.TempDir()}}
+	n := &Net{ID: "b1-1", m: m, dir: dir, rec: record{ID: "b1-1", Bridge: testBridge + "f0", Slice: 240, SlicesDir: m.slicesDir()}}
+	write(t, n.recordFile(), "{}")
+	if err := n.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.idle[dir]) != 0 {
+		t.Errorf("kept %d networks without a bridge", len(m.idle[dir]))
+	}
+	if _, err := os.Stat(n.recordFile()); !os.IsNotExist(err) {
+		t.Errorf("the record stays: %v", err)
+	}
+}

@@ -265,14 +265,9 @@ func (n *Net) link(sb *Sandbox, ip net.IP, slice *net.IPNet) error {
 		return err
 	}
 	defer nl.Close()
-	eth, err := nl.LinkByName(ifName)
+	eth, err := nl.LinkByName(ifName) // with the MTU of the host's end, as it was made
 	if err != nil {
 		return err
-	}
-	if n.m.cfg.MTU > 0 {
-		if err := nl.LinkSetMTU(eth, n.m.cfg.MTU); err != nil {
-			return fmt.Errorf("set the MTU of %s: %w", ifName, err)
-		}
 	}
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: slice.Mask}}
 	if err := nl.AddrAdd(eth, addr); err != nil {
@@ -414,10 +409,11 @@ func prepare(path string) error {
 	})
 }
 
-// Close tears the network down: its sandboxes (the host's ends of their interfaces,
-// then the namespaces), its bridge, its slice and record. What is already gone is
-// success, so Close may be called again, after a failure too; what could not be removed
-// stays for RemoveOrphans.
+// Close tears the network down: its sandboxes (their guard rules, the host's ends of
+// their interfaces, then the namespaces), then its bridge, slice and record, unless the
+// Manager keeps the network for the next Setup of its directory (see keep and Release).
+// What is already gone is success, so Close may be called again, after a failure too;
+// what could not be removed stays for RemoveOrphans.
 func (n *Net) Close(ctx context.Context) error {
 	n.mu.Lock()
 	n.closed = true
@@ -458,7 +454,9 @@ func (n *Net) Close(ctx context.Context) error {
 			return fmt.Errorf("tear down network %s: %w", n.ID, ctx.Err())
 		}
 	}
-	if n.rec.Bridge != "" && n.bridgeErr == nil && n.m.keep(n) {
+	// Kept only when its bridge was made: a Setup that failed before (allocating its
+	// slice, say) has a record but no bridge.
+	if n.bridgeReady != nil && n.bridgeErr == nil && n.m.keep(n) {
 		return nil // for the next step of the build; Release removes it
 	}
 	if n.rec.Bridge != "" {
@@ -520,12 +518,9 @@ func (m *Manager) Release(dir string) error {
 	return errors.Join(errs...)
 }
 
-// detach removes a sandbox: the guard's rules and the host's end of its interface, then
-// its namespace.
+// detach removes a sandbox whose guard rules are gone (Close removes those of all at
+// once): the host's end of its interface, then its namespace.
 func (n *Net) detach(ctx context.Context, sb *Sandbox) error {
-	if err := n.m.unguard(sb.veth); err != nil {
-		return err
-	}
 	if err := delLink(sb.veth); err != nil {
 		return err
 	}
@@ -649,13 +644,26 @@ func (m *Manager) RemoveOrphans(ctx context.Context, dir string) error {
 	if err != nil {
 		return fmt.Errorf("remove orphan networks below %s: %w", dir, err)
 	}
-	var errs []error
+	// The hosts' ends of the interfaces are named by the networks and the sandboxes:
+	// their guard rules go in one transaction, then the links and namespaces.
+	veths := map[string][]string{}
+	var all []string
 	for _, p := range sandboxes {
-		log.G(ctx).Debugf("removing orphan network namespace %s", p)
 		id := filepath.Base(filepath.Dir(p))
 		for _, rec := range records {
-			veth := vethName(strings.TrimSuffix(filepath.Base(rec), ".net"), id)
-			if err := errors.Join(m.unguard(veth), delLink(veth)); err != nil {
+			v := vethName(strings.TrimSuffix(filepath.Base(rec), ".net"), id)
+			veths[p] = append(veths[p], v)
+			all = append(all, v)
+		}
+	}
+	var errs []error
+	if err := m.unguard(all...); err != nil {
+		errs = append(errs, err)
+	}
+	for _, p := range sandboxes {
+		log.G(ctx).Debugf("removing orphan network namespace %s", p)
+		for _, v := range veths[p] {
+			if err := delLink(v); err != nil {
 				errs = append(errs, err)
 			}
 		}
