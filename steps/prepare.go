@@ -53,8 +53,9 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 	names := b.o.Project.Graph.Closure(b.o.Pull != nil, roots...)
 	// A service whose image another service builds needs that one's build, which
 	// makes its image (never pulled).
+	b.builders = builders(b.o.Project)
 	for _, name := range names {
-		if owner := b.builtBy(name); owner != "" && !slices.Contains(names, owner) {
+		if owner := b.builders[name]; owner != "" && !slices.Contains(names, owner) {
 			names = append(names, owner)
 		}
 	}
@@ -82,7 +83,7 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 				ib.creds = creds[buildCredsKey(name)]
 			}
 			svc.build = ib
-		} else if owner := b.builtBy(name); owner != "" {
+		} else if owner := b.builders[name]; owner != "" {
 			svc.builtBy = owner // its image comes when a step first needs it
 		} else {
 			img := images[cfg.Image]
@@ -357,10 +358,7 @@ func (b *build) dockercfgs(names []string, plan []*config.Step) (map[string]remo
 		}
 		for _, name := range names {
 			if cfg := b.o.Project.Services[name]; cfg != nil && err == nil {
-				key := cfg.Image
-				if cfg.Build != nil {
-					key = buildCredsKey(name)
-				}
+				key := credsKey(name, cfg)
 				out[key] = creds.With(out[key])
 			}
 		}
@@ -376,10 +374,7 @@ func (b *build) dockercfgs(names []string, plan []*config.Step) (map[string]remo
 			errs = append(errs, &config.Error{Pos: v.Pos, Service: name, Err: err})
 			continue
 		}
-		key := cfg.Image
-		if cfg.Build != nil {
-			key = buildCredsKey(name) // for the base images of its build
-		}
+		key := credsKey(name, cfg)
 		out[key] = out[key].With(creds)
 	}
 	// A run step's encrypted_dockercfg_path, or its groups' nearest, is for the images
@@ -411,11 +406,7 @@ func (b *build) dockercfgs(names []string, plan []*config.Step) (map[string]remo
 					break
 				}
 				for _, name := range b.o.Project.Graph.Closure(false, s.Service) {
-					cfg := b.o.Project.Services[name]
-					key := cfg.Image
-					if cfg.Build != nil {
-						key = buildCredsKey(name)
-					}
+					key := credsKey(name, b.o.Project.Services[name])
 					out[key] = out[key].With(creds)
 				}
 			}
@@ -471,7 +462,7 @@ func (b *build) images(ctx context.Context, names []string, creds map[string]rem
 	var wg sync.WaitGroup
 	for _, name := range names {
 		cfg := b.o.Project.Services[name]
-		if cfg == nil || cfg.Build != nil || b.builtBy(name) != "" {
+		if cfg == nil || cfg.Build != nil || b.builders[name] != "" {
 			continue
 		}
 		ref := cfg.Image
@@ -517,29 +508,37 @@ func (b *build) readFile(name string) ([]byte, error) {
 	return b.root.ReadFile(b.root.Rel(name), b.o.maxFile())
 }
 
-// builtBy is the service whose build makes the image of service name (its image: is
-// that one's build.image, as written or normalised), "" when there is none.
-func (b *build) builtBy(name string) string {
-	cfg := b.o.Project.Services[name]
-	if cfg == nil || cfg.Build != nil || cfg.Image == "" {
-		return ""
+// builders maps each service whose image: is another service's build.image (as
+// written or normalised) to that service.
+func builders(p *config.Project) map[string]string {
+	built := map[string]string{} // normalised image -> the service that builds it
+	for _, name := range p.Order {
+		if svc := p.Services[name]; svc.Build != nil {
+			if ref, err := BuiltImage(p.Dir, svc); err == nil {
+				if n, err := task.Normalize(ref); err == nil && built[n] == "" {
+					built[n] = name // the first in the file, when two build one image
+				}
+			}
+		}
 	}
-	want, err := task.Normalize(cfg.Image)
-	if err != nil {
-		return ""
-	}
-	for _, other := range b.o.Project.Order {
-		o := b.o.Project.Services[other]
-		if o.Build == nil || other == name {
+	out := map[string]string{}
+	for _, name := range p.Order {
+		svc := p.Services[name]
+		if svc.Build != nil || svc.Image == "" {
 			continue
 		}
-		ref, err := BuiltImage(b.o.Project.Dir, o)
-		if err != nil {
-			continue
-		}
-		if n, err := task.Normalize(ref); err == nil && n == want {
-			return other
+		if n, err := task.Normalize(svc.Image); err == nil && built[n] != "" {
+			out[name] = built[n]
 		}
 	}
-	return ""
+	return out
+}
+
+// credsKey is where dockercfgs keeps the credentials of service name's pulls: under
+// its image, or, built, under buildCredsKey, for the base images of its build.
+func credsKey(name string, cfg *config.Service) string {
+	if cfg.Build != nil {
+		return buildCredsKey(name)
+	}
+	return cfg.Image
 }

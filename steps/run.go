@@ -239,6 +239,9 @@ type build struct {
 	order    map[*config.Step]int
 	// skips are the steps a build without a tag skips, with why (Skips).
 	skips map[*config.Step]string
+	// builders maps the services whose image another service builds to that service
+	// (see builders); prepare makes it.
+	builders map[string]string
 
 	// secrets are the values that came from encrypted sources: masked in all output.
 	secrets []string
