@@ -102,9 +102,11 @@ type Pod struct {
 	// seen are the names in the hosts file.
 	hostsMu sync.Mutex
 	seen    map[string]bool
-	// dial is the sandbox that Dial's connections come from, made on first use.
+	// dialSB is the sandbox Dial's connections come from, made on first use; dial
+	// makes them, once the sandbox is ready.
 	dialMu sync.Mutex
-	dial   *network.Sandbox
+	dialSB *network.Sandbox
+	dial   network.DialFunc
 
 	mu      sync.Mutex
 	members []*Container
@@ -160,22 +162,33 @@ func (p *Pod) Dial() network.DialFunc {
 		return nil
 	}
 	return func(ctx context.Context, nw, address string) (net.Conn, error) {
-		p.dialMu.Lock()
-		if p.dial == nil {
-			sb, err := p.net.Attach(ctx, p.o.ID+"-dial")
-			if err != nil {
-				p.dialMu.Unlock()
-				return nil, err
-			}
-			p.dial = sb
-		}
-		sb := p.dial
-		p.dialMu.Unlock()
-		if err := sb.Wait(ctx); err != nil {
+		dial, err := p.dialer(ctx)
+		if err != nil {
 			return nil, err
 		}
-		return network.Dialer(sb.Path, p.resolvConf)(ctx, nw, address)
+		return dial(ctx, nw, address)
 	}
+}
+
+// dialer returns what Dial's connections are made with, attaching its sandbox first.
+func (p *Pod) dialer(ctx context.Context) (network.DialFunc, error) {
+	p.dialMu.Lock()
+	defer p.dialMu.Unlock()
+	if p.dial != nil {
+		return p.dial, nil
+	}
+	if p.dialSB == nil {
+		sb, err := p.net.Attach(ctx, p.o.ID+"-dial")
+		if err != nil {
+			return nil, err
+		}
+		p.dialSB = sb
+	}
+	if err := p.dialSB.Wait(ctx); err != nil {
+		return nil, err
+	}
+	p.dial = network.Dialer(p.dialSB.Path, p.resolvConf)
+	return p.dial, nil
 }
 
 // attach gives member m its sandbox on the pod's network and its names in the hosts
