@@ -67,10 +67,10 @@ func (m *Manager) guard(veth string, mac net.HardwareAddr, ip net.IP) error {
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
 	}
-	proto := func(p uint16) []expr.Any {
-		b := make([]byte, 2)
-		binary.BigEndian.PutUint16(b, p)
-		return []expr.Any{&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b}}
+	ipProto := binary.BigEndian.AppendUint16(nil, unix.ETH_P_IP)
+	arpProto := binary.BigEndian.AppendUint16(nil, unix.ETH_P_ARP)
+	proto := func(p []byte) []expr.Any {
+		return []expr.Any{&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p}}
 	}
 	not := func(base expr.PayloadBase, off, n uint32, want []byte) []expr.Any {
 		return []expr.Any{
@@ -87,13 +87,10 @@ func (m *Manager) guard(veth string, mac net.HardwareAddr, ip net.IP) error {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(exprs, drop), UserData: []byte(veth)})
 	}
 	ip4 := ip.To4()
-	ipProto, arpProto := make([]byte, 2), make([]byte, 2)
-	binary.BigEndian.PutUint16(ipProto, unix.ETH_P_IP)
-	binary.BigEndian.PutUint16(arpProto, unix.ETH_P_ARP)
 	rule(not(expr.PayloadBaseLLHeader, 6, 6, mac))
-	rule(proto(unix.ETH_P_IP), not(expr.PayloadBaseNetworkHeader, 12, 4, ip4))
-	rule(proto(unix.ETH_P_ARP), not(expr.PayloadBaseNetworkHeader, 8, 6, mac))
-	rule(proto(unix.ETH_P_ARP), not(expr.PayloadBaseNetworkHeader, 14, 4, ip4))
+	rule(proto(ipProto), not(expr.PayloadBaseNetworkHeader, 12, 4, ip4))
+	rule(proto(arpProto), not(expr.PayloadBaseNetworkHeader, 8, 6, mac))
+	rule(proto(arpProto), not(expr.PayloadBaseNetworkHeader, 14, 4, ip4))
 	rule([]expr.Any{
 		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ipProto},

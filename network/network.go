@@ -1,6 +1,7 @@
 package network
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -164,15 +165,9 @@ func New(mode Mode, cfg Config) (*Manager, error) {
 	}
 	given := st
 	pick := cfg.Subnet == "" && st.Subnet == "" && mode == Bridge
-	if cfg.Subnet == "" {
-		cfg.Subnet = or(st.Subnet, DefaultSubnet)
-	}
-	if cfg.Bridge == "" {
-		cfg.Bridge = or(st.Bridge, DefaultBridge(cfg.StateDir))
-	}
-	if cfg.HostAccess == "" {
-		cfg.HostAccess = HostAccessNone
-	}
+	cfg.Subnet = cmp.Or(cfg.Subnet, st.Subnet, DefaultSubnet)
+	cfg.Bridge = cmp.Or(cfg.Bridge, st.Bridge, DefaultBridge(cfg.StateDir))
+	cfg.HostAccess = cmp.Or(cfg.HostAccess, HostAccessNone)
 	if _, err := ParseHostAccess(string(cfg.HostAccess)); err != nil {
 		return fail(err)
 	}
@@ -252,13 +247,6 @@ func freeSubnet(stateDir, prefix string) (*net.IPNet, error) {
 		}
 	}
 	return nil, first
-}
-
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // sliceOnes is the prefix length of a step network in a subnet of prefix length ones:
