@@ -95,12 +95,12 @@ func FuzzParseSteps(f *testing.F) {
 		// A control character in a service name (which Load refuses) reaches the names
 		// of the copies that a `services:` group makes; none may come from elsewhere.
 		controlService := false
-		walkSteps(steps, func(s *Step) {
+		WalkSteps(steps, func(s *Step) {
 			_, ok := controlChar(s.Service)
 			controlService = controlService || ok
 		})
 		names := map[string]bool{}
-		walkSteps(steps, func(s *Step) {
+		WalkSteps(steps, func(s *Step) {
 			if s.Name == "" || names[s.Name] {
 				t.Errorf("step name %q is empty or not unique", s.Name)
 			}

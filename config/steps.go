@@ -390,7 +390,7 @@ func build(r *rawStep, def, suffix string) *Step {
 // nameSteps checks that the names written are unique and generates the missing ones.
 func (f *file) nameSteps(steps []*Step) {
 	used := map[string]*Step{}
-	walkSteps(steps, func(s *Step) {
+	WalkSteps(steps, func(s *Step) {
 		if !s.NameGiven {
 			return
 		}
@@ -401,7 +401,7 @@ func (f *file) nameSteps(steps []*Step) {
 		used[s.Name] = s
 	})
 	last := map[string]int{} // per base, the last number given out
-	walkSteps(steps, func(s *Step) {
+	WalkSteps(steps, func(s *Step) {
 		if s.NameGiven {
 			return
 		}
@@ -422,12 +422,12 @@ func (f *file) nameSteps(steps []*Step) {
 	})
 }
 
-// walkSteps calls fn for every step in file order: a step, then its steps, then its
+// WalkSteps calls fn for every step in file order: a step, then its steps, then its
 // on_fail steps.
-func walkSteps(steps []*Step, fn func(*Step)) {
+func WalkSteps(steps []*Step, fn func(*Step)) {
 	for _, s := range steps {
 		fn(s)
-		walkSteps(s.Steps, fn)
-		walkSteps(s.OnFail, fn)
+		WalkSteps(s.Steps, fn)
+		WalkSteps(s.OnFail, fn)
 	}
 }

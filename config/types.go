@@ -44,18 +44,13 @@ type Project struct {
 
 // StepCount counts the run and push steps of the steps file (with those of on_fail).
 func (p *Project) StepCount() int {
-	var count func([]*Step) int
-	count = func(ss []*Step) int {
-		n := 0
-		for _, s := range ss {
-			if s.Type == Run || s.Type == Push {
-				n++
-			}
-			n += count(s.Steps) + count(s.OnFail)
+	n := 0
+	WalkSteps(p.Steps, func(s *Step) {
+		if s.Type == Run || s.Type == Push {
+			n++
 		}
-		return n
-	}
-	return count(p.Steps)
+	})
+	return n
 }
 
 // Ignored is one key of the services file that was read and deliberately ignored.

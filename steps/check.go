@@ -57,23 +57,18 @@ func Check(p *config.Project, policy Policy) error {
 			}
 		}
 	}
-	var walk func([]*config.Step)
-	walk = func(ss []*config.Step) {
-		for _, s := range ss {
-			if s.Type == config.Push && s.ImageTag != "" {
-				if err := civars.CheckTemplate(s.ImageTag); err != nil {
-					e := &config.Error{Pos: s.Pos, Err: fmt.Errorf("image_tag: %w", err)}
-					if s.NameGiven {
-						e.Step = s.Name
-					}
-					errs = append(errs, e)
-				}
-			}
-			walk(s.Steps)
-			walk(s.OnFail)
+	config.WalkSteps(p.Steps, func(s *config.Step) {
+		if s.Type != config.Push || s.ImageTag == "" {
+			return
 		}
-	}
-	walk(p.Steps)
+		if err := civars.CheckTemplate(s.ImageTag); err != nil {
+			e := &config.Error{Pos: s.Pos, Err: fmt.Errorf("image_tag: %w", err)}
+			if s.NameGiven {
+				e.Step = s.Name
+			}
+			errs = append(errs, e)
+		}
+	})
 	if len(errs) == 0 {
 		return nil
 	}
