@@ -11,22 +11,7 @@ import (
 // whose tag does not match, or whose exclude does, are dropped, and so are groups left
 // empty. The input is not changed.
 func Plan(steps []*config.Step, tag string) []*config.Step {
-	var out []*config.Step
-	for _, s := range steps {
-		if !Selected(s, tag) {
-			continue
-		}
-		if s.Type == config.Serial || s.Type == config.Parallel {
-			c := *s
-			c.Steps = Plan(s.Steps, tag)
-			if len(c.Steps) == 0 {
-				continue
-			}
-			s = &c
-		}
-		out = append(out, s)
-	}
-	return out
+	return PlanKeeping(steps, tag, nil)
 }
 
 // Skips are the steps and groups that a build without a tag (tag "") skips because they
