@@ -330,4 +330,16 @@ app:
 	r = runSteps(t, dir, "--network", "host")
 	wantCode(t, r, 1)
 	wantContains(t, "stdout", r.stdout, `sysctl net.core.somaxconn would change the host's network with --network host`)
+	// Without it, what does not apply to the host's files is said, not dropped silently.
+	data, err := os.ReadFile(filepath.Join(dir, "codeship-services.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	services := strings.Replace(string(data), `  sysctls: {net.core.somaxconn: "1234", kernel.shmmax: "65536"}`+"\n", "", 1)
+	if err := os.WriteFile(filepath.Join(dir, "codeship-services.yml"), []byte(services), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = runSteps(t, dir, "--network", "host")
+	wantCode(t, r, 0)
+	wantContains(t, "stderr", r.stderr, `service \"app\": extra_hosts, dns and dns_search ignored with --network host`)
 }

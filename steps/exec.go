@@ -261,15 +261,19 @@ func (b *build) create(ctx context.Context, p *pod.Pod, s *config.Step, seq int6
 		}
 		args = []string{"true"} // never started
 	}
-	if b.o.Network == nil || b.o.Network.Mode() == network.Host {
+	hostNet := b.o.Network == nil || b.o.Network.Mode() == network.Host
+	if hostNet {
 		for k := range svc.cfg.Sysctls {
 			if strings.HasPrefix(k, "net.") {
 				return nil, fmt.Errorf("service %q: sysctl %s would change the host's network with --network host; it needs a network of the step's own", name, k)
 			}
 		}
+		if len(svc.cfg.ExtraHosts) > 0 || len(svc.cfg.DNS) > 0 || len(svc.cfg.DNSSearch) > 0 {
+			log.G(ctx).Warnf("service %q: extra_hosts, dns and dns_search ignored with --network host: its containers use the host's /etc/hosts and /etc/resolv.conf", name)
+		}
 	}
 	m := b.member(svc, builds.ID{Build: b.o.BuildID, Seq: seq, Service: name}, args, ms)
-	if b.o.Network != nil && b.o.Network.Mode() != network.Host {
+	if !hostNet {
 		m.Container.Env = append(b.linkEnv(name), m.Container.Env...)
 	}
 	// The service's labels, then crun-ci's (which config keeps it from setting).
