@@ -973,3 +973,36 @@ func TestANetworkWithoutItsBridgeIsNotKept(t *testing.T) {
 		t.Errorf("the record stays: %v", err)
 	}
 }
+
+// Close deletes its network's interfaces in one request, by their group: not those of
+// another network, nor an interface of the host's.
+func TestCloseDeletesOnlyItsOwnInterfaces(t *testing.T) {
+	m, state := newTestManager(t, Bridge, "")
+	ctx := context.Background()
+	host := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "crtsthost"}, PeerName: "crtstpeer"}
+	if err := netlink.LinkAdd(host); err != nil {
+		t.Fatal(err)
+	}
+	defer netlink.LinkDel(host)
+	a := setup(t, m, "b1-1", filepath.Join(state, "builds", "b1", "netns"))
+	b := setup(t, m, "b2-1", filepath.Join(state, "builds", "b2", "netns"))
+	var bs []*Sandbox
+	for _, c := range []string{"app", "db"} {
+		attach(t, a, "b1-1-"+c)
+		bs = append(bs, attach(t, b, "b2-1-"+c))
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, sb := range bs {
+		if _, err := netlink.LinkByName(sb.veth); err != nil {
+			t.Errorf("%s of the other network: %v", sb.veth, err)
+		}
+	}
+	if _, err := netlink.LinkByName(host.Name); err != nil {
+		t.Errorf("the host's %s: %v", host.Name, err)
+	}
+	if got := count(t, state); got.Veths != 2 {
+		t.Errorf("after closing one of two networks of two: %d veths, want the other's 2", got.Veths)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/moby/sys/mountinfo"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -44,9 +45,11 @@ type Net struct {
 	dir string
 	rec record
 
-	// bridgeReady is closed once the bridge is made (or failed to be: bridgeErr).
+	// bridgeReady is closed once the bridge is made (or failed to be: bridgeErr), with
+	// the bridge's interface index.
 	bridgeReady chan struct{}
 	bridgeErr   error
+	bridgeIndex int
 
 	mu        sync.Mutex
 	next      int // the host number of the next address
@@ -239,13 +242,12 @@ func (n *Net) link(sb *Sandbox, ip net.IP, slice *net.IPNet) error {
 		return err
 	}
 	defer h.Close()
-	br, err := netlink.LinkByName(n.rec.Bridge)
-	if err != nil {
-		return fmt.Errorf("bridge %s: %w", n.rec.Bridge, err)
-	}
 	mac := containerMAC(ip)
 	veth := &netlink.Veth{
-		LinkAttrs:        netlink.LinkAttrs{Name: sb.veth, MTU: n.m.cfg.MTU, MasterIndex: br.Attrs().Index},
+		LinkAttrs: netlink.LinkAttrs{
+			Name: sb.veth, MTU: n.m.cfg.MTU, MasterIndex: n.bridgeIndex,
+			Group: vethGroup(n.bridgeIndex),
+		},
 		PeerName:         ifName,
 		PeerHardwareAddr: mac,
 		PeerNamespace:    netlink.NsFd(int(h)),
@@ -260,28 +262,52 @@ func (n *Net) link(sb *Sandbox, ip net.IP, slice *net.IPNet) error {
 	if err := netlink.LinkSetUp(veth); err != nil {
 		return fmt.Errorf("bring up %s: %w", sb.veth, err)
 	}
-	nl, err := netlink.NewHandleAt(h)
+	inNS, err := netlink.NewHandleAt(h)
 	if err != nil {
 		return err
 	}
-	defer nl.Close()
-	eth, err := nl.LinkByName(ifName) // with the MTU of the host's end, as it was made
+	defer inNS.Close()
+	eth, err := inNS.LinkByName(ifName) // with the MTU of the host's end, as it was made
 	if err != nil {
 		return err
 	}
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: slice.Mask}}
-	if err := nl.AddrAdd(eth, addr); err != nil {
+	if err := inNS.AddrAdd(eth, addr); err != nil {
 		return fmt.Errorf("address %s: %w", addr, err)
 	}
-	if err := nl.LinkSetUp(eth); err != nil {
+	if err := inNS.LinkSetUp(eth); err != nil {
 		return fmt.Errorf("bring up %s: %w", ifName, err)
 	}
 	gw, _ := nthIP(slice, 1)
-	if err := nl.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
+	if err := inNS.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
 		return fmt.Errorf("default route via %s: %w", gw, err)
 	}
-	return nil
+	return forwarding(sb.veth)
 }
+
+// forwarding waits until the bridge forwards the frames of its port veth. The kernel
+// enables a port when it sees its carrier, after both ends are up, in the background: a
+// process started before that loses its first packets (an ARP request, which is sent
+// again only after a second).
+func forwarding(veth string) error {
+	state := "/sys/class/net/" + veth + "/brport/state"
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		b, err := os.ReadFile(state)
+		if err != nil {
+			return fmt.Errorf("bridge port %s: %w", veth, err)
+		}
+		if strings.TrimSpace(string(b)) == brForwarding {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bridge port %s: not forwarding after 5s (state %s)", veth, strings.TrimSpace(string(b)))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// brForwarding is a bridge port's state when it forwards (BR_STATE_FORWARDING).
+const brForwarding = "3"
 
 // nthIP is the nth address of subnet; false when it is past the last host address.
 func nthIP(subnet *net.IPNet, n int) (net.IP, bool) {
@@ -372,6 +398,30 @@ func (n *Net) makeBridge() error {
 	if err := netlink.LinkSetUp(br); err != nil {
 		return fmt.Errorf("bring up bridge %s: %w", br.Name, err)
 	}
+	l, err := netlink.LinkByName(br.Name)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", br.Name, err)
+	}
+	n.bridgeIndex = l.Attrs().Index
+	return nil
+}
+
+// vethGroup is the interface group of the host's ends of a network's veths, named by its
+// bridge's index, which no other interface of the host has while the bridge is there;
+// the high bit keeps it off the small numbers (0 is every interface's default group) an
+// administrator gives groups. Close deletes a group's interfaces in one request: the
+// kernel then waits for one grace period, not one per interface (some 20 ms each here).
+func vethGroup(bridgeIndex int) uint32 { return 1<<31 | uint32(bridgeIndex) }
+
+// delGroup deletes the interfaces of group (and the peers of veths with them) in one
+// request; a group that has none is success.
+func delGroup(group uint32) error {
+	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(group)))
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete interface group %#x: %w", group, err)
+	}
 	return nil
 }
 
@@ -429,6 +479,13 @@ func (n *Net) Close(ctx context.Context) error {
 		}
 		ready = append(ready, sb)
 	}
+	if n.bridgeReady != nil {
+		select {
+		case <-n.bridgeReady:
+		case <-ctx.Done():
+			return fmt.Errorf("tear down network %s: %w", n.ID, errors.Join(append(errs, ctx.Err())...))
+		}
+	}
 	// The guard's rules of all of them in one transaction: each commit that deletes
 	// waits for the kernel's grace period (some 15 ms here).
 	var veths []string
@@ -440,19 +497,16 @@ func (n *Net) Close(ctx context.Context) error {
 	if err := n.m.unguard(veths...); err != nil {
 		errs = append(errs, err)
 	} else {
+		if len(veths) > 0 && n.bridgeIndex != 0 {
+			// One deletion for all; detach deletes what it left by name.
+			errs = append(errs, delGroup(vethGroup(n.bridgeIndex)))
+		}
 		for _, sb := range ready {
 			errs = append(errs, n.detach(ctx, sb))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tear down network %s: %w", n.ID, err)
-	}
-	if n.bridgeReady != nil {
-		select {
-		case <-n.bridgeReady:
-		case <-ctx.Done():
-			return fmt.Errorf("tear down network %s: %w", n.ID, ctx.Err())
-		}
 	}
 	// Kept only when its bridge was made: a Setup that failed before (allocating its
 	// slice, say) has a record but no bridge.
