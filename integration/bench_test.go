@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -256,7 +257,8 @@ func BenchmarkBuild(b *testing.B) {
 // step and with three (the step's service and two dependencies running sleep), each with
 // --network host and on the step networks (bridge), alternately, and reports per step
 // the wall time and the machine's CPU time (all processes: crun-ci, containerd, shims,
-// runc) of each, and what the step networks add over host networking (ms and ratio).
+// runc) of each, and what the step networks add over host networking (ms and ratio):
+// medians over the iterations, each iteration's bridge run against its host run.
 // Targets (the network issue): at most 15 ms more wall time a step with one container,
 // 30 ms with three.
 //
@@ -284,7 +286,10 @@ func BenchmarkStepNetwork(b *testing.B) {
 		containers string
 		mode       network.Mode
 	}
-	wall, cpu := map[key]time.Duration{}, map[key]time.Duration{}
+	// Per iteration, so that what the networks add is the median over iterations of
+	// the difference between neighbouring runs: one slow moment of the machine moves a
+	// mean by tens of milliseconds.
+	wall, cpu := map[key][]time.Duration{}, map[key][]time.Duration{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for _, n := range []string{"1", "3"} {
@@ -301,23 +306,41 @@ func BenchmarkStepNetwork(b *testing.B) {
 					b.Fatalf("pipeline: %v", err)
 				}
 				k := key{n, mode}
-				wall[k] += time.Since(start)
-				cpu[k] += machineCPU(b) - cpuStart
+				wall[k] = append(wall[k], time.Since(start))
+				cpu[k] = append(cpu[k], machineCPU(b)-cpuStart)
 			}
 		}
 	}
 	b.StopTimer()
-	ms := func(d time.Duration) float64 {
-		return float64(d.Microseconds()) / 1000 / float64(b.N*stepsPerBench)
+	// ms is a duration of a pipeline per step, in milliseconds.
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / stepsPerBench }
+	median := func(v []float64) float64 {
+		v = slices.Clone(v)
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
 	}
+	// per gives, per iteration, f of the host and bridge runs' times.
+	per := func(times map[key][]time.Duration, n string, f func(host, bridge float64) float64) []float64 {
+		var v []float64
+		for i := range times[key{n, network.Host}] {
+			v = append(v, f(ms(times[key{n, network.Host}][i]), ms(times[key{n, network.Bridge}][i])))
+		}
+		return v
+	}
+	first := func(host, _ float64) float64 { return host }
+	second := func(_, bridge float64) float64 { return bridge }
+	added := func(host, bridge float64) float64 { return bridge - host }
+	ratio := func(host, bridge float64) float64 { return bridge / host }
 	for _, n := range []string{"1", "3"} {
-		host, bridge := key{n, network.Host}, key{n, network.Bridge}
-		b.ReportMetric(ms(wall[host]), "ms/step-"+n+"-host")
-		b.ReportMetric(ms(wall[bridge]), "ms/step-"+n+"-bridge")
-		b.ReportMetric(ms(wall[bridge])-ms(wall[host]), "ms-added-"+n)
-		b.ReportMetric(float64(wall[bridge])/float64(wall[host]), "ratio-wall-"+n)
-		b.ReportMetric(ms(cpu[bridge])-ms(cpu[host]), "cpu-ms-added-"+n)
-		b.ReportMetric(float64(cpu[bridge])/float64(cpu[host]), "ratio-cpu-"+n)
+		b.ReportMetric(median(per(wall, n, first)), "ms/step-"+n+"-host")
+		b.ReportMetric(median(per(wall, n, second)), "ms/step-"+n+"-bridge")
+		b.ReportMetric(median(per(wall, n, added)), "ms-added-"+n)
+		b.ReportMetric(median(per(wall, n, ratio)), "ratio-wall-"+n)
+		b.ReportMetric(median(per(cpu, n, added)), "cpu-ms-added-"+n)
+		b.ReportMetric(median(per(cpu, n, ratio)), "ratio-cpu-"+n)
 	}
 }
 
