@@ -19,7 +19,10 @@
 //     and `default_cache_branch` go with builds.
 //   - Registry credentials: `encrypted_dockercfg_path` is an encrypted Docker config
 //     file, `dockercfg_service` names another service whose container writes one. A
-//     service uses them to pull its image, a push step to push; one of the two at most.
+//     service uses them to pull its image, a run step or group for the images its steps
+//     pull, a push step to push. A service, run step or group with both takes the
+//     encrypted file (the other is listed in [Project.Ignored]); a push step may not
+//     have both.
 //   - A step is one entry of the steps file. A run step runs a command in a new container
 //     of its service; a push step pushes a service's image.
 //   - A group is a step with `type: serial` or `type: parallel` and child `steps`. Serial

@@ -449,9 +449,9 @@ cache:
 				`codeship-steps.yml:12: step "b": keys "dockercfg_service" and "encrypted_dockercfg_path" cannot be used together`,
 		},
 		{
-			name:  "a credential service on a run step (encrypted_dockercfg_path is taken)",
-			steps: "- service: app\n  dockercfg_service: db\n  encrypted_dockercfg_path: d.encrypted\n",
-			want:  `codeship-steps.yml:2: key "dockercfg_service" is not allowed in a run step`,
+			name:  "a credential service on a run step that is not a service",
+			steps: "- service: app\n  dockercfg_service: creds\n",
+			want:  `codeship-steps.yml:2: key "dockercfg_service": unknown service "creds"`,
 		},
 		{
 			name:  "a tag that is a bad regular expression",

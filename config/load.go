@@ -97,7 +97,7 @@ func load(dir, servicesPath, stepsPath string, withSteps bool) (*Project, error)
 		Order:        svc.order,
 		Graph:        newGraph(svc.services),
 		Steps:        steps.steps,
-		Ignored:      svc.ignored,
+		Ignored:      append(slices.Clip(svc.ignored), steps.ignored...),
 	}, nil
 }
 

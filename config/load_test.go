@@ -251,7 +251,9 @@ volumes:
 networks:
   default: {}
 `,
-		"codeship-steps.yml": "- service: app\n",
+		// Both credentials on a run step and a group: the encrypted file wins.
+		"codeship-steps.yml": "- service: app\n- name: t\n  service: app\n  dockercfg_service: app\n  encrypted_dockercfg_path: d.encrypted\n" +
+			"- type: serial\n  encrypted_dockercfg_path: d.encrypted\n  dockercfg_service: app\n  steps:\n    - service: app\n",
 	})
 	got, err := Load(dir, "", "")
 	if err != nil {
@@ -264,6 +266,8 @@ networks:
 		{Pos: Pos{f, 7, 5}, Service: "app", Key: "logging"},
 		{Pos: Pos{f, 9, 1}, Key: "volumes"},
 		{Pos: Pos{f, 11, 1}, Key: "networks"},
+		{Pos: Pos{"codeship-steps.yml", 4, 22}, Step: "t", Key: "dockercfg_service"},
+		{Pos: Pos{"codeship-steps.yml", 8, 22}, Key: "dockercfg_service"},
 	}
 	if diff := cmp.Diff(want, got.Ignored); diff != "" {
 		t.Errorf("Ignored (-want +got):\n%s", diff)

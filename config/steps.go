@@ -29,8 +29,9 @@ func ParseSteps(file string, data []byte) ([]*Step, error) {
 type stepsFile struct {
 	steps []*Step
 	// refs are the service names written in the file, each once, for Load to check.
-	refs []stepRef
-	errs []*Error
+	refs    []stepRef
+	errs    []*Error
+	ignored []Ignored
 }
 
 // stepRef is one service name written in a steps file (`service:` or an entry of
@@ -53,7 +54,7 @@ type rawStep struct {
 func parseSteps(name string, data []byte) *stepsFile {
 	f := &file{name: name}
 	r := &stepsFile{}
-	defer func() { r.errs = f.errs }()
+	defer func() { r.errs, r.ignored = f.errs, f.ignored }()
 	root := f.decode(data)
 	if root == nil {
 		return r
@@ -225,10 +226,11 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 			f.errorf(commandKey, w, "key \"command\" is not allowed in %s", what)
 		}
 		for _, k := range pushKeys {
-			if k.Value != "encrypted_dockercfg_path" { // for the images its steps pull
+			if !credentialKey(k.Value) { // for the images its steps pull
 				f.errorf(k, w, "key %q is not allowed in %s", k.Value, what)
 			}
 		}
+		f.encryptedWins(s)
 		var items []*yaml.Node
 		if stepsVal != nil {
 			items = f.list("steps", stepsVal, w)
@@ -246,10 +248,11 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 		}
 		if s.Type == Run {
 			for _, k := range pushKeys {
-				if k.Value != "encrypted_dockercfg_path" { // for the images it pulls
+				if !credentialKey(k.Value) { // for the images it pulls
 					f.errorf(k, w, "key %q is not allowed in %s", k.Value, what)
 				}
 			}
+			f.encryptedWins(s)
 		}
 		if s.Type == Push {
 			if commandKey != nil {
@@ -273,6 +276,27 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 		r.onFail = f.steps(items, inherited || s.Service != "" || !isGroup, refs)
 	}
 	return r
+}
+
+// credentialKey says whether a key of the push keys is one that run steps and groups
+// take too: credentials for the images their steps pull.
+func credentialKey(k string) bool {
+	return k == "encrypted_dockercfg_path" || k == "dockercfg_service"
+}
+
+// encryptedWins drops the dockercfg_service of a run step or group that has an
+// encrypted_dockercfg_path too, which wins (Codeship's image-registries page), and
+// records it as ignored.
+func (f *file) encryptedWins(s *Step) {
+	if s.DockercfgService.Text == "" || s.EncryptedDockercfgPath.Text == "" {
+		return
+	}
+	ig := Ignored{Pos: s.DockercfgService.Pos, Key: "dockercfg_service"}
+	if s.NameGiven {
+		ig.Step = s.Name
+	}
+	f.ignored = append(f.ignored, ig)
+	s.DockercfgService = Value{}
 }
 
 // duration reads a duration: a Go duration ("90s", "10m", "1h30m") or whole seconds. It

@@ -255,6 +255,32 @@ func TestParseSteps(t *testing.T) {
 			},
 		},
 		{
+			name: "run steps and groups take credentials for the images they pull",
+			in: `- service: app
+  dockercfg_service: creds
+- type: parallel
+  dockercfg_service: creds
+  steps:
+    - service: app
+      encrypted_dockercfg_path: dockercfg.encrypted
+- service: app
+  dockercfg_service: creds
+  encrypted_dockercfg_path: dockercfg.encrypted
+`,
+			want: func() []*Step {
+				a := run("app_1", false, "app", "")
+				a.DockercfgService = Value{Text: "creds"}
+				inner := run("app_2", false, "app", "")
+				inner.EncryptedDockercfgPath = Value{Text: "dockercfg.encrypted"}
+				g := group(Parallel, "parallel_1", false, "", inner)
+				g.DockercfgService = Value{Text: "creds"}
+				// Both: the encrypted file wins (Load lists the other as ignored).
+				c := run("app_3", false, "app", "")
+				c.EncryptedDockercfgPath = Value{Text: "dockercfg.encrypted"}
+				return []*Step{a, g, c}
+			}(),
+		},
+		{
 			name: "the JSON form is read as YAML",
 			in:   `[{"name": "t", "service": "app", "command": "true"}, {"type": "parallel", "steps": [{"service": "app"}]}]`,
 			want: []*Step{

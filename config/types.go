@@ -38,7 +38,8 @@ type Project struct {
 	// Graph is how the services refer to each other.
 	Graph *Graph
 	// Ignored lists the keys of the services file that Compose knows but crun-ci ignores
-	// on purpose (see doc.go), in file order, so the caller can log them at debug level.
+	// on purpose (see doc.go), in file order, then those of the steps file (a
+	// dockercfg_service beside an encrypted_dockercfg_path), so the caller can say so.
 	Ignored []Ignored
 }
 
@@ -53,11 +54,14 @@ func (p *Project) StepCount() int {
 	return n
 }
 
-// Ignored is one key of the services file that was read and deliberately ignored.
-// Service is empty for a top-level key (`volumes`, `networks` next to `services:`).
+// Ignored is one key of the services or steps file that was read and deliberately
+// ignored. Service is empty for a top-level key (`volumes`, `networks` next to
+// `services:`) and in the steps file; Step is the name of a step of the steps file, when
+// one is written.
 type Ignored struct {
 	Pos     Pos
 	Service string
+	Step    string
 	Key     string
 }
 

@@ -28,6 +28,9 @@ const (
 type file struct {
 	name string
 	errs []*Error
+	// ignored are the keys read and deliberately not acted on (steps files; a services
+	// file passes its own list).
+	ignored []Ignored
 }
 
 // where says which service or step a problem belongs to.

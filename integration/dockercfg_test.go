@@ -191,6 +191,45 @@ func TestRunStepsAndGroupsPullWithTheirEncryptedDockercfg(t *testing.T) {
 	wantContains(t, "stderr", r.stderr, `service "other": key "dockercfg_service" ignored: encrypted_dockercfg_path is given too, and wins`)
 }
 
+// A run step's or a group's dockercfg_service runs before the images that step pulls
+// are pulled (the image-registries page writes it so), and only then.
+func TestRunStepsAndGroupsPullWithTheirDockercfgService(t *testing.T) {
+	requireRoot(t)
+	reg := newRegistry(t, "gen", "pw-4242-secret")
+	ref := reg.push(t, "crunci/for-a-step-service:1", "gen", "pw-4242-secret")
+	other := reg.push(t, "crunci/for-a-group-service:1", "gen", "pw-4242-secret")
+	third := reg.push(t, "crunci/for-the-flag:1", "gen", "pw-4242-secret")
+	t.Cleanup(func() { crunci(t, "cleanup") })
+	dir := credProject(t, "app:\n  image: "+ref+"\nother:\n  image: "+other+"\nthird:\n  image: "+third+"\n", reg.host, "gen", "pw-4242-secret", "0", map[string]string{
+		"codeship-steps.yml": `
+- {name: on-step, service: app, command: cat /pulled, dockercfg_service: creds}
+- type: parallel
+  dockercfg_service: creds
+  steps:
+  - {name: in-group, service: other, command: cat /pulled}
+`,
+		"plain-steps.yml": "- {name: plain, service: third, command: cat /pulled}\n",
+	})
+	r := stepsWithoutCredentials(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "dockercfg/creds | writing /crun-ci-dockercfg/config.json\n", "on-step/app | from the registry\n", "in-group/other | from the registry\n")
+	wantNotContains(t, "output", r.stdout+r.stderr, "pw-4242-secret")
+
+	// Present now: the credential service does not run.
+	r = stepsWithoutCredentials(t, dir)
+	wantCode(t, r, 0)
+	wantNotContains(t, "stdout", r.stdout, "dockercfg/creds |")
+
+	// A step without credentials pulls with --dockercfg-service's (jet's flag), and
+	// cannot without.
+	r = stepsWithoutCredentials(t, dir, "--steps-path", "plain-steps.yml")
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr, `service "third": pull image `+third+`: `, "no basic auth credentials")
+	r = stepsWithoutCredentials(t, dir, "--steps-path", "plain-steps.yml", "--dockercfg-service", "creds")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "dockercfg/creds | writing /crun-ci-dockercfg/config.json\n", "plain/third | from the registry\n")
+}
+
 // --encrypted-dockercfg-path (jet's flag) is the login for every pull of the build.
 func TestTheEncryptedDockercfgFlagLogsInEveryPull(t *testing.T) {
 	requireRoot(t)

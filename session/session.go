@@ -199,8 +199,9 @@ type Build struct {
 	StopTimeout, StepTimeout time.Duration
 	// HealthTimeout bounds the wait for a dependency to be healthy.
 	HealthTimeout time.Duration
-	// EncryptedDockercfgPath is --encrypted-dockercfg-path (see steps.Options).
-	EncryptedDockercfgPath string
+	// EncryptedDockercfgPath is --encrypted-dockercfg-path, DockercfgService
+	// --dockercfg-service (see steps.Options).
+	EncryptedDockercfgPath, DockercfgService string
 	// Push runs push steps.
 	Push bool
 	// Output receives the containers' output, a prefixed line at a time, and the
@@ -263,6 +264,7 @@ func (s *Session) options(b Build) steps.Options {
 		StepTimeout:            b.StepTimeout,
 		HealthTimeout:          b.HealthTimeout,
 		EncryptedDockercfgPath: b.EncryptedDockercfgPath,
+		DockercfgService:       b.DockercfgService,
 		QuietDeps:              b.QuietDeps,
 		Network:                s.network,
 		CIEnv:                  b.CI.Env(),

@@ -274,10 +274,10 @@ func (b *build) buildImage(ctx context.Context, step, name string, svc *service)
 	// pull needs them.
 	r.Credentials = func(ctx context.Context) (remote.Credentials, error) {
 		creds := ib.creds
-		if d := svc.cfg.DockercfgService.Text; d != "" {
-			more, err := b.dockercfgService(ctx, d, "", b.out)
+		for _, d := range b.credServices[name] {
+			more, err := b.dockercfgService(ctx, d.Text, "", b.out)
 			if err != nil {
-				return nil, fmt.Errorf("dockercfg_service %q: %w", d, err)
+				return nil, fmt.Errorf("dockercfg_service %q: %w", d.Text, err)
 			}
 			creds = creds.With(more)
 		}

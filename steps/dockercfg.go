@@ -48,7 +48,8 @@ const maxDockercfg = 1 << 20
 
 // pullWithDockercfgServices pulls the images that images left for later: for each, it
 // runs the credential services of the services that use it (a credential service's own
-// image first, when that waits too), pulls it with what they wrote, merged with the
+// image first, when that waits too; each credential service once for all these images),
+// pulls it with what they wrote, merged with the
 // encrypted_dockercfg_path credentials in creds, and looks into it as prepare does.
 func (b *build) pullWithDockercfgServices(ctx context.Context, names []string, creds map[string]remote.Credentials, images map[string]imageResult) error {
 	var errs []error
@@ -72,6 +73,7 @@ func (b *build) pullWithDockercfgServices(ctx context.Context, names []string, c
 	}
 	errWaiting := errors.New("waits for itself")
 	pulled := map[string]error{}
+	wrote := map[string]remote.Credentials{} // by credential service
 	var pull func(ref string) error
 	pull = func(ref string) error {
 		if err, ok := pulled[ref]; ok {
@@ -87,30 +89,34 @@ func (b *build) pullWithDockercfgServices(ctx context.Context, names []string, c
 				continue
 			}
 			users = append(users, name)
-			d := svc.cfg.DockercfgService
-			if d.Text == "" || slices.Contains(from, strconv.Quote(d.Text)) {
-				continue // none, or run for another service of this image
-			}
-			err := b.ensure(ctx, "dockercfg", []string{d.Text})
-			if cs := b.svc(d.Text); err == nil && cs.image == nil {
-				if err = pull(cs.cfg.Image); errors.Is(err, errWaiting) {
-					err = fmt.Errorf("its image %s is the one it is to pull", cs.cfg.Image)
-				} else if err != nil {
-					failed = true // said for that service
+			for _, d := range b.credServices[name] {
+				if slices.Contains(from, strconv.Quote(d.Text)) {
+					continue // run for another service of this image
+				}
+				err := b.ensure(ctx, "dockercfg", []string{d.Text})
+				if cs := b.svc(d.Text); err == nil && cs.image == nil {
+					if err = pull(cs.cfg.Image); errors.Is(err, errWaiting) {
+						err = fmt.Errorf("its image %s is the one it is to pull", cs.cfg.Image)
+					} else if err != nil {
+						failed = true // said for that service
+						continue
+					}
+				}
+				got, ran := wrote[d.Text]
+				if err == nil && !ran {
+					// Once for all the images pulled now: what it wrote is as fresh.
+					if got, err = b.dockercfgService(ctx, d.Text, "", out); err == nil {
+						wrote[d.Text] = got
+					}
+				}
+				if err != nil {
+					errs = append(errs, &config.Error{Pos: d.Pos, Service: name, Err: fmt.Errorf("dockercfg_service %q: %w", d.Text, err)})
+					failed = true
 					continue
 				}
+				more = more.With(got)
+				from = append(from, strconv.Quote(d.Text))
 			}
-			var got remote.Credentials
-			if err == nil {
-				got, err = b.dockercfgService(ctx, d.Text, "", out)
-			}
-			if err != nil {
-				errs = append(errs, &config.Error{Pos: d.Pos, Service: name, Err: fmt.Errorf("dockercfg_service %q: %w", d.Text, err)})
-				failed = true
-				continue
-			}
-			more = more.With(got)
-			from = append(from, strconv.Quote(d.Text))
 		}
 		if failed {
 			pulled[ref] = errors.New("no credentials")
@@ -120,10 +126,9 @@ func (b *build) pullWithDockercfgServices(ctx context.Context, names []string, c
 		img, err := b.pullLater(ctx, ref, more, from)
 		if err != nil {
 			for _, name := range users {
-				cfg := b.svc(name).cfg
-				pos := cfg.Pos
-				if cfg.DockercfgService.Text != "" {
-					pos = cfg.DockercfgService.Pos
+				pos := b.svc(name).cfg.Pos
+				if ds := b.credServices[name]; len(ds) > 0 {
+					pos = ds[0].Pos
 				}
 				errs = append(errs, &config.Error{Pos: pos, Service: name, Err: err})
 			}

@@ -143,6 +143,77 @@ func TestADockercfgServiceWritesTheCredentialsOfTheServiceImage(t *testing.T) {
 	}
 }
 
+// A run step's dockercfg_service is for the images the step pulls: its service's and
+// those of the services it needs, not those of other steps.
+func TestARunStepsDockercfgServiceLogsInItsPulls(t *testing.T) {
+	const services = `
+app:
+  image: registry.example.com/team/app:1
+  depends_on: [db]
+db:
+  image: registry.example.com/team/db:1
+solo:
+  image: registry.example.com/team/solo:1
+creds:
+  image: busybox
+  command: echo writing
+`
+	f := &credFake{fake: newFake(t), write: writes(authFile("registry.example.com", "ci", "pw"))}
+	p := &puller{f: f.fake}
+	steps := "- {name: use, service: app, command: echo used, dockercfg_service: creds}\n- {name: other, service: solo, command: echo used}\n"
+	sum, _, err := runCred(t, f, load(t, services, steps), Options{Pull: p.pull})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]outcome{{"use", Passed, 0}, {"other", Passed, 0}}, outcomes(sum)); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+	login := remote.Credentials{"registry.example.com": {Username: "ci", Password: "pw"}}
+	want := map[string]remote.Credentials{
+		"registry.example.com/team/app:1":  login,
+		"registry.example.com/team/db:1":   login,
+		"registry.example.com/team/solo:1": nil,
+	}
+	if diff := cmp.Diff(want, p.creds); diff != "" {
+		t.Errorf("pulls (-want +got):\n%s", diff)
+	}
+	if n := strings.Count(strings.Join(f.started, "\n"), "echo writing "+dockercfgPath); n != 1 {
+		t.Errorf("the credential service ran %d times, want once: %q", n, f.started)
+	}
+}
+
+// --dockercfg-service is a credential service for every pull of the build but its own.
+func TestTheDockercfgServiceOptionLogsInEveryPull(t *testing.T) {
+	const services = `
+app:
+  image: registry.example.com/team/app:1
+creds:
+  image: registry.example.com/team/creds:1
+  command: echo writing
+`
+	f := &credFake{fake: newFake(t), write: writes(authFile("registry.example.com", "ci", "pw"))}
+	p := &puller{f: f.fake}
+	sum, _, err := runCred(t, f, load(t, services, "- {name: use, service: app, command: echo used}\n"), Options{Pull: p.pull, DockercfgService: "creds"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]outcome{{"use", Passed, 0}}, outcomes(sum)); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+	want := map[string]remote.Credentials{
+		"registry.example.com/team/app:1":   {"registry.example.com": {Username: "ci", Password: "pw"}},
+		"registry.example.com/team/creds:1": nil, // its own image, pulled before it runs
+	}
+	if diff := cmp.Diff(want, p.creds); diff != "" {
+		t.Errorf("pulls (-want +got):\n%s", diff)
+	}
+
+	_, _, err = runCred(t, f, load(t, services, "- {name: use, service: app, command: echo used}\n"), Options{Pull: p.pull, DockercfgService: "nope", PullIfPresent: true})
+	if err == nil || !strings.Contains(err.Error(), `--dockercfg-service "nope": no such service in `) {
+		t.Errorf("an unknown service: %v", err)
+	}
+}
+
 func TestADockercfgServiceThatFailsStopsTheBuildBeforeItStarts(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

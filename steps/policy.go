@@ -205,16 +205,17 @@ func seccompProfile(root *hostfs.Dir, name string, max int64) (*specs.LinuxSecco
 func Warnings(p *config.Project) []error {
 	var out []error
 	for _, ig := range p.Ignored {
+		why := config.IgnoredReason(ig.Key)
 		var err error
-		if ig.Service == "" {
+		switch {
+		case why != "":
+			err = fmt.Errorf("key %q ignored: %s", ig.Key, why)
+		case ig.Service == "":
 			err = fmt.Errorf("top-level key %q ignored", ig.Key)
-		} else {
+		default:
 			err = fmt.Errorf("key %q ignored", ig.Key)
-			if why := config.IgnoredReason(ig.Key); why != "" {
-				err = fmt.Errorf("key %q ignored: %s", ig.Key, why)
-			}
 		}
-		out = append(out, &config.Error{Pos: ig.Pos, Service: ig.Service, Err: err})
+		out = append(out, &config.Error{Pos: ig.Pos, Service: ig.Service, Step: ig.Step, Err: err})
 	}
 	for _, name := range p.Order {
 		for _, o := range p.Services[name].SecurityOpt {

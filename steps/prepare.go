@@ -50,7 +50,44 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 		}
 	}
 	walk(plan)
+	b.credServices = map[string][]config.Value{}
+	for name, cfg := range b.o.Project.Services {
+		if d := cfg.DockercfgService; d.Text != "" {
+			b.credServices[name] = []config.Value{d}
+		}
+	}
+	if b.o.Pull != nil {
+		// A run step's dockercfg_service (or its group's) runs before the images the
+		// step pulls are pulled, as a service's does.
+		runStepCredentials(plan, func(s *config.Step, _, d config.Value) {
+			if d.Text == "" {
+				return
+			}
+			roots = append(roots, d.Text)
+			for _, name := range b.o.Project.Graph.Closure(false, s.Service) {
+				if !slices.ContainsFunc(b.credServices[name], func(v config.Value) bool { return v.Text == d.Text }) {
+					b.credServices[name] = append(b.credServices[name], d)
+				}
+			}
+		})
+	}
+	flag := b.o.DockercfgService
+	if flag != "" && b.o.Pull != nil {
+		if b.o.Project.Services[flag] == nil {
+			return fmt.Errorf("--dockercfg-service %q: no such service in %s", flag, b.o.Project.ServicesFile)
+		}
+		roots = append(roots, flag)
+	}
 	names := b.o.Project.Graph.Closure(b.o.Pull != nil, roots...)
+	if flag != "" && b.o.Pull != nil {
+		// First, so that the services' and steps' own logins win.
+		own := b.o.Project.Graph.Closure(true, flag)
+		for _, name := range names {
+			if !slices.Contains(own, name) && !slices.ContainsFunc(b.credServices[name], func(v config.Value) bool { return v.Text == flag }) {
+				b.credServices[name] = append([]config.Value{{Text: flag}}, b.credServices[name]...)
+			}
+		}
+	}
 	// A service whose image another service builds needs that one's build, which
 	// makes its image (never pulled).
 	b.builders = builders(b.o.Project)
@@ -377,49 +414,65 @@ func (b *build) dockercfgs(names []string, plan []*config.Step) (map[string]remo
 		key := credsKey(name, cfg)
 		out[key] = out[key].With(creds)
 	}
-	// A run step's encrypted_dockercfg_path, or its groups' nearest, is for the images
-	// that step pulls: its service's and those its service needs.
-	var walk func([]*config.Step, config.Value)
-	walk = func(steps []*config.Step, inherited config.Value) {
-		for _, s := range steps {
-			v := s.EncryptedDockercfgPath
-			if v.Text == "" && s.Type != config.Push {
-				v = inherited
-			}
-			stepErr := func(err error) {
-				e := &config.Error{Pos: v.Pos, Err: err}
-				if s.NameGiven {
-					e.Step = s.Name
-				}
-				errs = append(errs, e)
-			}
-			switch {
-			case v.Text == "":
-			case s.Type == config.Push && b.o.Push != nil:
+	stepErr := func(s *config.Step, v config.Value, err error) {
+		e := &config.Error{Pos: v.Pos, Err: err}
+		if s.NameGiven {
+			e.Step = s.Name
+		}
+		errs = append(errs, e)
+	}
+	if b.o.Push != nil {
+		config.WalkSteps(plan, func(s *config.Step) {
+			if v := s.EncryptedDockercfgPath; s.Type == config.Push && v.Text != "" {
 				if _, err := b.decryptDockercfg(v); err != nil {
-					stepErr(err)
-				}
-			case s.Type == config.Run:
-				creds, err := b.decryptDockercfg(v)
-				if err != nil {
-					stepErr(err)
-					break
-				}
-				for _, name := range b.o.Project.Graph.Closure(false, s.Service) {
-					key := credsKey(name, b.o.Project.Services[name])
-					out[key] = out[key].With(creds)
+					stepErr(s, v, err)
 				}
 			}
-			next := inherited
-			if s.Type == config.Serial || s.Type == config.Parallel {
-				next = v
+		})
+	}
+	// A run step's encrypted_dockercfg_path is for the images that step pulls: its
+	// service's and those its service needs.
+	runStepCredentials(plan, func(s *config.Step, v, _ config.Value) {
+		if v.Text == "" {
+			return
+		}
+		creds, err := b.decryptDockercfg(v)
+		if err != nil {
+			stepErr(s, v, err)
+			return
+		}
+		for _, name := range b.o.Project.Graph.Closure(false, s.Service) {
+			key := credsKey(name, b.o.Project.Services[name])
+			out[key] = out[key].With(creds)
+		}
+	})
+	return out, errs
+}
+
+// runStepCredentials calls f for every run step of plan (on_fail ones too) with its
+// credentials: its own encrypted_dockercfg_path and dockercfg_service when it has either,
+// otherwise its nearest group's. At most one of the two is set (config drops a
+// dockercfg_service next to an encrypted_dockercfg_path).
+func runStepCredentials(plan []*config.Step, f func(s *config.Step, encrypted, service config.Value)) {
+	var walk func([]*config.Step, [2]config.Value)
+	walk = func(steps []*config.Step, inherited [2]config.Value) {
+		for _, s := range steps {
+			own := [2]config.Value{s.EncryptedDockercfgPath, s.DockercfgService}
+			if own[0].Text == "" && own[1].Text == "" {
+				own = inherited
 			}
-			walk(s.Steps, next)
-			walk(s.OnFail, next)
+			switch s.Type {
+			case config.Run:
+				f(s, own[0], own[1])
+			case config.Serial, config.Parallel:
+				walk(s.Steps, own)
+				walk(s.OnFail, own)
+				continue
+			}
+			walk(s.OnFail, inherited)
 		}
 	}
-	walk(plan, config.Value{})
-	return out, errs
+	walk(plan, [2]config.Value{})
 }
 
 // decryptDockercfg reads an encrypted_dockercfg_path file (relative to the build
@@ -449,12 +502,12 @@ type imageResult struct {
 
 // images finds the images of the services, pulling those that are missing (or all, with
 // PullIfPresent) when a puller is set: each image once, all at the same time. An image
-// that a service with dockercfg_service would pull is left for later.
+// that a service with credential services (credServices) would pull is left for later.
 func (b *build) images(ctx context.Context, names []string, creds map[string]remote.Credentials) map[string]imageResult {
 	out := map[string]imageResult{}
 	later := map[string]bool{}
 	for _, name := range names {
-		if cfg := b.o.Project.Services[name]; cfg != nil && cfg.Build == nil && cfg.DockercfgService.Text != "" && b.o.Pull != nil {
+		if cfg := b.o.Project.Services[name]; cfg != nil && cfg.Build == nil && len(b.credServices[name]) > 0 && b.o.Pull != nil {
 			later[cfg.Image] = true
 		}
 	}

@@ -61,6 +61,10 @@ type Options struct {
 	// directory) is an encrypted Docker config whose logins every pull of the build
 	// uses, below the services' and steps' own.
 	EncryptedDockercfgPath string
+	// DockercfgService (--dockercfg-service) names a service of the services file, a
+	// credential service whose logins every pull of the build uses (but its own and
+	// those of what it needs), below the services' and steps' own.
+	DockercfgService string
 	// HealthTimeout bounds the wait for a dependency to be healthy
 	// (DefaultHealthTimeout when 0).
 	HealthTimeout time.Duration
@@ -242,6 +246,10 @@ type build struct {
 	// builders maps the services whose image another service builds to that service
 	// (see builders); prepare makes it.
 	builders map[string]string
+	// credServices maps a service to the credential services its image (or a built
+	// one's base images) is pulled with: its own dockercfg_service, then those of the
+	// run steps (and groups) that pull it; prepare makes it.
+	credServices map[string][]config.Value
 
 	// secrets are the values that came from encrypted sources: masked in all output.
 	secrets []string

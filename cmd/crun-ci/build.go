@@ -43,6 +43,7 @@ type buildFlags struct {
 	cacheMax  string
 	keyPath   string
 	dockercfg string
+	credSvc   string
 	ci        map[string]*string
 
 	// Of the commands that run containers: steps and run.
@@ -81,6 +82,7 @@ func (b *buildFlags) addBuild(fs *pflag.FlagSet) {
 	fs.StringVar(&b.cacheMax, "cache-max-size", "10GB", "bound of the layer cache of built images (e.g. 500MB, 20GiB; 0: no bound); least recently used layers go first")
 	addKeyPath(fs, &b.keyPath)
 	fs.StringVar(&b.dockercfg, "encrypted-dockercfg-path", "", "encrypted Docker config (relative to the build directory) whose logins every pull uses, below the services' and steps' own")
+	fs.StringVar(&b.credSvc, "dockercfg-service", "", "service whose container writes the logins every pull uses (as a dockercfg_service), below the services' and steps' own")
 	b.ci = map[string]*string{}
 	for _, name := range civars.FlagNames() {
 		b.ci[name] = fs.String("ci-"+name, "", "CI_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))+" for the containers (default: from the build directory's git repository)")
@@ -188,7 +190,7 @@ func (b *buildFlags) start(ctx context.Context, c *cli, proj *config.Project, po
 		return nil, build, err
 	}
 	build.Env, build.NoRemove, build.QuietDeps, build.StopTimeout, build.HealthTimeout = env, b.noRemove, b.quietDeps, b.stopTimeout, b.healthTimeout
-	build.Output, build.Hurry, build.EncryptedDockercfgPath = c.stdout, hurry, b.dockercfg
+	build.Output, build.Hurry, build.EncryptedDockercfgPath, build.DockercfgService = c.stdout, hurry, b.dockercfg, b.credSvc
 	return s, build, nil
 }
 
