@@ -61,10 +61,10 @@
 //
 // Decoding is strict: an unknown key, a value of the wrong type, a duplicate key and
 // syntax of a feature not implemented yet (the long syntax of volumes, wrapping
-// [ErrNotSupported]) are errors. Compose keys that make no sense for a CI runner are
-// ignored and listed in [Project.Ignored]; keys that would reach the host (`ports`,
-// `external_links`, `stdin_open`), `labels` and `add_docker` (there is no Docker daemon)
-// are refused.
+// [ErrNotSupported]) are errors. Compose keys that make no sense for a CI runner, and
+// those jet ignored (`ports`, `external_links`, `stdin_open`, `restart`), are ignored
+// and listed in [Project.Ignored]. `add_docker` is read as a boolean; whether a Docker
+// daemon is there to pass in is the operator's to say (steps).
 //
 // Names and patterns written in the steps file (`name`, `tag`, `exclude`) must not hold a
 // control character (newline, tab, escape, DEL, C1): they end up in logs and terminals.

@@ -253,9 +253,9 @@ func TestLoadErrors(t *testing.T) {
 				`codeship-services.yml:4: service "app": key "default_cache_branch": empty`,
 		},
 		{
-			name:     "add_docker is refused",
-			services: "app:\n  build: .\n  add_docker: true\n",
-			want:     `codeship-services.yml:3: service "app": key "add_docker": there is no Docker daemon to pass in`,
+			name:     "add_docker of the wrong shape",
+			services: "app:\n  build: .\n  add_docker: always\n",
+			want:     `codeship-services.yml:3: service "app": key "add_docker": "always" is not true or false`,
 		},
 		{
 			name:     "a dockercfg service that is missing, the service itself or empty",
@@ -295,10 +295,9 @@ func TestLoadErrors(t *testing.T) {
 				`codeship-services.yml:7: service "app": unknown key "healthcheck.colour"`,
 		},
 		{
-			name:     "refused keys, and labels crun-ci keeps for itself",
-			services: "app:\n  image: alpine\n  add_docker: true\n  labels: {crun-ci.build: x, team: ci}\n",
-			want: `codeship-services.yml:3: service "app": key "add_docker": there is no Docker daemon to pass in` + "\n" +
-				`codeship-services.yml:4: service "app": key "labels": "crun-ci.build": crun-ci's and containerd's own labels cannot be set`,
+			name:     "labels crun-ci keeps for itself",
+			services: "app:\n  image: alpine\n  labels: {crun-ci.build: x, team: ci}\n",
+			want:     `codeship-services.yml:3: service "app": key "labels": "crun-ci.build": crun-ci's and containerd's own labels cannot be set`,
 		},
 		// Services file: references.
 		{
@@ -482,12 +481,12 @@ cache:
 		// Both files at once.
 		{
 			name:     "every problem of both files is reported, in file order",
-			services: "app:\n  imgae: alpine\n  volumes: 3\ndb:\n  image: postgres\n  add_docker: true\n",
+			services: "app:\n  imgae: alpine\n  volumes: 3\ndb:\n  image: postgres\n  add_docker: on\n",
 			steps:    "- name: a\n  service: app\n  retries: 3\n- name: a\n  service: nope\n",
 			want: `codeship-services.yml:1: service "app": no image` + "\n" +
 				`codeship-services.yml:2: service "app": unknown key "imgae"` + "\n" +
 				`codeship-services.yml:3: service "app": key "volumes": want a list, got a number` + "\n" +
-				`codeship-services.yml:6: service "db": key "add_docker": there is no Docker daemon to pass in` + "\n" +
+				`codeship-services.yml:6: service "db": key "add_docker": "on" is not true or false` + "\n" +
 				`codeship-steps.yml:3: step "a": unknown key "retries"` + "\n" +
 				`codeship-steps.yml:4: step "a": name already used at line 1` + "\n" +
 				`codeship-steps.yml:5: step "a": unknown service "nope"`,

@@ -44,11 +44,6 @@ func IgnoredReason(key string) string {
 	return ignoredKeys[key]
 }
 
-// Service keys refused for good, with the reason.
-var refusedKeys = map[string]string{
-	"add_docker": "there is no Docker daemon to pass in",
-}
-
 // hostnameRE is what `hostname:` may be: an RFC 1123 host name.
 var hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
 
@@ -249,8 +244,8 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 			s.StopSignal = f.signal(k, v, w)
 		case k == "stop_grace_period":
 			s.StopGracePeriod = f.duration(k, v, w, true)
-		case k == "add_docker" && f.boolFalse(v):
-			// Docker is not added, as without the key.
+		case k == "add_docker":
+			s.AddDocker = f.bool(k, v, w)
 		case k == "labels":
 			s.Labels = f.labels(v, w)
 		case k == "init":
@@ -269,8 +264,6 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 			s.DNSSearch = f.dnsSearch(v, w)
 		case k == "platform":
 			f.platform(v, w)
-		case refusedKeys[k] != "":
-			f.errorf(p.key, w, "key %q: %s", k, refusedKeys[k])
 		case isIgnored(k):
 			*ignored = append(*ignored, Ignored{Pos: f.pos(p.key), Service: s.Name, Key: k})
 		default:
@@ -827,16 +820,6 @@ func (f *file) expose(v *yaml.Node, w where) []Value {
 func isIgnored(k string) bool {
 	_, ok := ignoredKeys[k]
 	return ok
-}
-
-// boolFalse reports whether v is the scalar false.
-func (f *file) boolFalse(v *yaml.Node) bool {
-	v = resolve(v)
-	if v.Kind != yaml.ScalarNode {
-		return false
-	}
-	b, err := strconv.ParseBool(v.Value)
-	return err == nil && !b
 }
 
 // labels reads `labels`: a mapping or a "KEY=VALUE" list. The keys of crun-ci's own

@@ -126,6 +126,9 @@ type Service struct {
 	Init bool
 	// ReadOnly mounts its containers' root file system read-only (read_only).
 	ReadOnly bool
+	// AddDocker passes the Docker daemon the operator names (--docker-host) into its
+	// containers (add_docker: true).
+	AddDocker bool
 	// Tmpfs are tmpfs mounts of its containers.
 	Tmpfs []Tmpfs
 	// Sysctls are set in its containers' namespaces.

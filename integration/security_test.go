@@ -511,3 +511,38 @@ bridge:
 		t.Errorf("refused by --host-access none after %s, want at once", took)
 	}
 }
+
+// add_docker: true gets the Docker daemon the operator names with --docker-host (its
+// socket at /var/run/docker.sock, DOCKER_HOST set), and is refused without it: a
+// pipeline never gets the host's daemon by asking.
+func TestAddDockerNeedsTheOperator(t *testing.T) {
+	requireRoot(t)
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "deploy:\n  image: busybox\n  add_docker: true\nplain:\n  image: busybox\n  add_docker: false\n",
+		"codeship-steps.yml": `
+- {name: docker, service: deploy, command: "sh -c 'test -S /var/run/docker.sock && echo socket; echo host $DOCKER_HOST'"}
+- {name: plain, service: plain, command: "sh -c 'test -e /var/run/docker.sock || echo no socket ${DOCKER_HOST:-unset}'"}
+`,
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr, `codeship-services.yml:1: service "deploy": add_docker: true: `, "--docker-host unix:///var/run/docker.sock gives the pipeline that daemon, and with it root on this host")
+	r = runSteps(t, dir, "--docker-host", "unix://"+filepath.Join(dir, "codeship-steps.yml"))
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr, "codeship-steps.yml is not a socket")
+
+	r = runSteps(t, dir, "--docker-host", "unix://"+sock)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "docker/deploy | socket\ndocker/deploy | host unix:///var/run/docker.sock\n", "plain/plain | no socket unset\n")
+	// A TCP daemon: DOCKER_HOST only.
+	r = runSteps(t, dir, "--docker-host", "tcp://127.0.0.1:2375")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "docker/deploy | host tcp://127.0.0.1:2375\n", "plain/plain | no socket unset\n")
+	wantNotContains(t, "stdout", r.stdout, "docker/deploy | socket")
+}

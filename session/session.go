@@ -202,6 +202,8 @@ type Build struct {
 	// EncryptedDockercfgPath is --encrypted-dockercfg-path, DockercfgService
 	// --dockercfg-service (see steps.Options).
 	EncryptedDockercfgPath, DockercfgService string
+	// DockerHost is --docker-host (see steps.Options).
+	DockerHost string
 	// Push runs push steps.
 	Push bool
 	// Output receives the containers' output, a prefixed line at a time, and the
@@ -265,6 +267,7 @@ func (s *Session) options(b Build) steps.Options {
 		HealthTimeout:          b.HealthTimeout,
 		EncryptedDockercfgPath: b.EncryptedDockercfgPath,
 		DockercfgService:       b.DockercfgService,
+		DockerHost:             b.DockerHost,
 		QuietDeps:              b.QuietDeps,
 		Network:                s.network,
 		CIEnv:                  b.CI.Env(),

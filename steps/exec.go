@@ -314,7 +314,7 @@ func (b *build) member(svc *service, id builds.ID, args []string, ms []specs.Mou
 			Env:        b.env(svc),
 			WorkingDir: svc.cfg.WorkingDir,
 			User:       svc.user,
-			Mounts:     append(slices.Clone(ms), tmpfsMounts(svc.cfg)...),
+			Mounts:     slices.Concat(ms, tmpfsMounts(svc.cfg), b.dockerMounts(svc.cfg)),
 			ReadOnly:   svc.cfg.ReadOnly,
 			Sysctls:    svc.cfg.Sysctls,
 			Security:   svc.security,
@@ -336,6 +336,9 @@ func (b *build) env(svc *service) []string {
 		}
 	}
 	env = append([]string{}, env...)
+	if svc.cfg.AddDocker && b.docker != nil {
+		env = append(env, b.docker.env)
+	}
 	for _, e := range svc.cfg.Environment {
 		if e.Value != nil {
 			env = append(env, e.Key+"="+*e.Value)

@@ -74,7 +74,7 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 	flag := b.o.DockercfgService
 	if flag != "" && b.o.Pull != nil {
 		if b.o.Project.Services[flag] == nil {
-			return fmt.Errorf("--dockercfg-service %q: no such service in %s", flag, b.o.Project.ServicesFile)
+			return &PreconditionError{Errs: []error{fmt.Errorf("--dockercfg-service %q: no such service in %s", flag, b.o.Project.ServicesFile)}}
 		}
 		roots = append(roots, flag)
 	}
@@ -97,6 +97,14 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 		}
 	}
 
+	if b.o.DockerHost != "" {
+		d, err := parseDockerHost(b.o.DockerHost)
+		if err != nil {
+			return &PreconditionError{Errs: []error{err}}
+		}
+		b.docker = d
+	}
+	errs = append(errs, b.checkAddDocker(names)...)
 	b.guard = mounts.Guard{BuildDir: b.o.Project.Dir, Allow: b.o.Allow}
 	guard := b.guard
 	creds, credErrs := b.dockercfgs(names, plan)

@@ -65,6 +65,9 @@ type Options struct {
 	// credential service whose logins every pull of the build uses (but its own and
 	// those of what it needs), below the services' and steps' own.
 	DockercfgService string
+	// DockerHost (--docker-host: unix:///path or tcp://HOST:PORT) is the Docker daemon
+	// that services with add_docker: true get; "" refuses such services.
+	DockerHost string
 	// HealthTimeout bounds the wait for a dependency to be healthy
 	// (DefaultHealthTimeout when 0).
 	HealthTimeout time.Duration
@@ -235,7 +238,9 @@ type build struct {
 	// through it.
 	root *hostfs.Dir
 	// imgs makes the build's images present, each once.
-	imgs     *images.Store
+	imgs *images.Store
+	// docker is the Docker daemon of add_docker: true (Options.DockerHost), or nil.
+	docker   *dockerHost
 	services registry
 	msvc     map[string]mounts.Service
 	sem      chan struct{}

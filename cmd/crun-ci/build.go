@@ -44,6 +44,7 @@ type buildFlags struct {
 	keyPath   string
 	dockercfg string
 	credSvc   string
+	docker    string
 	ci        map[string]*string
 
 	// Of the commands that run containers: steps and run.
@@ -82,6 +83,7 @@ func (b *buildFlags) addBuild(fs *pflag.FlagSet) {
 	fs.StringVar(&b.cacheMax, "cache-max-size", "10GB", "bound of the layer cache of built images (e.g. 500MB, 20GiB; 0: no bound); least recently used layers go first")
 	addKeyPath(fs, &b.keyPath)
 	fs.StringVar(&b.dockercfg, "encrypted-dockercfg-path", "", "encrypted Docker config (relative to the build directory) whose logins every pull uses, below the services' and steps' own")
+	fs.StringVar(&b.docker, "docker-host", "", "Docker daemon (unix:///var/run/docker.sock, tcp://HOST:PORT) for services with add_docker: true, which are refused without it; its socket gives a pipeline root on the host")
 	fs.StringVar(&b.credSvc, "dockercfg-service", "", "service whose container writes the logins every pull uses (as a dockercfg_service), below the services' and steps' own")
 	b.ci = map[string]*string{}
 	for _, name := range civars.FlagNames() {
@@ -190,7 +192,7 @@ func (b *buildFlags) start(ctx context.Context, c *cli, proj *config.Project, po
 		return nil, build, err
 	}
 	build.Env, build.NoRemove, build.QuietDeps, build.StopTimeout, build.HealthTimeout = env, b.noRemove, b.quietDeps, b.stopTimeout, b.healthTimeout
-	build.Output, build.Hurry, build.EncryptedDockercfgPath, build.DockercfgService = c.stdout, hurry, b.dockercfg, b.credSvc
+	build.Output, build.Hurry, build.EncryptedDockercfgPath, build.DockercfgService, build.DockerHost = c.stdout, hurry, b.dockercfg, b.credSvc, b.docker
 	return s, build, nil
 }
 
