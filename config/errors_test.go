@@ -229,15 +229,21 @@ func TestLoadErrors(t *testing.T) {
 				`codeship-services.yml:6: service "b": key "build.image": "app:a:b" is not an image name: invalid reference format`,
 		},
 		{
+			name:     "build.image and build.name together",
+			services: "app:\n  build:\n    image: a\n    name: b\n",
+			want:     `codeship-services.yml:4: service "app": keys "build.image" and "build.name" cannot be used together`,
+		},
+		{
 			name:     "image and build together",
 			services: "app:\n  image: alpine\n  build: .\nb:\n  build: .\n  image: alpine\n",
 			want: `codeship-services.yml:3: service "app": keys "image" and "build" cannot be used together ("build.image" names the built image)` + "\n" +
 				`codeship-services.yml:6: service "b": keys "build" and "image" cannot be used together ("build.image" names the built image)`,
 		},
 		{
-			name:     "a service-level dockerfile without build",
-			services: "app:\n  image: alpine\n  dockerfile: Dockerfile\n",
-			want:     `codeship-services.yml:3: service "app": key "dockerfile" needs "build"`,
+			name:     "a service-level dockerfile without build or image",
+			services: "app:\n  environment: {A: b}\n  dockerfile: Dockerfile\n",
+			want: `codeship-services.yml:1: service "app": no image` + "\n" +
+				`codeship-services.yml:3: service "app": key "dockerfile" needs "build"`,
 		},
 		{
 			name:     "a service-level dockerfile that build sets too",

@@ -246,6 +246,9 @@ services:
     oom_score_adj: 500
     logging:
       driver: none
+  deploy:
+    image: deploy
+    dockerfile: Dockerfile.deploy
 volumes:
   data: {}
 networks:
@@ -264,8 +267,9 @@ networks:
 		{Pos: Pos{f, 5, 5}, Service: "app", Key: "container_name"},
 		{Pos: Pos{f, 6, 5}, Service: "app", Key: "oom_score_adj"},
 		{Pos: Pos{f, 7, 5}, Service: "app", Key: "logging"},
-		{Pos: Pos{f, 9, 1}, Key: "volumes"},
-		{Pos: Pos{f, 11, 1}, Key: "networks"},
+		{Pos: Pos{f, 11, 5}, Service: "deploy", Key: "dockerfile"},
+		{Pos: Pos{f, 12, 1}, Key: "volumes"},
+		{Pos: Pos{f, 14, 1}, Key: "networks"},
 		{Pos: Pos{"codeship-steps.yml", 4, 22}, Step: "t", Key: "dockercfg_service"},
 		{Pos: Pos{"codeship-steps.yml", 8, 22}, Key: "dockercfg_service"},
 	}

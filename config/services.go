@@ -38,8 +38,11 @@ var ignoredKeys = map[string]string{
 
 // IgnoredReason says why crun-ci ignores a service key, "" when the key says it.
 func IgnoredReason(key string) string {
-	if key == "dockercfg_service" {
+	switch key {
+	case "dockercfg_service":
 		return "encrypted_dockercfg_path is given too, and wins, as Codeship's image-registries page says"
+	case "dockerfile", "dockerfile_path":
+		return "without \"build\" nothing is built; the service's image is used, as under jet"
 	}
 	return ignoredKeys[key]
 }
@@ -287,6 +290,10 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 		switch {
 		case i > 0:
 			f.errorf(p.key, w, "keys %q and %q cannot be used together", dockerfileKeys[0].key.Value, p.key.Value)
+		case buildKey == nil && imageKey != nil:
+			// jet used the image and built nothing (Codeship's deployment-container
+			// example names a Dockerfile that is not there).
+			*ignored = append(*ignored, Ignored{Pos: f.pos(p.key), Service: s.Name, Key: p.key.Value})
 		case buildKey == nil:
 			f.errorf(p.key, w, "key %q needs \"build\"", p.key.Value)
 		case buildDockerfile != "":
@@ -328,12 +335,17 @@ func (f *file) build(v *yaml.Node, w where) (*Build, string) {
 		f.errorf(v, w, "key \"build\": want a string or a mapping, got %s", kind(v))
 		return b, ""
 	}
-	var contextKey, dockerfileKey string
+	var contextKey, dockerfileKey, imageKey string
 	for _, p := range f.pairs(v, w) {
 		k, val := p.key.Value, resolve(p.val)
 		key := "build." + k
 		switch k {
-		case "image":
+		case "image", "name":
+			// name: the services-and-databases page's spelling of image.
+			if imageKey != "" {
+				f.errorf(p.key, w, "keys %q and %q cannot be used together", "build."+imageKey, key)
+			}
+			imageKey = k
 			b.Image = f.value(key, val, w).Text
 			if err := checkImageName(b.Image); b.Image != "" && err != nil {
 				f.errorf(val, w, "key %q: %v", key, err)

@@ -272,6 +272,19 @@ other:
 			want: map[string]*Service{"app": {Name: "app", Build: &Build{Image: "app", Context: ".", Dockerfile: "Dockerfile"}}},
 		},
 		{
+			// The services-and-databases page's example.
+			name: "build.name names the built image, as build.image does",
+			in:   "elasticsearch:\n  build:\n    name: my_project/elasticsearch\n    dockerfile: Dockerfile.elasticsearch\n",
+			want: map[string]*Service{"elasticsearch": {Name: "elasticsearch", Build: &Build{Image: "my_project/elasticsearch", Context: ".", Dockerfile: "Dockerfile.elasticsearch"}}},
+		},
+		{
+			// The deployment-container example: jet used the image; the Dockerfile is
+			// not even there.
+			name: "image with a dockerfile but no build is the image",
+			in:   "app1:\n  image: 08testimage1\n  dockerfile: Dockerfile.app1\n",
+			want: map[string]*Service{"app1": {Name: "app1", Image: "08testimage1"}},
+		},
+		{
 			name: "a dockerfile next to build sets the build's Dockerfile",
 			in:   "app:\n  build: ./\n  dockerfile: Dockerfile.test\nb:\n  dockerfile_path: b.Dockerfile\n  build:\n    image: b\n",
 			want: map[string]*Service{

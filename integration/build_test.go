@@ -660,3 +660,33 @@ runner:
 	}
 	wantNotContains(t, "stderr", r.stderr, "pull")
 }
+
+// The forms of Codeship's own pages: build.name (services-and-databases) names the built
+// image, which another service uses by that name; image with a dockerfile and no build
+// (the deployment-container example) is the image, as under jet, with a notice.
+func TestCodeshipsBuildForms(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": `
+ruby:
+  image: crunci/named-by-build-name
+  depends_on: [elasticsearch]
+elasticsearch:
+  build:
+    name: crunci/named-by-build-name
+    dockerfile: Dockerfile.elasticsearch
+app1:
+  image: busybox
+  dockerfile: Dockerfile.app1
+`,
+		"Dockerfile.elasticsearch": "FROM busybox\nRUN echo customised > /marker\n",
+		"codeship-steps.yml": `
+- {name: named, service: ruby, command: cat /marker}
+- {name: app1, service: app1, command: echo from the image}
+`,
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "named/ruby | customised\n", "app1/app1 | from the image\n")
+	wantContains(t, "stderr", r.stderr, `codeship-services.yml:11: service "app1": key "dockerfile" ignored: without "build" nothing is built; the service's image is used, as under jet`)
+}
