@@ -107,7 +107,7 @@ func TestPushStepsPushWithTheirOwnCredentials(t *testing.T) {
 	t.Cleanup(func() { crunci(t, "cleanup") })
 	dir := credProject(t, "app:\n  image: "+local+"\n", reg.host, "pusher", "pw-4242-secret", "0", map[string]string{
 		"codeship-steps.yml": `
-- {name: with-file, type: push, service: app, image_name: ` + reg.host + `/crunci/pushed-own, image_tag: file, encrypted_dockercfg_path: dockercfg.encrypted}
+- {name: with-file, type: push, service: app, image_name: ` + reg.host + `/crunci/pushed-own, image_tag: file, encrypted_dockercfg_path: dockercfg.encrypted, registry: "http://` + reg.host + `/"}
 - {name: with-service, type: push, service: app, image_name: ` + reg.host + `/crunci/pushed-own, image_tag: service, dockercfg_service: creds}
 `,
 	})
@@ -116,7 +116,13 @@ func TestPushStepsPushWithTheirOwnCredentials(t *testing.T) {
 		t.Fatalf("encrypt: exit %d", r.code)
 	}
 
-	r := stepsWithoutCredentials(t, dir, "--push")
+	// A registry that is not image_name's is refused before anything runs (jet's check).
+	os.WriteFile(filepath.Join(dir, "other-steps.yml"), []byte("- {name: elsewhere, type: push, service: app, image_name: "+reg.host+"/crunci/pushed-own, registry: quay.io}\n"), 0o644)
+	r := stepsWithoutCredentials(t, dir, "--push", "--steps-path", "other-steps.yml")
+	wantCode(t, r, 2)
+	wantContains(t, "stderr", r.stderr, `other-steps.yml:1: step "elsewhere": registry "quay.io" is not the registry of image_name `+reg.host+`/crunci/pushed-own (`+reg.host+`)`)
+
+	r = stepsWithoutCredentials(t, dir, "--push")
 	wantCode(t, r, 0)
 	wantContains(t, "stdout", r.stdout,
 		"PASSED      with-file (app)", "pushed "+reg.host+"/crunci/pushed-own:file",

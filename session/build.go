@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -27,11 +28,17 @@ type Pipeline struct {
 	Dir, Services, Steps string
 	// NoSteps reads the services file only (run, load).
 	NoSteps bool
+	// CheckFiles makes Load's checks cover every env and encrypted file too
+	// (steps.CheckFiles), decrypted with the key of KeyPath ("" for codeship.aes in Dir;
+	// $CRUNCI_AES_KEY wins over it): validate.
+	CheckFiles bool
+	KeyPath    string
 }
 
 // Load reads the pipeline and returns it with the warnings of what crun-ci ignores in
 // it. With check, it also runs the checks that need no containerd (steps.Check) under
-// policy; every problem found is in the error (a join, or a *steps.PreconditionError).
+// policy, with the build's key; every problem found is in the error (a join, or a
+// *steps.PreconditionError).
 func (p Pipeline) Load(policy steps.Policy, check bool) (*config.Project, []error, error) {
 	var proj *config.Project
 	var err error
@@ -45,11 +52,39 @@ func (p Pipeline) Load(policy steps.Policy, check bool) (*config.Project, []erro
 	}
 	warnings := steps.Warnings(proj)
 	if check {
-		if err := steps.Check(proj, policy); err != nil {
+		err := steps.Check(proj, policy)
+		if p.CheckFiles {
+			key, keySource, err2 := secrets.FindKey(os.Getenv(KeyEnv), KeyEnv, secrets.KeyPath(proj.Dir, p.KeyPath))
+			if err2 == nil {
+				err2 = steps.CheckFiles(proj, policy, key, keySource)
+			}
+			err = joinChecks(err, err2)
+		}
+		if err != nil {
 			return nil, warnings, err
 		}
 	}
 	return proj, warnings, nil
+}
+
+// joinChecks is the problems of both checks as one *steps.PreconditionError, nil when
+// there are none.
+func joinChecks(a, b error) error {
+	var errs []error
+	for _, err := range []error{a, b} {
+		var pe *steps.PreconditionError
+		switch {
+		case err == nil:
+		case errors.As(err, &pe):
+			errs = append(errs, pe.Errs...)
+		default:
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return &steps.PreconditionError{Errs: errs}
 }
 
 // Identity is what a build is known by besides its pipeline: the key of its encrypted

@@ -95,12 +95,7 @@ func (b *build) imageBuild(name string, cfg *config.Service) (*imageBuild, []err
 	}
 	secretArgs := map[string]string{}
 	addSecret := func(v config.Value, plain []byte) {
-		vars, err := secrets.ParseEnv(plain)
-		if err != nil {
-			fail(v.Pos, fmt.Errorf("%s: %w", v.Text, err))
-			return
-		}
-		for _, e := range vars {
+		for _, e := range b.parseArgs(v, plain, &errs, name) {
 			secretArgs[e.Key] = e.Value
 			if e.Value != "" {
 				b.secrets = append(b.secrets, e.Value)
@@ -174,6 +169,15 @@ func dockerfileOf(root *hostfs.Dir, name string, cfg *config.Service, max int64)
 		fail(fmt.Errorf("build: %w", err))
 	}
 	return context, dockerfilePath, text, errs
+}
+
+// parseArgs reads decrypted build arguments, KEY=value lines, recording why it cannot.
+func (b *build) parseArgs(v config.Value, plain []byte, errs *[]error, service string) []secrets.EnvVar {
+	vars, err := secrets.ParseEnv(plain)
+	if err != nil {
+		*errs = append(*errs, &config.Error{Pos: v.Pos, Service: service, Err: fmt.Errorf("%s: %w", v.Text, err)})
+	}
+	return vars
 }
 
 // decryptFile reads and decrypts an encrypted file of the build directory, recording

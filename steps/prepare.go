@@ -107,7 +107,7 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 	errs = append(errs, b.checkAddDocker(names)...)
 	b.guard = mounts.Guard{BuildDir: b.o.Project.Dir, Allow: b.o.Allow}
 	guard := b.guard
-	creds, credErrs := b.dockercfgs(names, plan)
+	creds, credErrs := b.dockercfgs(names, plan, b.o.Push != nil)
 	errs = append(errs, credErrs...)
 	images := b.images(ctx, names, creds)
 	for _, name := range names {
@@ -389,9 +389,9 @@ func handoffBinary() (string, error) {
 
 // dockercfgs decrypts the services' encrypted_dockercfg_path files and returns their
 // credentials by image reference (merged when several services share an image); they
-// stay in memory. The files of the plan's push steps are checked too (with --push): they
+// stay in memory. The files of the plan's push steps are checked too (with pushes): they
 // are decrypted again when the step pushes.
-func (b *build) dockercfgs(names []string, plan []*config.Step) (map[string]remote.Credentials, []error) {
+func (b *build) dockercfgs(names []string, plan []*config.Step, pushes bool) (map[string]remote.Credentials, []error) {
 	out := map[string]remote.Credentials{}
 	var errs []error
 	// --encrypted-dockercfg-path: the login for every image the build pulls, below the
@@ -429,7 +429,7 @@ func (b *build) dockercfgs(names []string, plan []*config.Step) (map[string]remo
 		}
 		errs = append(errs, e)
 	}
-	if b.o.Push != nil {
+	if pushes {
 		config.WalkSteps(plan, func(s *config.Step) {
 			if v := s.EncryptedDockercfgPath; s.Type == config.Push && v.Text != "" {
 				if _, err := b.decryptDockercfg(v); err != nil {

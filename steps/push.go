@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/containerd/log"
@@ -60,17 +61,9 @@ func (b *build) push(ctx context.Context, s *config.Step) bool {
 // image (its repository); the tag is the expanded image_tag with invalid characters
 // stripped.
 func (b *build) pushTarget(s *config.Step) (string, error) {
-	svc := b.svc(s.Service)
-	repo, err := reference.ParseNormalizedNamed(s.ImageName)
-	if err != nil {
-		return "", fmt.Errorf("image_name %q: %w", s.ImageName, err)
-	}
-	own, err := reference.ParseNormalizedNamed(svc.image.Name)
+	repo, err := pushRepository(s, b.svc(s.Service).image.Name)
 	if err != nil {
 		return "", err
-	}
-	if repo.Name() != own.Name() {
-		return "", fmt.Errorf("image_name %s is not the image of service %q (%s)", repo.Name(), s.Service, own.Name())
 	}
 	tmpl := s.ImageTag
 	if tmpl == "" {
@@ -85,6 +78,43 @@ func (b *build) pushTarget(s *config.Step) (string, error) {
 		return "", fmt.Errorf("image_tag %q gives no valid tag", s.ImageTag)
 	}
 	return tagged.String(), nil
+}
+
+// pushRepository is the repository a push step pushes to: its image_name, which must
+// name image, its service's image, and be on its registry when it names one, as under
+// jet (registry: quay.io with image_name quay.io/team/app; a scheme and a path are
+// allowed, as Codeship's examples write https://gcr.io and registry.ng.bluemix.net/).
+func pushRepository(s *config.Step, image string) (reference.Named, error) {
+	repo, err := reference.ParseNormalizedNamed(s.ImageName)
+	if err != nil {
+		return nil, fmt.Errorf("image_name %q: %w", s.ImageName, err)
+	}
+	own, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return nil, fmt.Errorf("the image of service %q: %w", s.Service, err)
+	}
+	if repo.Name() != own.Name() {
+		return nil, fmt.Errorf("image_name %s is not the image of service %q (%s)", repo.Name(), s.Service, own.Name())
+	}
+	if s.Registry != "" && registryHost(s.Registry) != reference.Domain(repo) {
+		return nil, fmt.Errorf("registry %q is not the registry of image_name %s (%s)", s.Registry, repo.Name(), reference.Domain(repo))
+	}
+	return repo, nil
+}
+
+// registryHost is the registry a push step's registry key names, as reference.Domain
+// names it: without scheme and path, Docker Hub's names as docker.io.
+func registryHost(r string) string {
+	r = strings.ToLower(r)
+	if _, rest, ok := strings.Cut(r, "://"); ok {
+		r = rest
+	}
+	r, _, _ = strings.Cut(r, "/")
+	switch r {
+	case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
+		return "docker.io"
+	}
+	return r
 }
 
 // pushCredentials are a push step's own credentials: its encrypted_dockercfg_path

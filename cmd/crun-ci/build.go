@@ -44,8 +44,10 @@ type buildFlags struct {
 	keyPath   string
 	dockercfg string
 	credSvc   string
-	docker    string
-	ci        map[string]*string
+	// checkFiles makes load check every env and encrypted file (validate).
+	checkFiles bool
+	docker     string
+	ci         map[string]*string
 
 	// Of the commands that run containers: steps and run.
 	env           []string
@@ -135,7 +137,7 @@ func (b *buildFlags) load(stderr io.Writer, withSteps, check bool) (*config.Proj
 	if err != nil {
 		return nil, policy, err
 	}
-	p := session.Pipeline{Dir: b.dir, Services: b.servicesPath, Steps: b.stepsPath, NoSteps: !withSteps}
+	p := session.Pipeline{Dir: b.dir, Services: b.servicesPath, Steps: b.stepsPath, NoSteps: !withSteps, CheckFiles: b.checkFiles, KeyPath: b.keyPath}
 	proj, warnings, err := p.Load(policy, check)
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "crun-ci: warning: "+w.Error())

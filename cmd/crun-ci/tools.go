@@ -19,6 +19,8 @@ func runValidate(ctx context.Context, c *cli, args []string) error {
 	var b buildFlags
 	fs := c.flags("validate", "")
 	b.addProject(fs, true)
+	addKeyPath(fs, &b.keyPath)
+	b.checkFiles = true
 	if ok, err := c.parse(fs, args); !ok || err != nil {
 		return err
 	}
