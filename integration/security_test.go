@@ -545,4 +545,12 @@ func TestAddDockerNeedsTheOperator(t *testing.T) {
 	wantCode(t, r, 0)
 	wantContains(t, "stdout", r.stdout, "docker/deploy | host tcp://127.0.0.1:2375\n", "plain/plain | no socket unset\n")
 	wantNotContains(t, "stdout", r.stdout, "docker/deploy | socket")
+	// Behind TLS: the operator's DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, its
+	// certificates mounted read-only, as jet passed the host's.
+	certs := t.TempDir()
+	os.WriteFile(filepath.Join(certs, "ca.pem"), []byte("the CA\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "tls-steps.yml"), []byte(`- {name: tls, service: deploy, command: "sh -c 'echo $DOCKER_TLS_VERIFY; cat $DOCKER_CERT_PATH/ca.pem; touch $DOCKER_CERT_PATH/x || echo read-only'"}`+"\n"), 0o644)
+	r = runStepsEnv(t, dir, []string{"DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH=" + certs}, "--docker-host", "tcp://127.0.0.1:2376", "--steps-path", "tls-steps.yml")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "tls/deploy | 1\n", "tls/deploy | the CA\n", "tls/deploy | read-only\n")
 }

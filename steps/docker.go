@@ -24,8 +24,10 @@ const defaultDockerSocket = "/var/run/docker.sock"
 // true (--docker-host): a unix socket of the host, bind-mounted at dockerSocket, or a
 // TCP address, given as DOCKER_HOST only.
 type dockerHost struct {
-	socket string // the host's socket, "" for TCP
-	env    string // DOCKER_HOST=…
+	socket string   // the host's socket, "" for TCP
+	env    []string // DOCKER_HOST=…, and with TCP crun-ci's DOCKER_TLS_VERIFY and DOCKER_CERT_PATH
+	// certs is DOCKER_CERT_PATH, mounted read-only at the same path, as jet did.
+	certs string
 }
 
 // parseDockerHost reads --docker-host: unix:///path (an existing socket) or
@@ -48,12 +50,24 @@ func parseDockerHost(s string) (*dockerHost, error) {
 		if fi.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("--docker-host %q: %s is not a socket", s, p)
 		}
-		return &dockerHost{socket: filepath.Clean(p), env: "DOCKER_HOST=unix://" + dockerSocket}, nil
+		return &dockerHost{socket: filepath.Clean(p), env: []string{"DOCKER_HOST=unix://" + dockerSocket}}, nil
 	case "tcp":
 		if _, _, err := net.SplitHostPort(u.Host); err != nil || u.Path != "" && u.Path != "/" {
 			return nil, fmt.Errorf("--docker-host %q: want tcp://HOST:PORT", s)
 		}
-		return &dockerHost{env: "DOCKER_HOST=tcp://" + u.Host}, nil
+		d := &dockerHost{env: []string{"DOCKER_HOST=tcp://" + u.Host}}
+		// A daemon behind TLS: the operator's client settings, as jet passed the host's.
+		if v, ok := os.LookupEnv("DOCKER_TLS_VERIFY"); ok {
+			d.env = append(d.env, "DOCKER_TLS_VERIFY="+v)
+		}
+		if p := os.Getenv("DOCKER_CERT_PATH"); p != "" {
+			if fi, err := os.Stat(p); err != nil || !fi.IsDir() || !filepath.IsAbs(p) {
+				return nil, fmt.Errorf("--docker-host %q: DOCKER_CERT_PATH %q is not an absolute path of a directory", s, p)
+			}
+			d.certs = filepath.Clean(p)
+			d.env = append(d.env, "DOCKER_CERT_PATH="+d.certs)
+		}
+		return d, nil
 	}
 	return nil, fmt.Errorf("--docker-host %q: want unix:///path or tcp://HOST:PORT", s)
 }
@@ -81,10 +95,18 @@ func (b *build) checkAddDocker(names []string) []error {
 	return errs
 }
 
-// dockerMounts are the mounts that give a container of cfg the Docker daemon.
+// dockerMounts are the mounts that give a container of cfg the Docker daemon: its
+// socket, or the client certificates of a TCP daemon.
 func (b *build) dockerMounts(cfg *config.Service) []specs.Mount {
-	if !cfg.AddDocker || b.docker == nil || b.docker.socket == "" {
+	if !cfg.AddDocker || b.docker == nil {
 		return nil
 	}
-	return []specs.Mount{{Destination: dockerSocket, Type: "bind", Source: b.docker.socket, Options: []string{"bind", "rw", "nosuid", "nodev", "noexec"}}}
+	var out []specs.Mount
+	if b.docker.socket != "" {
+		out = append(out, specs.Mount{Destination: dockerSocket, Type: "bind", Source: b.docker.socket, Options: []string{"bind", "rw", "nosuid", "nodev", "noexec"}})
+	}
+	if b.docker.certs != "" {
+		out = append(out, specs.Mount{Destination: b.docker.certs, Type: "bind", Source: b.docker.certs, Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}})
+	}
+	return out
 }

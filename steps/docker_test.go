@@ -18,6 +18,9 @@ func TestParseDockerHost(t *testing.T) {
 	defer l.Close()
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, nil, 0o644)
+	t.Setenv("DOCKER_TLS_VERIFY", "")
+	os.Unsetenv("DOCKER_TLS_VERIFY")
+	t.Setenv("DOCKER_CERT_PATH", "")
 	for _, tc := range []struct {
 		in, socket, env, err string
 	}{
@@ -39,9 +42,24 @@ func TestParseDockerHost(t *testing.T) {
 			}
 		case err != nil:
 			t.Errorf("%s: %v", tc.in, err)
-		case d.socket != tc.socket || d.env != tc.env:
+		case d.socket != tc.socket || strings.Join(d.env, " ") != tc.env || d.certs != "":
 			t.Errorf("%s: %+v, want socket %q and %q", tc.in, *d, tc.socket, tc.env)
 		}
+	}
+
+	// A TLS daemon: the operator's client settings go in, the certificates mounted.
+	t.Setenv("DOCKER_TLS_VERIFY", "1")
+	t.Setenv("DOCKER_CERT_PATH", dir)
+	d, err := parseDockerHost("tcp://docker.example:2376")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "DOCKER_HOST=tcp://docker.example:2376 DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=" + dir; strings.Join(d.env, " ") != want || d.certs != dir {
+		t.Errorf("%+v, want %q and certificates %s", *d, want, dir)
+	}
+	t.Setenv("DOCKER_CERT_PATH", file)
+	if _, err := parseDockerHost("tcp://docker.example:2376"); err == nil || !strings.Contains(err.Error(), "is not an absolute path of a directory") {
+		t.Errorf("DOCKER_CERT_PATH a file: %v", err)
 	}
 }
 

@@ -337,7 +337,7 @@ func (b *build) env(svc *service) []string {
 	}
 	env = append([]string{}, env...)
 	if svc.cfg.AddDocker && b.docker != nil {
-		env = append(env, b.docker.env)
+		env = append(env, b.docker.env...)
 	}
 	for _, e := range svc.cfg.Environment {
 		if e.Value != nil {
