@@ -43,6 +43,20 @@ type Project struct {
 	Ignored []Ignored
 }
 
+// Rel is how messages name a file of the project: relative to the build directory when
+// it is inside it, else as it is.
+func (p *Project) Rel(file string) string { return displayName(p.Dir, file, file) }
+
+// Need says which of the services named is not in the services file, if one is not.
+func (p *Project) Need(services ...string) error {
+	for _, name := range services {
+		if _, ok := p.Services[name]; !ok {
+			return fmt.Errorf("no service %q in %s", name, p.Rel(p.ServicesFile))
+		}
+	}
+	return nil
+}
+
 // StepCount counts the run and push steps of the steps file (with those of on_fail).
 func (p *Project) StepCount() int {
 	n := 0

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/containerd/log"
@@ -137,6 +138,24 @@ func (s *Session) Close() error { return s.d.Close() }
 // the images it held.
 func (s *Session) Import(ctx context.Context, r io.Reader) ([]string, error) {
 	return s.tasks.Import(ctx, r)
+}
+
+// ImportFile imports the archive at path and returns the names of its images; an
+// archive that cannot be read (a *SetupError) or holds no named image is an error.
+func (s *Session) ImportFile(ctx context.Context, path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &SetupError{fmt.Errorf("import %s: %w", path, err)}
+	}
+	defer f.Close()
+	names, err := s.Import(ctx, f)
+	if err == nil && len(names) == 0 {
+		err = errors.New("the archive holds no named image")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	return names, nil
 }
 
 // Cleanup removes what builds of the session's state directory whose process is gone

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -19,9 +18,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 
-	"github.com/crun-ci/crun-ci/daemon"
-	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/pod"
+	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/session"
 	"github.com/crun-ci/crun-ci/steps"
 )
@@ -44,11 +42,16 @@ func main() {
 	}()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	code := exitCode(err)
-	if s, ok := sig.Load().(os.Signal); ok && err != nil {
+	if s, ok := sig.Load().(os.Signal); ok {
+		// Interrupted: whatever the command says, after its running steps were stopped
+		// and cleaned up.
 		code = 128 + int(s.(syscall.Signal))
+		if err == nil || errors.Is(err, errReported) {
+			err = errors.New("interrupted")
+		}
 	}
 	if err != nil && !errors.Is(err, errReported) {
-		fmt.Fprintln(os.Stderr, "crun-ci: "+err.Error())
+		printErrors(os.Stderr, err)
 	}
 	os.Exit(code)
 }
@@ -56,54 +59,101 @@ func main() {
 // hurry is closed on a second SIGINT or SIGTERM.
 var hurry = make(chan struct{})
 
-// A command is one of crun-ci's commands; run parses its flags with c.parse.
+// A command is one of crun-ci's commands: flags adds its flags to fs and returns what
+// runs it with its arguments, whose usage is args and whose number nargs checks.
 type command struct {
-	name, summary string
-	run           func(ctx context.Context, c *cli, args []string) error
+	name, summary, args string
+	nargs               nargs
+	flags               func(c *cli, fs *pflag.FlagSet) runner
 }
+
+// A runner runs a command with its arguments, once its flags are parsed.
+type runner func(ctx context.Context, args []string) error
+
+// nargs is how many arguments a command takes, from min to max (-1: any number), and
+// what the usage error says otherwise.
+type nargs struct {
+	min, max int
+	why      string
+}
+
+var (
+	none    = nargs{}
+	anyArgs = nargs{max: -1}
+)
 
 var commands = []command{
-	{"steps", "run the pipeline of a build directory", runSteps},
-	{"run", "run one service (with its dependencies): run SERVICE [COMMAND [ARGS…]]", runRun},
-	{"validate", "check the services and steps files, printing every error", runValidate},
-	{"import", "load image archives (OCI layout or docker save tar) into containerd", runImport},
-	{"load", "pull the images of services (all, or those named) that are missing", runLoad},
-	{"cleanup", "remove what builds whose process is gone left behind (--dry-run lists it)", runCleanup},
-	{"encrypt", "encrypt IN OUT with codeship.aes (Codeship's v2 format)", runCrypt(true)},
-	{"decrypt", "decrypt IN OUT (v1 or v2)", runCrypt(false)},
-	{"generate", "write a new key to codeship.aes (never over an existing one)", runGenerate},
-	{"version", "print the version", runVersion},
+	{"steps", "run the pipeline of a build directory", "", none, runSteps},
+	{"run", "run one service (with its dependencies): run SERVICE [COMMAND [ARGS…]]", " SERVICE [COMMAND [ARGS…]]", nargs{1, -1, "no service given"}, runRun},
+	{"validate", "check the services and steps files, printing every error", "", none, runValidate},
+	{"import", "load image archives (OCI layout or docker save tar) into containerd", " FILE…", nargs{1, -1, "no archive given"}, runImport},
+	{"load", "pull the images of services (all, or those named) that are missing", " [SERVICE…]", anyArgs, runLoad},
+	{"cleanup", "remove what builds whose process is gone left behind (--dry-run lists it)", "", none, runCleanup},
+	{"encrypt", "encrypt IN OUT with codeship.aes (Codeship's v2 format)", " IN OUT", nargs{2, 2, "want IN and OUT"}, runCrypt(true)},
+	{"decrypt", "decrypt IN OUT (v1 or v2)", " IN OUT", nargs{2, 2, "want IN and OUT"}, runCrypt(false)},
+	{"generate", "write a new key to codeship.aes (never over an existing one)", "", none, runGenerate},
+	{"version", "print the version", "", anyArgs, runVersion},
 }
 
-// cli is one invocation: its global flags and output.
+// run parses the command's flags (the global ones may be given again among them), sets
+// up logging, checks the number of its arguments and runs it.
+func (cmd command) run(ctx context.Context, c *cli, args []string) error {
+	fs := pflag.NewFlagSet(cmd.name, pflag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.AddFlagSet(c.global)
+	fs.Usage = func() {
+		fmt.Fprintf(c.stderr, "usage: crun-ci %s [flags]%s\n\nFlags:\n", cmd.name, cmd.args)
+		fs.PrintDefaults()
+	}
+	r := cmd.flags(c, fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil
+		}
+		return usageError("%w", err)
+	}
+	l := logrus.StandardLogger()
+	l.SetOutput(c.stderr)
+	switch c.logFormat {
+	case "text":
+		l.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
+	case "json":
+		l.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return usageError("--log-format %q: want text or json", c.logFormat)
+	}
+	l.SetLevel(logrus.InfoLevel)
+	if c.debug {
+		l.SetLevel(logrus.DebugLevel)
+	}
+	n := cmd.nargs
+	switch args = fs.Args(); {
+	case n.max == 0 && len(args) > 0:
+		return usageError("%s takes no arguments, got %q", cmd.name, args)
+	case n.min == n.max && len(args) != n.min:
+		return usageError("%s: %s, got %d arguments", cmd.name, n.why, len(args))
+	case len(args) < n.min:
+		return usageError("%s: %s", cmd.name, n.why)
+	}
+	return r(ctx, args)
+}
+
+// cli is one invocation: its flags and output.
 type cli struct {
-	address, namespace, stateDir, logFormat string
-	debug                                   bool
-	global                                  *pflag.FlagSet
-	stdout, stderr                          io.Writer
+	f              session.Flags
+	logFormat      string
+	debug          bool
+	global         *pflag.FlagSet
+	stdout, stderr io.Writer
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "exec-env" {
-		return execEnv(args[1:], stderr)
-	}
-	if len(args) > 0 && args[0] == "init" {
-		// PID 1 of a container with init: true (see pod.Init). Not for people.
-		code, err := pod.Init(args[1:])
-		if err != nil {
-			fmt.Fprintln(stderr, "crun-ci "+err.Error())
-		}
-		return &exitError{code: code, err: fmt.Errorf("%w: exit %d", errReported, code)}
+	if len(args) > 0 && (args[0] == "exec-env" || args[0] == "init") {
+		return helper(args[0], args[1:], stderr)
 	}
 	c := &cli{stdout: stdout, stderr: stderr, global: pflag.NewFlagSet("crun-ci", pflag.ContinueOnError)}
 	fs := c.global
-	addr := os.Getenv("CONTAINERD_ADDRESS")
-	if addr == "" {
-		addr = daemon.DefaultAddress
-	}
-	fs.StringVar(&c.address, "address", addr, "containerd socket; when nothing answers there, an embedded containerd is started (env CONTAINERD_ADDRESS)")
-	fs.StringVar(&c.namespace, "namespace", "crun-ci", "containerd namespace")
-	fs.StringVar(&c.stateDir, "state-dir", network.DefaultStateDir, "state directory: builds' working files and the embedded containerd's root")
+	c.f.AddGlobal(fs)
 	fs.BoolVar(&c.debug, "debug", false, "log debug messages")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.SetOutput(stderr)
@@ -141,75 +191,55 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return usageError("unknown command %q (want %s or %s)", name, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
 }
 
-// flags makes the flag set of a command; the global flags may be given again in it.
-func (c *cli) flags(name, argsUsage string) *pflag.FlagSet {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	fs.AddFlagSet(c.global)
-	fs.Usage = func() {
-		fmt.Fprintf(c.stderr, "usage: crun-ci %s [flags]%s\n\nFlags:\n", name, argsUsage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parse parses a command's flags and sets up logging; false (and no error) for --help.
-func (c *cli) parse(fs *pflag.FlagSet, args []string) (bool, error) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return false, nil
-		}
-		return false, usageError("%w", err)
-	}
-	l := logrus.StandardLogger()
-	l.SetOutput(c.stderr)
-	switch c.logFormat {
-	case "text":
-		l.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
-	case "json":
-		l.SetFormatter(&logrus.JSONFormatter{})
-	default:
-		return false, usageError("--log-format %q: want text or json", c.logFormat)
-	}
-	l.SetLevel(logrus.InfoLevel)
-	if c.debug {
-		l.SetLevel(logrus.DebugLevel)
-	}
-	return true, nil
-}
-
-// options are the session options of the global flags.
+// options are the session options of the flags.
 func (c *cli) options() (session.Options, error) {
-	stateDir, err := filepath.Abs(c.stateDir)
-	if err != nil {
-		return session.Options{}, usageError("--state-dir: %w", err)
-	}
-	return session.Options{Address: c.address, Namespace: c.namespace, StateDir: stateDir, Progress: c.stderr, Terminal: session.IsTerminal(c.stderr)}, nil
+	o, err := c.f.Options()
+	o.Progress, o.Terminal = c.stderr, session.IsTerminal(c.stderr)
+	return o, err
 }
 
-// open opens a session; what keeps it from opening exits with 2.
-func open(ctx context.Context, o session.Options) (*session.Session, error) {
-	s, err := session.Open(ctx, o)
-	if se := (*session.SetupError)(nil); errors.As(err, &se) {
-		return nil, &exitError{code: 2, err: err}
+func runVersion(c *cli, _ *pflag.FlagSet) runner {
+	return func(context.Context, []string) error {
+		v := version
+		if bi, ok := debug.ReadBuildInfo(); ok && v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		if v == "" {
+			v = "dev"
+		}
+		fmt.Fprintf(c.stdout, "crun-ci %s (%s, %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return nil
 	}
-	return s, err
 }
 
-func runVersion(ctx context.Context, c *cli, args []string) error {
-	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok && v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
+// helper runs crun-ci as a container's process, not for people: exec-env FIFO --
+// COMMAND [ARGS…] (see secrets.ExecEnv) or init COMMAND [ARGS…] (PID 1 of a container
+// with init: true, see pod.Init). The status is the command's, 2 for bad usage.
+func helper(mode string, args []string, stderr io.Writer) error {
+	var code int
+	var msg string
+	if mode == "init" {
+		var err error
+		if code, err = pod.Init(args); err != nil {
+			msg = "crun-ci " + err.Error()
+		}
+	} else if err := secrets.ExecEnv(args); err != nil {
+		ee := &secrets.ExecError{Code: 1, Err: err}
+		errors.As(err, &ee)
+		code, msg = ee.Code, ee.Error() // a shell's way: "app: not found"
+		if code == 2 {
+			msg = "crun-ci: " + msg
+		}
 	}
-	if v == "" {
-		v = "dev"
+	if msg != "" {
+		fmt.Fprintln(stderr, msg)
 	}
-	fmt.Fprintf(c.stdout, "crun-ci %s (%s, %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return nil
+	return &exitError{code: code, err: fmt.Errorf("%w: exit %d", errReported, code)}
 }
 
 // exitCode maps run's error to the exit status: 0 passed, 1 a step failed, 2 bad
-// configuration, usage or a missing precondition.
+// configuration, usage or a missing precondition (main makes an interrupted command's
+// 128 + the signal).
 func exitCode(err error) int {
 	var ee *exitError
 	switch {
@@ -217,6 +247,8 @@ func exitCode(err error) int {
 		return 0
 	case errors.As(err, &ee):
 		return ee.code
+	case errors.As(err, new(*session.UsageError)), errors.As(err, new(*session.SetupError)), errors.As(err, new(*steps.PreconditionError)):
+		return 2
 	default:
 		return 1
 	}
@@ -238,15 +270,6 @@ func usageError(format string, args ...any) error {
 	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
 }
 
-// interrupted is the error of a command whose context was cancelled (exit 130, or
-// 128 + the signal), or nil.
-func interrupted(ctx context.Context) error {
-	if ctx.Err() != nil {
-		return &exitError{code: 130, err: errors.New("interrupted")}
-	}
-	return nil
-}
-
 // printErrors prints each error of a join or a precondition error on a line of its own.
 func printErrors(w io.Writer, err error) {
 	errs := []error{err}
@@ -259,14 +282,4 @@ func printErrors(w io.Writer, err error) {
 	for _, e := range errs {
 		fmt.Fprintln(w, "crun-ci: "+e.Error())
 	}
-}
-
-// preconditions prints the problems of a *steps.PreconditionError, one a line, and turns
-// it into exit status 2; other errors pass through.
-func preconditions(err error, stderr io.Writer) error {
-	if errors.As(err, new(*steps.PreconditionError)) {
-		printErrors(stderr, err)
-		return &exitError{code: 2, err: fmt.Errorf("%w: preconditions not met", errReported)}
-	}
-	return err
 }
