@@ -198,3 +198,41 @@ func TestAnImageWaitingForCredentialsIsPulledWithThem(t *testing.T) {
 		t.Errorf("%d pulls: PullWith pulls what Get found present", n)
 	}
 }
+
+func TestABuildRunsOnceAndAFailedOneAgain(t *testing.T) {
+	s := &Store{}
+	var runs atomic.Int32
+	fail := errors.New("RUN failed")
+	build := func(err error) func(context.Context) (*task.Image, error) {
+		return func(context.Context) (*task.Image, error) {
+			runs.Add(1)
+			time.Sleep(20 * time.Millisecond)
+			if err != nil {
+				return nil, err
+			}
+			return &task.Image{Name: "docker.io/library/built:latest"}, nil
+		}
+	}
+	if _, err := s.Build(context.Background(), "app", build(fail)); !errors.Is(err, fail) {
+		t.Fatalf("failed build: %v", err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if img, err := s.Build(context.Background(), "app", build(nil)); err != nil || img.Name != "docker.io/library/built:latest" {
+				t.Errorf("Build = %v, %v", img, err)
+			}
+		})
+	}
+	wg.Wait()
+	if _, err := s.Build(context.Background(), "app", build(fail)); err != nil {
+		t.Errorf("a later step: %v, want the image built before", err)
+	}
+	if n := runs.Load(); n != 2 {
+		t.Errorf("%d builds, want the failed one and one more", n)
+	}
+	// Another service's build is its own, even of the same image name.
+	if _, err := s.Build(context.Background(), "other", build(nil)); err != nil || runs.Load() != 3 {
+		t.Errorf("another service: %v, %d builds", err, runs.Load())
+	}
+}

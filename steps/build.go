@@ -8,10 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
-	"strings"
-	"sync"
 
 	"github.com/containerd/log"
 
@@ -20,6 +17,7 @@ import (
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/dockerfile"
 	"github.com/crun-ci/crun-ci/hostfs"
+	"github.com/crun-ci/crun-ci/images"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/task"
@@ -30,32 +28,17 @@ type ImageBuilder interface {
 	Build(ctx context.Context, r dockerfile.Request) (*dockerfile.Result, error)
 }
 
-// imageBuild is the build of one service's image, which happens when the first step
-// that needs the image starts (a Dockerfile may ADD what an earlier step wrote).
+// imageBuild is how one service's image is built, which happens when the first step
+// that needs the image starts (a Dockerfile may ADD what an earlier step wrote): the
+// build's images.Store runs it once.
 type imageBuild struct {
 	req   dockerfile.Request
 	creds remote.Credentials
-
-	mu   sync.Mutex
-	done bool
 }
 
 // buildCredsKey is the key under which dockercfgs keeps the encrypted_dockercfg_path
 // credentials of a built service: they are for its base images.
 func buildCredsKey(service string) string { return "build:" + service }
-
-// notImageChars are what a generated image name may not hold.
-var notImageChars = regexp.MustCompile(`[^a-z0-9._-]+`)
-
-// BuiltImage is the name of the image crun-ci builds for a service: build.image, or
-// "<build directory's name>-<service>" in lower case.
-func BuiltImage(dir string, svc *config.Service) (string, error) {
-	ref := svc.Build.Image
-	if ref == "" {
-		ref = strings.Trim(notImageChars.ReplaceAllString(strings.ToLower(filepath.Base(dir)+"-"+svc.Name), "-"), "-._")
-	}
-	return task.Normalize(ref)
-}
 
 // imageBuild checks a service's build key (context and Dockerfile inside the build
 // directory, build arguments, encrypted ones decrypted) and returns its build.
@@ -69,7 +52,7 @@ func (b *build) imageBuild(name string, cfg *config.Service) (*imageBuild, []err
 		fail(bc.Pos, fmt.Errorf("build: this command builds no images"))
 		return nil, errs
 	}
-	image, err := BuiltImage(b.o.Project.Dir, cfg)
+	image, err := images.BuiltName(b.o.Project.Dir, cfg)
 	if err != nil {
 		fail(bc.Pos, fmt.Errorf("build: %w", err))
 	}
@@ -243,13 +226,25 @@ func (b *build) ensure(ctx context.Context, step string, names []string) error {
 	return nil
 }
 
-func (b *build) buildImage(ctx context.Context, step, name string, svc *service) (retErr error) {
+// buildImage makes the image of the built service name present, for step: built once
+// per build by the build's images.Store, which every later step gets.
+func (b *build) buildImage(ctx context.Context, step, name string, svc *service) error {
+	_, err := b.imgs.Build(ctx, name, func(ctx context.Context) (*task.Image, error) {
+		img, err := b.runBuild(ctx, step, name, svc)
+		if err == nil {
+			// Once, by the one who built it: the service with its image from now on.
+			err = b.withImage(ctx, b.svc(name), img)
+		}
+		return img, err
+	})
+	return err
+}
+
+// runBuild builds the image of the service name, for step: RUN instructions run in a pod
+// of their own, with a network like a step's; the output goes to the step's,
+// prefixed "<step>/<service> build | ".
+func (b *build) runBuild(ctx context.Context, step, name string, svc *service) (_ *task.Image, retErr error) {
 	ib := svc.build
-	ib.mu.Lock()
-	defer ib.mu.Unlock()
-	if ib.done {
-		return nil
-	}
 	r := ib.req
 	seq := b.seq.Add(1)
 	r.ID = builds.ID{Build: b.o.BuildID, Seq: seq, Role: builds.RoleBuild}.String()
@@ -257,10 +252,9 @@ func (b *build) buildImage(ctx context.Context, step, name string, svc *service)
 	r.Labels = maps.Clone(b.labels)
 	r.Labels[builds.LabelService] = name
 	r.Labels[builds.LabelStep] = step
-	// RUN runs in a pod of the build's own, with a network like a step's.
 	p, err := b.newPod(ctx, seq, r.Dir, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		if err := p.Close(ctx); err != nil {
@@ -290,18 +284,15 @@ func (b *build) buildImage(ctx context.Context, step, name string, svc *service)
 	log.G(ctx).WithField("service", name).Debugf("build image %s from %s", r.Image, r.Dockerfile)
 	res, err := b.o.Builder.Build(ctx, r)
 	if err != nil {
-		return fmt.Errorf("service %q: build image %s: %w", name, r.Image, err)
+		return nil, fmt.Errorf("service %q: build image %s: %w", name, r.Image, err)
 	}
 	fmt.Fprintf(so, "built %s: %d layers, %d from the cache\n", res.Image, res.Layers, res.Cached)
-	img := res.Built
-	if img == nil { // a builder that does not say (tests' fakes)
-		if img, err = b.rt.Image(ctx, res.Image); err != nil {
-			return fmt.Errorf("service %q: %w", name, err)
-		}
+	if res.Built != nil {
+		return res.Built, nil
 	}
-	if err := b.withImage(ctx, b.svc(name), img); err != nil {
-		return err
+	img, err := b.rt.Image(ctx, res.Image) // a builder that does not say (tests' fakes)
+	if err != nil {
+		return nil, fmt.Errorf("service %q: %w", name, err)
 	}
-	ib.done = true
-	return nil
+	return img, nil
 }

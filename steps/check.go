@@ -6,6 +6,7 @@ import (
 	"github.com/crun-ci/crun-ci/civars"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/hostfs"
+	"github.com/crun-ci/crun-ci/images"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/secrets"
 )
@@ -76,7 +77,7 @@ func Check(p *config.Project, policy Policy) error {
 		if svc := p.Services[s.Service]; svc != nil {
 			own := svc.Image
 			if svc.Build != nil {
-				own, _ = BuiltImage(p.Dir, svc)
+				own, _ = images.BuiltName(p.Dir, svc)
 			}
 			if _, err := pushRepository(s, own); err != nil {
 				stepErr(err)

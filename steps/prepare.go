@@ -17,6 +17,7 @@ import (
 
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/config"
+	"github.com/crun-ci/crun-ci/images"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/remote"
@@ -90,7 +91,7 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 	}
 	// A service whose image another service builds needs that one's build, which
 	// makes its image (never pulled).
-	b.builders = builders(b.o.Project)
+	b.builders = images.Builders(b.o.Project)
 	for _, name := range names {
 		if owner := b.builders[name]; owner != "" && !slices.Contains(names, owner) {
 			names = append(names, owner)
@@ -567,32 +568,6 @@ func inRoot(root, p string) (string, error) {
 // the build directory and inside it, of at most the build's bound.
 func (b *build) readFile(name string) ([]byte, error) {
 	return b.root.ReadFile(b.root.Rel(name), b.o.maxFile())
-}
-
-// builders maps each service whose image: is another service's build.image (as
-// written or normalised) to that service.
-func builders(p *config.Project) map[string]string {
-	built := map[string]string{} // normalised image -> the service that builds it
-	for _, name := range p.Order {
-		if svc := p.Services[name]; svc.Build != nil {
-			if ref, err := BuiltImage(p.Dir, svc); err == nil {
-				if n, err := task.Normalize(ref); err == nil && built[n] == "" {
-					built[n] = name // the first in the file, when two build one image
-				}
-			}
-		}
-	}
-	out := map[string]string{}
-	for _, name := range p.Order {
-		svc := p.Services[name]
-		if svc.Build != nil || svc.Image == "" {
-			continue
-		}
-		if n, err := task.Normalize(svc.Image); err == nil && built[n] != "" {
-			out[name] = built[n]
-		}
-	}
-	return out
 }
 
 // credsKey is where dockercfgs keeps the credentials of service name's pulls: under
