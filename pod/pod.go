@@ -562,10 +562,10 @@ func (p *Pod) Release() error {
 	return errors.Join(errs...)
 }
 
-// Close deletes the pod's members, the last made first, then its network, then its
-// directory (unless a mount is still in it). It runs with a timeout of its own, even
-// when ctx was cancelled. When a member cannot be deleted, the network and directory
-// stay (the member may still use them) for `crun-ci cleanup`, and the error says so.
+// Close deletes the pod's members, the last made first, and meanwhile its network, then
+// its directory (unless a mount is still in it). It runs with a timeout of its own, even
+// when ctx was cancelled. When a member cannot be deleted, the directory stays (the
+// member may still use it) for `crun-ci cleanup`, and the error says so.
 func (p *Pod) Close(ctx context.Context) error {
 	ctx, cancel := snapshot.CleanupContext(ctx)
 	defer cancel()
@@ -573,19 +573,29 @@ func (p *Pod) Close(ctx context.Context) error {
 	members := p.members
 	p.members, p.closed = nil, true
 	p.mu.Unlock()
+	// The network goes while containerd deletes the members: both mostly wait (for the
+	// kernel's grace periods, for the shims), and no process of a stopped pod uses the
+	// network any more.
+	netDone := make(chan error, 1)
+	go func() {
+		if p.net == nil {
+			netDone <- nil
+			return
+		}
+		netDone <- p.net.Close(ctx)
+	}()
 	var errs []error
 	for i := len(members) - 1; i >= 0; i-- {
 		errs = append(errs, members[i].Delete(ctx))
 	}
+	netErr := <-netDone
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("keep %s: %w", p.o.Dir, err)
+		return fmt.Errorf("keep %s: %w", p.o.Dir, errors.Join(err, netErr))
 	}
-	if p.net != nil {
-		if err := p.net.Close(ctx); err != nil {
-			return fmt.Errorf("keep %s: %w", p.o.Dir, err)
-		}
-		p.net = nil
+	if netErr != nil {
+		return fmt.Errorf("keep %s: %w", p.o.Dir, netErr)
 	}
+	p.net = nil
 	return builds.RemoveDir(p.o.Dir)
 }
 
