@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,6 +59,7 @@ type Flags struct {
 	maxParallel int
 	stepTimeout time.Duration
 	steps       bool // added
+	junit       string
 }
 
 // UsageError is a flag whose value cannot be used.
@@ -70,15 +72,13 @@ func usage(format string, args ...any) error {
 	return &UsageError{fmt.Errorf(format, args...)}
 }
 
-// AddGlobal adds where containerd and the state directory are.
+// AddGlobal adds where containerd and the state directory are. Each has an environment
+// variable, which a CI job sets once: a flag wins over it.
 func (f *Flags) AddGlobal(fs *pflag.FlagSet) {
-	addr := os.Getenv("CONTAINERD_ADDRESS")
-	if addr == "" {
-		addr = daemon.DefaultAddress
-	}
-	fs.StringVar(&f.address, "address", addr, "containerd socket; when nothing answers there, an embedded containerd is started (env CONTAINERD_ADDRESS)")
-	fs.StringVar(&f.namespace, "namespace", "crun-ci", "containerd namespace")
-	fs.StringVar(&f.stateDir, "state-dir", network.DefaultStateDir, "state directory: builds' working files and the embedded containerd's root")
+	addr := cmp.Or(os.Getenv("CRUNCI_ADDRESS"), os.Getenv("CONTAINERD_ADDRESS"), daemon.DefaultAddress)
+	fs.StringVar(&f.address, "address", addr, "containerd socket; when nothing answers there, an embedded containerd is started (env CRUNCI_ADDRESS, then CONTAINERD_ADDRESS)")
+	fs.StringVar(&f.namespace, "namespace", cmp.Or(os.Getenv("CRUNCI_NAMESPACE"), "crun-ci"), "containerd namespace (env CRUNCI_NAMESPACE)")
+	fs.StringVar(&f.stateDir, "state-dir", cmp.Or(os.Getenv("CRUNCI_STATE_DIR"), network.DefaultStateDir), "state directory: builds' working files and the embedded containerd's root (env CRUNCI_STATE_DIR)")
 }
 
 // AddProject adds where the pipeline's files are (with steps, the steps file's too) and
@@ -137,7 +137,11 @@ func (f *Flags) AddSteps(fs *pflag.FlagSet) {
 	fs.BoolP("no-tty", "T", false, "accepted for jet's scripts: steps never get a terminal")
 	fs.IntVar(&f.maxParallel, "max-parallel", runtime.NumCPU(), "how many steps may run at once")
 	fs.DurationVar(&f.stepTimeout, "step-timeout", 0, "stop and fail a step that runs longer than this (0: no limit; a step's timeout key wins)")
+	fs.StringVar(&f.junit, "junit", "", "write the results as JUnit XML to this file (for GitLab, Jenkins, Buildkite)")
 }
+
+// JUnit is --junit, the file the results go to as JUnit XML ("" for none).
+func (f *Flags) JUnit() string { return f.junit }
 
 // AddKeyPath adds --key-path, the key file of encrypted files.
 func (f *Flags) AddKeyPath(fs *pflag.FlagSet) {

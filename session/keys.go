@@ -3,7 +3,9 @@ package session
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/crun-ci/crun-ci/secrets"
 )
@@ -40,6 +42,28 @@ func (k Key) CryptFile(in, out string, encrypt bool) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+// WriteFile writes what write writes to the file path, whole or not at all: a temporary
+// file next to it, renamed over it once written (a CI system never reads half a report).
+func WriteFile(path string, write func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // after the rename, nothing
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // Generate writes a new key to the key file and returns its path; an existing key is

@@ -39,7 +39,7 @@ func (b *build) run(ctx context.Context, s *config.Step) bool {
 	defer func() { <-b.sem }()
 
 	start := time.Now()
-	r := Result{Step: s.Name, Service: s.Service}
+	r := Result{Step: s.Name, Service: s.Service, Start: start}
 	code, err := b.exec(ctx, s, &r)
 	r.Duration = time.Since(start)
 	switch {
@@ -53,6 +53,9 @@ func (b *build) run(ctx context.Context, s *config.Step) bool {
 		r.Status, r.ExitCode = Failed, code
 	default:
 		r.Status = Passed
+	}
+	if r.Status == Passed {
+		r.Tail = nil // kept for failures only: a long pipeline holds no passed output
 	}
 	b.record(s, r)
 	return r.Status == Passed
@@ -153,9 +156,12 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 		stdout, stderr = a.Stdout, a.Stderr
 	} else {
 		prefix := s.Name + "/" + s.Service + " | "
+		tail := &Tail{}
 		so, se := b.out.Stream(prefix), b.out.Stream(prefix)
+		so.tail, se.tail = tail, tail
 		defer func() {
 			retErr = errors.Join(retErr, so.Close(), se.Close())
+			r.Tail = tail.Lines()
 		}()
 		stdout, stderr = so, se
 	}

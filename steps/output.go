@@ -3,6 +3,7 @@ package steps
 import (
 	"bytes"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/crun-ci/crun-ci/config"
@@ -35,6 +36,33 @@ type Stream struct {
 	out    *Output
 	prefix []byte
 	buf    []byte
+	// tail, when not nil, keeps the last lines written.
+	tail *Tail
+}
+
+// Tail keeps the last TailLines lines of a step's streams, in a ring.
+type Tail struct {
+	mu    sync.Mutex
+	lines [TailLines]string
+	n     int // lines written
+}
+
+func (t *Tail) add(line []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lines[t.n%TailLines] = string(bytes.TrimSuffix(line, []byte("\n")))
+	t.n++
+}
+
+// Lines returns the lines kept, oldest first.
+func (t *Tail) Lines() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n <= TailLines {
+		return slices.Clone(t.lines[:t.n])
+	}
+	i := t.n % TailLines
+	return append(slices.Clone(t.lines[i:]), t.lines[:i]...)
 }
 
 // Write prints each complete line of p with the prefix and keeps the rest for later. A
@@ -78,6 +106,9 @@ func (s *Stream) flush(addNewline bool) error {
 	line = append(append(line, s.prefix...), s.buf...)
 	if addNewline {
 		line = append(line, '\n')
+	}
+	if s.tail != nil {
+		s.tail.add(s.buf)
 	}
 	s.buf = s.buf[:0]
 	if cap(s.buf) > maxLine {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,7 +150,18 @@ type Result struct {
 	Err error
 	// Note explains a skip.
 	Note string
+	// Group is the names of the groups around the step, outermost first (a step of
+	// on_fail has the step whose on_fail it is among them).
+	Group []string
+	// Start is when the step started (zero when it did not run).
+	Start time.Time
+	// Tail is the last lines of a failed, timed out or interrupted run step's output (at
+	// most TailLines), without prefixes.
+	Tail []string
 }
+
+// TailLines is how many lines of a failed step's output its Result keeps.
+const TailLines = 100
 
 // Summary holds the results of a build in the order of the steps file.
 type Summary struct {
@@ -246,6 +258,7 @@ type build struct {
 	sem      chan struct{}
 	seq      atomic.Int64
 	order    map[*config.Step]int
+	groups   map[*config.Step][]string
 	// skips are the steps a build without a tag skips, with why (Skips).
 	skips map[*config.Step]string
 	// builders maps the services whose image another service builds to that service
@@ -343,6 +356,7 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		msvc:     map[string]mounts.Service{},
 		sem:      make(chan struct{}, o.MaxParallel),
 		order:    map[*config.Step]int{},
+		groups:   map[*config.Step][]string{},
 		results:  map[int]Result{},
 	}
 	// What runs (prepared for), and what the summary shows: that and the tagged steps
@@ -357,7 +371,7 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		}
 		shown = plan
 	}
-	b.index(shown)
+	b.index(shown, nil)
 
 	// The lock comes first and goes last: while it is held, no clean-up touches the
 	// build; when this process dies, the next crun-ci removes what is left.
@@ -471,18 +485,22 @@ func (b *build) load(ctx context.Context, plan []*config.Step) {
 	}
 }
 
-// index numbers every step of the plan in file order, so results print in that order.
-func (b *build) index(steps []*config.Step) {
+// index numbers every step of the plan in file order, so results print in that order,
+// and notes the groups around each (group, outermost first).
+func (b *build) index(steps []*config.Step, group []string) {
 	for _, s := range steps {
 		b.order[s] = len(b.order)
-		b.index(s.Steps)
-		b.index(s.OnFail)
+		b.groups[s] = group
+		inner := append(slices.Clip(group), s.Name)
+		b.index(s.Steps, inner)
+		b.index(s.OnFail, inner)
 	}
 }
 
 func (b *build) record(s *config.Step, r Result) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	r.Group = b.groups[s]
 	b.results[b.order[s]] = r
 }
 

@@ -72,6 +72,9 @@ func runSteps(c *cli, fs *pflag.FlagSet) runner {
 		sum, err := s.Steps(ctx, build)
 		if sum != nil && !errors.As(err, new(*steps.PreconditionError)) {
 			sum.Print(c.stdout)
+			if path := c.f.JUnit(); path != "" {
+				err = errors.Join(err, session.WriteFile(path, sum.WriteJUnit))
+			}
 		}
 		if err != nil {
 			return err

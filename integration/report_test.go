@@ -1,0 +1,81 @@
+package integration
+
+import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The JUnit report as GitLab's unit test reports and Jenkins' JUnit plugin read it:
+// testsuites > testsuite > testcase (classname, name, time), a failure with its message
+// and the step's last output lines, skipped steps with the reason.
+type junitReport struct {
+	XMLName  xml.Name `xml:"testsuites"`
+	Tests    int      `xml:"tests,attr"`
+	Failures int      `xml:"failures,attr"`
+	Skipped  int      `xml:"skipped,attr"`
+	Suites   []struct {
+		Name  string `xml:"name,attr"`
+		Tests int    `xml:"tests,attr"`
+		Cases []struct {
+			Classname string `xml:"classname,attr"`
+			Name      string `xml:"name,attr"`
+			Time      string `xml:"time,attr"`
+			Failure   *struct {
+				Message string `xml:"message,attr"`
+				Type    string `xml:"type,attr"`
+				Text    string `xml:",chardata"`
+			} `xml:"failure"`
+			Skipped *struct {
+				Message string `xml:"message,attr"`
+			} `xml:"skipped"`
+		} `xml:"testcase"`
+	} `xml:"testsuite"`
+}
+
+func TestJUnitReport(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n",
+		"codeship-steps.yml": `
+- {name: deploy, service: app, command: "true", tag: master}
+- name: tests
+  type: parallel
+  steps:
+  - {name: unit, service: app, command: "true"}
+  - {name: lint, service: app, command: "sh -c 'for i in $(seq 1 150); do echo line $i; done; echo oops; exit 3'"}
+`,
+	})
+	report := filepath.Join(t.TempDir(), "junit.xml")
+	r := runSteps(t, dir, "--junit", report)
+	wantCode(t, r, 1)
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got junitReport
+	if err := xml.Unmarshal(data, &got); err != nil {
+		t.Fatalf("the report does not parse: %v\n%s", err, data)
+	}
+	if got.Tests != 3 || got.Failures != 1 || got.Skipped != 1 || len(got.Suites) != 1 || len(got.Suites[0].Cases) != 3 {
+		t.Fatalf("report:\n%s", data)
+	}
+	cases := got.Suites[0].Cases
+	if c := cases[0]; c.Classname != "steps" || c.Name != "deploy" || c.Skipped == nil || !strings.Contains(c.Skipped.Message, "pass --tag to run it") {
+		t.Errorf("deploy: %+v", c)
+	}
+	if c := cases[1]; c.Classname != "tests" || c.Name != "unit" || c.Time == "" || c.Failure != nil || c.Skipped != nil {
+		t.Errorf("unit: %+v", c)
+	}
+	lint := cases[2]
+	if lint.Classname != "tests" || lint.Name != "lint" || lint.Failure == nil || lint.Failure.Message != "exit code 3" || lint.Failure.Type != "exit code" {
+		t.Fatalf("lint: %+v", lint)
+	}
+	// The last 100 lines.
+	lines := strings.Split(lint.Failure.Text, "\n")
+	if len(lines) != 100 || lines[0] != "line 52" || lines[98] != "line 150" || lines[99] != "oops" {
+		t.Errorf("lint's output in the report: %d lines, %q … %q", len(lines), lines[0], lines[len(lines)-1])
+	}
+}

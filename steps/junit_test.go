@@ -1,0 +1,80 @@
+package steps
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestWriteJUnit(t *testing.T) {
+	start := time.Date(2026, 12, 2, 3, 4, 5, 0, time.UTC)
+	sum := &Summary{BuildID: "abc", Results: []Result{
+		{Step: "unit", Service: "app", Status: Passed, Duration: 1500 * time.Millisecond, Group: []string{"tests", "fast"}, Start: start},
+		{Step: "lint", Service: "app", Status: Failed, ExitCode: 3, Duration: time.Second, Tail: []string{"bad <code> & \x1b[31mred"}, Start: start.Add(time.Second)},
+		{Step: "slow", Service: "app", Status: TimedOut, Duration: 2 * time.Second, Group: []string{"tests"}},
+		{Step: "pull", Service: "db", Status: Failed, Err: errors.New("pull image x: not found")},
+		{Step: "deploy", Service: "app", Status: Skipped, Note: "tag master; pass --tag to run it"},
+		{Step: "after", Service: "app", Status: NotRun, Note: "an earlier step failed"},
+	}}
+	var buf bytes.Buffer
+	if err := sum.WriteJUnit(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var got junitSuites
+	if err := xml.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatalf("not XML: %v\n%s", err, buf.String())
+	}
+	if got.Tests != 6 || got.Failures != 2 || got.Errors != 1 || got.Skipped != 2 || len(got.Suites) != 1 {
+		t.Errorf("counts: %+v", got)
+	}
+	s := got.Suites[0]
+	if s.Name != "crun-ci build abc" || s.Timestamp != "2026-12-02T03:04:05" || s.Time != "4.500" {
+		t.Errorf("suite: %q %q %q", s.Name, s.Timestamp, s.Time)
+	}
+	var lines []string
+	for _, c := range s.Cases {
+		line := fmt.Sprintf("%s %s %s", c.Classname, c.Name, c.Time)
+		for _, p := range []*junitProblem{c.Failure, c.Error, c.Skipped} {
+			if p != nil {
+				line += fmt.Sprintf(" [%s: %s: %q]", p.Type, p.Message, p.Text)
+			}
+		}
+		lines = append(lines, line)
+	}
+	want := []string{
+		`tests/fast unit 1.500`,
+		"steps lint 1.000 [exit code: exit code 3: \"bad <code> & \ufffd[31mred\"]",
+		`tests slow 2.000 [timeout: stopped after 2s: a timeout passed: ""]`,
+		`steps pull 0.000 [error: pull image x: not found: ""]`,
+		`steps deploy 0.000 [: tag master; pass --tag to run it: ""]`,
+		`steps after 0.000 [: an earlier step failed: ""]`,
+	}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("test cases (-want +got):\n%s", diff)
+	}
+	if !strings.HasPrefix(buf.String(), xml.Header) {
+		t.Errorf("no XML header:\n%s", buf.String())
+	}
+}
+
+func TestTailKeepsTheLastLines(t *testing.T) {
+	var tail Tail
+	o := NewOutput(&bytes.Buffer{})
+	st := o.Stream("p | ")
+	st.tail = &tail
+	for i := range TailLines + 5 {
+		fmt.Fprintf(st, "line %d\n", i)
+	}
+	fmt.Fprint(st, "unterminated")
+	st.Close()
+	got := tail.Lines()
+	if len(got) != TailLines || got[0] != "line 6" || got[TailLines-2] != fmt.Sprintf("line %d", TailLines+4) || got[TailLines-1] != "unterminated" {
+		t.Errorf("%d lines: first %q, last %q", len(got), got[0], got[len(got)-1])
+	}
+}
