@@ -1,11 +1,13 @@
 package integration
 
 import (
+	"encoding/json"
 	"encoding/xml"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The JUnit report as GitLab's unit test reports and Jenkins' JUnit plugin read it:
@@ -77,5 +79,73 @@ func TestJUnitReport(t *testing.T) {
 	lines := strings.Split(lint.Failure.Text, "\n")
 	if len(lines) != 100 || lines[0] != "line 52" || lines[98] != "line 150" || lines[99] != "oops" {
 		t.Errorf("lint's output in the report: %d lines, %q … %q", len(lines), lines[0], lines[len(lines)-1])
+	}
+}
+
+// --events: a line of JSON per event, each with the format's version, for the build,
+// every step (with its phases), its dependencies and its teardown.
+func TestEventsFollowTheBuild(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "db:\n  image: busybox\n  command: sleep 3600\napp:\n  image: busybox\n  depends_on: [db]\n",
+		"codeship-steps.yml": `
+- type: serial
+  name: all
+  steps:
+  - {name: one, service: app, command: "true"}
+  - {name: two, service: app, command: "false"}
+`,
+	})
+	file := filepath.Join(t.TempDir(), "events.jsonl")
+	r := runSteps(t, dir, "--events", file)
+	wantCode(t, r, 1)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type event struct {
+		Version    int                `json:"version"`
+		Time       time.Time          `json:"time"`
+		Type       string             `json:"type"`
+		Build      string             `json:"build"`
+		Step       string             `json:"step"`
+		Service    string             `json:"service"`
+		Group      []string           `json:"group"`
+		Status     string             `json:"status"`
+		ExitCode   *int               `json:"exit_code"`
+		DurationMS *float64           `json:"duration_ms"`
+		Phases     map[string]float64 `json:"phases_ms"`
+	}
+	var events []event
+	seen := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var e event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("not JSON: %q: %v", line, err)
+		}
+		if e.Version != 1 || e.Build == "" || e.Time.IsZero() {
+			t.Errorf("event without version, build or time: %q", line)
+		}
+		events = append(events, e)
+		seen[e.Type+" "+e.Step+" "+e.Service]++
+	}
+	if first, last := events[0], events[len(events)-1]; first.Type != "build-start" || last.Type != "build-end" || last.Status != "failed" || last.DurationMS == nil {
+		t.Errorf("first %+v, last %+v", first, last)
+	}
+	for _, k := range []string{"step-start one app", "step-end one app", "step-start two app", "step-end two app", "dependency-ready one db", "dependency-ready two db", "step-removed one app", "step-removed two app"} {
+		if seen[k] != 1 {
+			t.Errorf("%q: %d events, want 1 (all: %v)", k, seen[k], seen)
+		}
+	}
+	for _, e := range events {
+		if e.Type != "step-end" || e.Step == "all" {
+			continue
+		}
+		if len(e.Group) != 1 || e.Group[0] != "all" || e.DurationMS == nil || len(e.Phases) != 6 || e.Phases["run"] <= 0 || e.Phases["start"] <= 0 {
+			t.Errorf("step-end %+v", e)
+		}
+		if want := map[string]string{"one": "passed", "two": "failed"}[e.Step]; e.Status != want || (e.Step == "two") != (e.ExitCode != nil && *e.ExitCode == 1) {
+			t.Errorf("step-end of %s: status %s, exit code %v", e.Step, e.Status, e.ExitCode)
+		}
 	}
 }

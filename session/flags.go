@@ -2,7 +2,9 @@ package session
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -60,6 +62,7 @@ type Flags struct {
 	stepTimeout time.Duration
 	steps       bool // added
 	junit       string
+	events      string
 }
 
 // UsageError is a flag whose value cannot be used.
@@ -138,6 +141,32 @@ func (f *Flags) AddSteps(fs *pflag.FlagSet) {
 	fs.IntVar(&f.maxParallel, "max-parallel", runtime.NumCPU(), "how many steps may run at once")
 	fs.DurationVar(&f.stepTimeout, "step-timeout", 0, "stop and fail a step that runs longer than this (0: no limit; a step's timeout key wins)")
 	fs.StringVar(&f.junit, "junit", "", "write the results as JUnit XML to this file (for GitLab, Jenkins, Buildkite)")
+	fs.StringVar(&f.events, "events", "", "write what happens (build, steps, dependencies, images) as JSON lines to this file, or - for standard output")
+}
+
+// OpenEvents opens --events for b: its file (created or emptied), or stdout for "-";
+// close says the first error of writing. Without the flag it does nothing.
+func (f *Flags) OpenEvents(b *Build, stdout io.Writer) (close func() error, _ error) {
+	if f.events == "" {
+		return func() error { return nil }, nil
+	}
+	w, done := stdout, func() error { return nil }
+	if f.events != "-" {
+		file, err := os.OpenFile(f.events, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return nil, usage("--events: %w", err)
+		}
+		w, done = file, file.Close
+	}
+	events, failed := steps.JSONEvents(w)
+	b.Events = events
+	return func() error {
+		err := errors.Join(failed(), done())
+		if err != nil {
+			return fmt.Errorf("--events %s: %w", f.events, err)
+		}
+		return nil
+	}, nil
 }
 
 // JUnit is --junit, the file the results go to as JUnit XML ("" for none).

@@ -230,6 +230,8 @@ type Build struct {
 	Output io.Writer
 	// Hurry, once closed, cuts the stop grace short (a second interrupt).
 	Hurry <-chan struct{}
+	// Events, when not nil, is told what happens in the build (steps.Event).
+	Events func(steps.Event)
 }
 
 // Steps runs the pipeline of b.
@@ -297,6 +299,7 @@ func (s *Session) options(b Build) steps.Options {
 		PullIfPresent:          s.o.Pull.IfPresent,
 		Builder:                s.builder,
 		Hurry:                  b.Hurry,
+		Events:                 b.Events,
 	}
 	if b.Push {
 		o.Push = s.puller.PushWith

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/containerd/log"
 
@@ -282,11 +283,13 @@ func (b *build) runBuild(ctx context.Context, step, name string, svc *service) (
 		return creds, nil
 	}
 	log.G(ctx).WithField("service", name).Debugf("build image %s from %s", r.Image, r.Dockerfile)
+	start := time.Now()
 	res, err := b.o.Builder.Build(ctx, r)
 	if err != nil {
 		return nil, fmt.Errorf("service %q: build image %s: %w", name, r.Image, err)
 	}
 	fmt.Fprintf(so, "built %s: %d layers, %d from the cache\n", res.Image, res.Layers, res.Cached)
+	b.emit(withDuration(Event{Type: "image-built", Step: step, Service: name, Image: res.Image, Note: fmt.Sprintf("%d layers, %d from the cache", res.Layers, res.Cached)}, time.Since(start)))
 	if res.Built != nil {
 		return res.Built, nil
 	}

@@ -224,13 +224,18 @@ func (g *depGroup) run(ctx context.Context, d *dep, verify func(uint32) error) {
 		}
 		closeOnce(d.exited)
 	})
+	ready := Event{Type: "dependency-ready", Step: g.step.Name, Service: d.name}
 	hc := g.b.svc(d.name).health
 	if hc == nil {
+		g.b.emit(ready)
 		closeOnce(d.healthy)
 		return
 	}
 	if err := g.check(ctx, d, hc); err != nil {
 		d.fail(err)
+	} else {
+		ready.Note = "healthy"
+		g.b.emit(ready)
 	}
 	closeOnce(d.healthy)
 }

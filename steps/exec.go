@@ -38,6 +38,7 @@ func (b *build) run(ctx context.Context, s *config.Step) bool {
 	}
 	defer func() { <-b.sem }()
 
+	b.started(s)
 	start := time.Now()
 	r := Result{Step: s.Name, Service: s.Service, Start: start}
 	code, err := b.exec(ctx, s, &r)
@@ -74,17 +75,24 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 		return 0, err
 	}
 	// Images built from Dockerfiles are built now, when a step first needs them.
+	mark := time.Now()
+	phase := func(d *time.Duration) {
+		now := time.Now()
+		*d, mark = now.Sub(mark), now
+	}
 	if err := b.ensure(ctx, s.Name, plan.Containers); err != nil {
 		return 0, err
 	}
+	phase(&r.Phases.Image)
 	p, err := b.newPod(ctx, seq, volumes, plan.Containers)
 	if err != nil {
 		return 0, err
 	}
+	phase(&r.Phases.Network)
 	// Teardown leaves the critical path: the next step starts while this one's
 	// containers, network, snapshots and volumes are removed. Run waits for every
 	// teardown.
-	defer b.teardown(ctx, p)
+	defer b.teardown(ctx, p, s)
 	for _, a := range plan.Anon {
 		if err := os.MkdirAll(a.Dir, 0o755); err != nil {
 			return 0, fmt.Errorf("make anonymous volume %s: %w", a.Target, err)
@@ -130,12 +138,14 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 		byName[name] = c
 	}
 	main := byName[s.Service]
+	phase(&r.Phases.Create)
 
 	// Dependencies start in their order, each when what it needs is ready; they are
 	// stopped as soon as the step's command has ended, before the teardown.
 	g := b.startDeps(ctx, s, deps, byName, verify)
 	defer func() {
 		g.stop(ctx)
+		phase(&r.Phases.Stop)
 		if len(g.notes) > 0 {
 			r.Note = strings.Join(append(slices.DeleteFunc([]string{r.Note}, func(n string) bool { return n == "" }), g.notes...), "; ")
 		}
@@ -170,10 +180,12 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 	if err := main.Start(ctx, stdout, stderr, before); err != nil {
 		return 0, err
 	}
+	phase(&r.Phases.Start)
 	if a := b.o.Attach; a != nil && a.TTY && a.Resize != nil {
 		a.Resize(func(w, h uint32) error { return main.Resize(ctx, w, h) })
 	}
 	code, err := main.Wait(ctx)
+	phase(&r.Phases.Run)
 	if err != nil && ctx.Err() != nil {
 		return 0, b.stop(ctx, main)
 	}
@@ -220,7 +232,7 @@ func verifyMounts(pid uint32, ms []specs.Mount, pinned map[string]*os.File) erro
 
 // teardown closes a step's pod (its containers with their tasks and snapshots, its
 // network, its anonymous volumes) in the background; errors are kept for Run to report.
-func (b *build) teardown(ctx context.Context, p *pod.Pod) {
+func (b *build) teardown(ctx context.Context, p *pod.Pod, s *config.Step) {
 	if b.o.NoRemove {
 		// Kept for inspection, but without the secrets waiting in its hand-offs.
 		if err := p.Release(); err != nil {
@@ -229,8 +241,17 @@ func (b *build) teardown(ctx context.Context, p *pod.Pod) {
 		return
 	}
 	b.cleanup.Go(func() {
-		if err := p.Close(ctx); err != nil {
+		start := time.Now()
+		err := p.Close(ctx)
+		if err != nil {
 			b.cleanupFailed(err)
+		}
+		if s != nil {
+			e := withDuration(Event{Type: "step-removed", Step: s.Name, Service: s.Service}, time.Since(start))
+			if err != nil {
+				e.Error = err.Error()
+			}
+			b.emit(e)
 		}
 	})
 }

@@ -29,8 +29,9 @@ func (b *build) push(ctx context.Context, s *config.Step) bool {
 		log.G(ctx).Infof("step %q: push step skipped (run with --push)", s.Name)
 		return true
 	}
+	b.started(s)
 	start := time.Now()
-	r := Result{Step: s.Name, Service: s.Service}
+	r := Result{Step: s.Name, Service: s.Service, Start: start}
 	need := []string{s.Service}
 	if d := s.DockercfgService.Text; d != "" {
 		need = append(need, d)

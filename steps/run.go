@@ -110,6 +110,9 @@ type Options struct {
 	// Hurry, once closed, cuts the stop timeout short: tasks being stopped get SIGKILL
 	// at once (a second Ctrl-C).
 	Hurry <-chan struct{}
+	// Events, when not nil, is told what happens in the build (see Event), from any
+	// goroutine; JSONEvents writes them as lines of JSON.
+	Events func(Event)
 }
 
 // Attach is how `crun-ci run` connects the container of its service: its output goes
@@ -158,6 +161,8 @@ type Result struct {
 	// Tail is the last lines of a failed, timed out or interrupted run step's output (at
 	// most TailLines), without prefixes.
 	Tail []string
+	// Phases are a run step's times, phase by phase.
+	Phases Phases
 }
 
 // TailLines is how many lines of a failed step's output its Result keeps.
@@ -352,12 +357,22 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		dir:      builds.Dir(o.StateDir, o.BuildID),
 		labels:   map[string]string{builds.LabelBuild: o.BuildID, builds.LabelState: o.StateDir},
 		services: registry{m: map[string]*service{}},
-		imgs:     &images.Store{Find: rt.Image, Pull: o.Pull, IfPresent: o.PullIfPresent},
 		msvc:     map[string]mounts.Service{},
 		sem:      make(chan struct{}, o.MaxParallel),
 		order:    map[*config.Step]int{},
 		groups:   map[*config.Step][]string{},
 		results:  map[int]Result{},
+	}
+	b.imgs = &images.Store{Find: rt.Image, IfPresent: o.PullIfPresent}
+	if o.Pull != nil {
+		b.imgs.Pull = func(ctx context.Context, ref string, creds remote.Credentials) error {
+			start := time.Now()
+			err := o.Pull(ctx, ref, creds)
+			if err == nil {
+				b.emit(withDuration(Event{Type: "image-pulled", Image: ref}, time.Since(start)))
+			}
+			return err
+		}
 	}
 	// What runs (prepared for), and what the summary shows: that and the tagged steps
 	// a build without a tag skips.
@@ -450,12 +465,19 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 			}
 		}()
 	}
+	buildStart := time.Now()
+	b.emit(Event{Type: "build-start"})
 	if len(o.Load) > 0 {
 		b.load(ctx, plan)
 	} else {
 		b.serial(ctx, shown)
 	}
 	b.cleanup.Wait()
+	status := Passed
+	if !b.summary().Passed() {
+		status = Failed
+	}
+	b.emit(withDuration(Event{Type: "build-end", Status: status}, time.Since(buildStart)))
 	if err := errors.Join(b.cleanupErrs...); err != nil {
 		if errdefs.IsUnavailable(err) {
 			// One line says it all; the rest are the same refused connection.
@@ -499,9 +521,28 @@ func (b *build) index(steps []*config.Step, group []string) {
 
 func (b *build) record(s *config.Step, r Result) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	r.Group = b.groups[s]
 	b.results[b.order[s]] = r
+	b.mu.Unlock()
+	e := Event{Type: "step-end", Step: r.Step, Service: r.Service, Group: r.Group, Status: r.Status, Phases: r.Phases.ms(), Note: r.Note}
+	if r.Status == Failed && r.Err == nil {
+		e.ExitCode = &r.ExitCode
+	}
+	if r.Err != nil {
+		e.Error = r.Err.Error()
+	}
+	if !r.Start.IsZero() {
+		e = withDuration(e, r.Duration)
+	}
+	b.emit(e)
+}
+
+// started says that step s starts.
+func (b *build) started(s *config.Step) {
+	b.mu.Lock()
+	group := b.groups[s]
+	b.mu.Unlock()
+	b.emit(Event{Type: "step-start", Step: s.Name, Service: s.Service, Group: group})
 }
 
 func (b *build) summary() *Summary {

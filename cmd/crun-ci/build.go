@@ -69,6 +69,11 @@ func runSteps(c *cli, fs *pflag.FlagSet) runner {
 			return err
 		}
 		defer func() { retErr = errors.Join(retErr, s.Close()) }()
+		closeEvents, err := c.f.OpenEvents(&build, c.stdout)
+		if err != nil {
+			return err
+		}
+		defer func() { retErr = errors.Join(retErr, closeEvents()) }()
 		sum, err := s.Steps(ctx, build)
 		if sum != nil && !errors.As(err, new(*steps.PreconditionError)) {
 			sum.Print(c.stdout)
