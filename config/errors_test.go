@@ -116,7 +116,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name:     "an unknown key",
 			services: "app:\n  image: alpine\n  imgae: alpine\n",
-			want:     `codeship-services.yml:3: service "app": unknown key "imgae"`,
+			want:     `codeship-services.yml:3: service "app": unknown key "imgae" (did you mean "image"?)`,
 		},
 		{
 			name:     "a duplicate key",
@@ -310,7 +310,7 @@ func TestLoadErrors(t *testing.T) {
 			name:     "volumes_from, depends_on and links name a missing service",
 			services: "app:\n  image: alpine\n  volumes_from: [data]\n  depends_on: [db2]\n  links: [\"cache:c\"]\ndb:\n  image: postgres\n",
 			want: `codeship-services.yml:3: service "app": key "volumes_from": unknown service "data"` + "\n" +
-				`codeship-services.yml:4: service "app": key "depends_on": unknown service "db2"` + "\n" +
+				`codeship-services.yml:4: service "app": key "depends_on": unknown service "db2" (did you mean "db"?)` + "\n" +
 				`codeship-services.yml:5: service "app": key "links": unknown service "cache"`,
 		},
 		{
@@ -490,7 +490,7 @@ cache:
 			services: "app:\n  imgae: alpine\n  volumes: 3\ndb:\n  image: postgres\n  add_docker: on\n",
 			steps:    "- name: a\n  service: app\n  retries: 3\n- name: a\n  service: nope\n",
 			want: `codeship-services.yml:1: service "app": no image` + "\n" +
-				`codeship-services.yml:2: service "app": unknown key "imgae"` + "\n" +
+				`codeship-services.yml:2: service "app": unknown key "imgae" (did you mean "image"?)` + "\n" +
 				`codeship-services.yml:3: service "app": key "volumes": want a list, got a number` + "\n" +
 				`codeship-services.yml:6: service "db": key "add_docker": "on" is not true or false` + "\n" +
 				`codeship-steps.yml:3: step "a": unknown key "retries"` + "\n" +

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -220,7 +221,7 @@ func checkServices(r *servicesFile) []*Error {
 			case e.target == name:
 				errs = append(errs, &Error{Pos: e.pos, Service: name, Err: fmt.Errorf("key %q: %q is the service itself", e.key, e.target)})
 			case r.services[e.target] == nil:
-				errs = append(errs, &Error{Pos: e.pos, Service: name, Err: fmt.Errorf("key %q: unknown service %q", e.key, e.target)})
+				errs = append(errs, &Error{Pos: e.pos, Service: name, Err: fmt.Errorf("key %q: unknown service %q%s", e.key, e.target, Suggest(e.target, r.order))})
 			case !slices.Contains(graph[name], e.target):
 				graph[name] = append(graph[name], e.target)
 			}
@@ -269,7 +270,7 @@ func checkStepRefs(refs []stepRef, services map[string]*Service) []*Error {
 		if services[ref.service] != nil {
 			continue
 		}
-		err := fmt.Errorf("unknown service %q", ref.service)
+		err := fmt.Errorf("unknown service %q%s", ref.service, Suggest(ref.service, slices.Collect(maps.Keys(services))))
 		if ref.key != "" {
 			err = fmt.Errorf("key %q: %w", ref.key, err)
 		}

@@ -270,7 +270,7 @@ func (f *file) service(key, val *yaml.Node, ignored *[]Ignored) *Service {
 		case isIgnored(k):
 			*ignored = append(*ignored, Ignored{Pos: f.pos(p.key), Service: s.Name, Key: k})
 		default:
-			f.errorf(p.key, w, "unknown key %q", k)
+			f.errorf(p.key, w, "unknown key %q%s", k, Suggest(k, serviceKeys))
 		}
 	}
 	f.checkSwap(memKey, swapKey, s, memText, swapText, w)

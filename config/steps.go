@@ -180,7 +180,7 @@ func (f *file) step(n *yaml.Node, inherited bool, refs *[]stepRef) *rawStep {
 				*refs = append(*refs, stepRef{service: s.DockercfgService.Text, pos: s.DockercfgService.Pos, step: s.Name, key: k})
 			}
 		default:
-			f.errorf(p.key, w, "unknown key %q", k)
+			f.errorf(p.key, w, "unknown key %q%s", k, Suggest(k, stepKeys))
 		}
 	}
 

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 
+	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/session"
@@ -107,10 +109,7 @@ func (cmd command) run(ctx context.Context, c *cli, args []string) error {
 	}
 	r := cmd.flags(c, fs)
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError("%w", err)
+		return parseError(fs, err)
 	}
 	l := logrus.StandardLogger()
 	l.SetOutput(c.stderr)
@@ -166,17 +165,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, "\nGlobal flags:\n")
 		fs.PrintDefaults()
 	}
+	version := fs.Bool("version", false, "print the version")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return usageError("%w", err)
+		return parseError(fs, err)
+	}
+	if *version {
+		return runVersion(c, nil)(ctx, nil)
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return usageError("no command given")
 	}
 	name, rest := fs.Arg(0), fs.Args()[1:]
+	if name == "help" && len(rest) > 0 {
+		name, rest = rest[0], []string{"--help"} // crun-ci help COMMAND
+	}
 	var names []string
 	for _, cmd := range commands {
 		if cmd.name == name {
@@ -188,7 +191,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return nil
 	}
-	return usageError("unknown command %q (want %s or %s)", name, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
+	return usageError("unknown command %q%s (want %s or %s)", name, config.Suggest(name, names), strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
+}
+
+// parseError is the error of a flag set that did not parse: none for --help (its usage
+// is printed), else a usage error, with the flag meant when an unknown one is close to
+// one.
+func parseError(fs *pflag.FlagSet, err error) error {
+	if errors.Is(err, pflag.ErrHelp) {
+		return nil
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "unknown flag: --"); ok {
+		var known []string
+		fs.VisitAll(func(f *pflag.Flag) { known = append(known, f.Name) })
+		if s := config.Suggest(name, known); s != "" {
+			return usageError("%w%s", err, strings.Replace(s, `"`, `"--`, 1))
+		}
+	}
+	return usageError("%w", err)
 }
 
 // options are the session options of the flags.
@@ -198,16 +218,31 @@ func (c *cli) options() (session.Options, error) {
 	return o, err
 }
 
+// runVersion prints the version: the one linked in (-X main.version), else the module's
+// (go install …@v1.2.3), else the commit it was built from (dev+<commit>, +dirty for
+// uncommitted changes).
 func runVersion(c *cli, _ *pflag.FlagSet) runner {
 	return func(context.Context, []string) error {
 		v := version
-		if bi, ok := debug.ReadBuildInfo(); ok && v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
+		if bi, ok := debug.ReadBuildInfo(); ok && v == "" {
+			if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+				v = bi.Main.Version
+			} else {
+				var rev, dirty string
+				for _, s := range bi.Settings {
+					switch {
+					case s.Key == "vcs.revision" && len(s.Value) >= 12:
+						rev = s.Value[:12]
+					case s.Key == "vcs.modified" && s.Value == "true":
+						dirty = "+dirty"
+					}
+				}
+				if rev != "" {
+					v = "dev+" + rev + dirty
+				}
+			}
 		}
-		if v == "" {
-			v = "dev"
-		}
-		fmt.Fprintf(c.stdout, "crun-ci %s (%s, %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		fmt.Fprintf(c.stdout, "crun-ci %s (%s, %s/%s)\n", cmp.Or(v, "dev"), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return nil
 	}
 }
