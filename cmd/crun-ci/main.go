@@ -67,6 +67,8 @@ type command struct {
 	name, summary, args string
 	nargs               nargs
 	flags               func(c *cli, fs *pflag.FlagSet) runner
+	// root says the command talks to containerd and makes mounts and namespaces.
+	root bool
 }
 
 // A runner runs a command with its arguments, once its flags are parsed.
@@ -85,16 +87,16 @@ var (
 )
 
 var commands = []command{
-	{"steps", "run the pipeline of a build directory", "", none, runSteps},
-	{"run", "run one service (with its dependencies): run SERVICE [COMMAND [ARGS…]]", " SERVICE [COMMAND [ARGS…]]", nargs{1, -1, "no service given"}, runRun},
-	{"validate", "check the services and steps files, printing every error", "", none, runValidate},
-	{"import", "load image archives (OCI layout or docker save tar) into containerd", " FILE…", nargs{1, -1, "no archive given"}, runImport},
-	{"load", "pull the images of services (all, or those named) that are missing", " [SERVICE…]", anyArgs, runLoad},
-	{"cleanup", "remove what builds whose process is gone left behind (--dry-run lists it)", "", none, runCleanup},
-	{"encrypt", "encrypt IN OUT with codeship.aes (Codeship's v2 format)", " IN OUT", nargs{2, 2, "want IN and OUT"}, runCrypt(true)},
-	{"decrypt", "decrypt IN OUT (v1 or v2)", " IN OUT", nargs{2, 2, "want IN and OUT"}, runCrypt(false)},
-	{"generate", "write a new key to codeship.aes (never over an existing one)", "", none, runGenerate},
-	{"version", "print the version", "", anyArgs, runVersion},
+	{"steps", "run the pipeline of a build directory", "", none, runSteps, true},
+	{"run", "run one service (with its dependencies): run SERVICE [COMMAND [ARGS…]]", " SERVICE [COMMAND [ARGS…]]", nargs{1, -1, "no service given"}, runRun, true},
+	{"validate", "check the services and steps files, printing every error", "", none, runValidate, false},
+	{"import", "load image archives (OCI layout or docker save tar) into containerd", " FILE…", nargs{1, -1, "no archive given"}, runImport, true},
+	{"load", "pull the images of services (all, or those named) that are missing", " [SERVICE…]", anyArgs, runLoad, true},
+	{"cleanup", "remove what builds whose process is gone left behind (--dry-run lists it)", "", none, runCleanup, true},
+	{"encrypt", "encrypt IN OUT with codeship.aes (Codeship's v2 format)", " IN OUT", nargs{2, 2, "want IN and OUT"}, runCrypt(true), false},
+	{"decrypt", "decrypt IN OUT (v1 or v2)", " IN OUT", nargs{2, 2, "want IN and OUT"}, runCrypt(false), false},
+	{"generate", "write a new key to codeship.aes (never over an existing one)", "", none, runGenerate, false},
+	{"version", "print the version", "", anyArgs, runVersion, false},
 }
 
 // run parses the command's flags (the global ones may be given again among them), sets
@@ -124,6 +126,9 @@ func (cmd command) run(ctx context.Context, c *cli, args []string) error {
 	l.SetLevel(logrus.InfoLevel)
 	if c.debug {
 		l.SetLevel(logrus.DebugLevel)
+	}
+	if cmd.root && os.Geteuid() != 0 {
+		return usageError("%s needs root: it runs containers through containerd (whose socket is root's), mounts their file systems and makes their network namespaces; run it with sudo, or as root in the CI job (validate, encrypt and decrypt do not need it)", cmd.name)
 	}
 	n := cmd.nargs
 	switch args = fs.Args(); {

@@ -1,0 +1,56 @@
+package integration
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Without root, the commands that need it say so, and why, before anything else; those
+// that do not (validate) work.
+func TestWithoutRootCrunCISaysItNeedsRoot(t *testing.T) {
+	requireRoot(t) // to become nobody
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatalf("needs setpriv (util-linux): %v", err)
+	}
+	// A copy of the binary and a build directory that nobody can read.
+	dir, err := os.MkdirTemp("/tmp", "crunci-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	exe := filepath.Join(dir, "crun-ci")
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(exe, data, 0o755)
+	os.WriteFile(filepath.Join(dir, "codeship-services.yml"), []byte("app:\n  image: busybox\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "codeship-steps.yml"), []byte("- {service: app, command: 'true'}\n"), 0o644)
+	os.Chmod(dir, 0o755)
+	nobody := func(args ...string) (int, string) {
+		cmd := exec.Command("setpriv", append([]string{"--reuid=nobody", "--regid=nogroup", "--clear-groups", exe}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, stderr.String()
+	}
+	for _, args := range [][]string{{"steps", "--dir", dir}, {"cleanup"}, {"run", "--dir", dir, "app"}} {
+		code, stderr := nobody(args...)
+		if code != 2 || !strings.HasPrefix(stderr, "crun-ci: "+args[0]+" needs root: it runs containers through containerd") {
+			t.Errorf("%q as nobody: exit %d, %q", args, code, stderr)
+		}
+	}
+	if code, stderr := nobody("validate", "--dir", dir); code != 0 {
+		t.Errorf("validate as nobody: exit %d, %q", code, stderr)
+	}
+}
