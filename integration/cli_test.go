@@ -54,3 +54,20 @@ func TestWithoutRootCrunCISaysItNeedsRoot(t *testing.T) {
 		t.Errorf("validate as nobody: exit %d, %q", code, stderr)
 	}
 }
+
+// A command that is not in the image is named with the image and its PATH, not with
+// runc's chain of errors.
+func TestACommandNotInTheImageIsNamed(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n",
+		"codeship-steps.yml":    "- type: parallel\n  steps:\n  - {name: test, service: app, command: npm test}\n  - {name: abs, service: app, command: /opt/bin/tool}\n  - {name: notexec, service: app, command: /etc/passwd}\n",
+	})
+	r := runSteps(t, dir)
+	wantCode(t, r, 1)
+	wantContains(t, "stdout", r.stdout,
+		`FAILED      test (app)`, `: "npm" not found in image busybox (PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)`+"\n",
+		`: "/opt/bin/tool" not found in image busybox`+"\n",
+		`: "/etc/passwd" is not executable in image busybox`+"\n")
+	wantNotContains(t, "stdout", r.stdout, "OCI runtime", "runc")
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+	"github.com/distribution/reference"
 	"github.com/docker/go-units"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -265,6 +267,9 @@ type Container struct {
 	sandbox *network.Sandbox
 	// memory is the container's memory limit in bytes (0: none), for OOMNote.
 	memory int64
+	// image and path are its image (as people write it) and its process's PATH, for
+	// the error of a command that is not there.
+	image, path string
 
 	started bool
 	// exited is closed when the started task has ended; code and waitErr say how.
@@ -315,6 +320,17 @@ func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error)
 	spec, err := oci.Spec(ctx, oc)
 	if err != nil {
 		return nil, err
+	}
+	if m.Image != nil {
+		c.image = m.Image.Name
+		if named, err := reference.ParseNormalizedNamed(m.Image.Name); err == nil {
+			c.image = strings.TrimSuffix(reference.FamiliarString(named), ":latest")
+		}
+	}
+	for _, e := range spec.Process.Env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			c.path = v
+		}
 	}
 	labels := maps.Clone(p.o.Labels)
 	if labels == nil {
@@ -426,7 +442,7 @@ func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer, before 
 		return nil
 	}
 	if err := c.Task.Start(context.WithoutCancel(ctx), stdout, stderr, ready); err != nil {
-		return err
+		return c.missing(err)
 	}
 	c.started = true
 	go func() {
@@ -434,6 +450,25 @@ func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer, before 
 		close(c.exited)
 	}()
 	return nil
+}
+
+// runcExec is how runc says that the process it was to start cannot be: its name, and why.
+var runcExec = regexp.MustCompile(`exec: "([^"]*)": (executable file not found in \$PATH|stat [^:]*: no such file or directory|permission denied)`)
+
+// missing turns runc's chain of errors about a command that is not in the image (or
+// cannot be run) into one line in the user's words: `"npm" not found in image busybox
+// (PATH=/usr/sbin:/usr/bin:/sbin:/bin)`.
+func (c *Container) missing(err error) error {
+	m := runcExec.FindStringSubmatch(err.Error())
+	switch {
+	case m == nil:
+		return err
+	case strings.HasPrefix(m[2], "executable"):
+		return fmt.Errorf("%q not found in image %s (PATH=%s)", m[1], c.image, c.path)
+	case strings.HasPrefix(m[2], "stat"):
+		return fmt.Errorf("%q not found in image %s", m[1], c.image)
+	}
+	return fmt.Errorf("%q is not executable in image %s", m[1], c.image)
 }
 
 // Wait waits for the task to end and returns its exit code, or ctx's error when ctx ends

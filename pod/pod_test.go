@@ -394,3 +394,18 @@ func TestCreateUndoesAMemberWhosePodClosedMeanwhile(t *testing.T) {
 		t.Errorf("the hand-off is still there: %v", err)
 	}
 }
+
+func TestACommandNotInTheImageIsSaidInTheUsersWords(t *testing.T) {
+	c := &Container{image: "busybox", path: "/usr/bin:/bin"}
+	const chain = `create task x: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: `
+	for _, tc := range []struct{ runc, want string }{
+		{`exec: "npm": executable file not found in $PATH: unknown`, `"npm" not found in image busybox (PATH=/usr/bin:/bin)`},
+		{`exec: "/opt/tool": stat /opt/tool: no such file or directory: unknown`, `"/opt/tool" not found in image busybox`},
+		{`exec: "/etc/passwd": permission denied: unknown`, `"/etc/passwd" is not executable in image busybox`},
+		{`error mounting "/x" to rootfs at "/y": no such device`, chain + `error mounting "/x" to rootfs at "/y": no such device`},
+	} {
+		if got := c.missing(errors.New(chain + tc.runc)).Error(); got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.runc, got, tc.want)
+		}
+	}
+}
