@@ -85,7 +85,7 @@ func TestInterruptStopsRunningStepsAndCleansUp(t *testing.T) {
 		code int
 	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
 		t.Run(tc.sig.String(), func(t *testing.T) {
-			run := start(t, stateDir, "steps", "--dir", dir, "--stop-timeout", "1s")
+			run := start(t, stateDir, "steps", "--dir", dir, "--stop-timeout", "1s", "--max-parallel", "2")
 			run.waitFor("| started", 2)
 			sent := time.Now()
 			run.signal(tc.sig)
@@ -104,6 +104,8 @@ func TestInterruptStopsRunningStepsAndCleansUp(t *testing.T) {
 				"traps/app | got TERM\n",
 				"INTERRUPTED traps (app)", "INTERRUPTED ignores (app)",
 				"NOT RUN     later (app): the build was interrupted")
+			// It says what it does, and how to hurry it.
+			wantContains(t, "stderr", r.stderr, "interrupted: stopping 2 running steps, up to 1s each; interrupt again (Ctrl-C) to kill them")
 			if elapsed > 15*time.Second {
 				t.Errorf("stopping took %s; the stop timeout is 1s", elapsed)
 			}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/crun-ci/crun-ci/builds"
@@ -165,6 +166,14 @@ type Result struct {
 	Phases Phases
 }
 
+// plural is word for n of it.
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}
+
 // TailLines is how many lines of a failed step's output its Result keeps.
 const TailLines = 100
 
@@ -264,6 +273,8 @@ type build struct {
 	seq      atomic.Int64
 	order    map[*config.Step]int
 	groups   map[*config.Step][]string
+	// finished is closed once the build's steps and teardowns have ended.
+	finished chan struct{}
 	// skips are the steps a build without a tag skips, with why (Skips).
 	skips map[*config.Step]string
 	// builders maps the services whose image another service builds to that service
@@ -361,6 +372,7 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		sem:      make(chan struct{}, o.MaxParallel),
 		order:    map[*config.Step]int{},
 		groups:   map[*config.Step][]string{},
+		finished: make(chan struct{}),
 		results:  map[int]Result{},
 	}
 	b.imgs = &images.Store{Find: rt.Image, IfPresent: o.PullIfPresent}
@@ -467,12 +479,29 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 	}
 	buildStart := time.Now()
 	b.emit(Event{Type: "build-start"})
+	// An interrupt says what it does, and how to hurry it.
+	stopSaying := context.AfterFunc(ctx, func() {
+		if n := len(b.sem); n > 0 {
+			log.G(ctx).Warnf("interrupted: stopping %d running %s, up to %s each; interrupt again (Ctrl-C) to kill them", n, plural(n, "step"), b.o.StopTimeout)
+		} else {
+			log.G(ctx).Warn("interrupted: cleaning up")
+		}
+		if b.o.Hurry != nil {
+			select {
+			case <-b.o.Hurry:
+				log.G(ctx).Warn("interrupted again: killing the running steps")
+			case <-b.finished:
+			}
+		}
+	})
+	defer stopSaying()
 	if len(o.Load) > 0 {
 		b.load(ctx, plan)
 	} else {
 		b.serial(ctx, shown)
 	}
 	b.cleanup.Wait()
+	close(b.finished)
 	status := Passed
 	if !b.summary().Passed() {
 		status = Failed
