@@ -71,3 +71,31 @@ func TestACommandNotInTheImageIsNamed(t *testing.T) {
 		`: "/etc/passwd" is not executable in image busybox`+"\n")
 	wantNotContains(t, "stdout", r.stdout, "OCI runtime", "runc")
 }
+
+// steps --dry-run prints the plan, with which images are present and which would be
+// pulled, and makes nothing: no container, snapshot, lease or build directory.
+func TestDryRunMakesNothing(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "db:\n  image: busybox\n  command: sleep 100\napp:\n  image: busybox\n  depends_on: [db]\n  volumes: [/scratch, ./out:/out]\nother:\n  image: registry.invalid/none:1\n",
+		"codeship-steps.yml":    "- {name: test, service: app, command: make test}\n- {name: deploy, service: other, command: ./deploy, tag: master}\n- {name: elsewhere, service: other}\n",
+		"out/":                  "",
+	})
+	before, _ := os.ReadDir(filepath.Join(stateDir, "builds"))
+	r := runSteps(t, dir, "--dry-run")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout,
+		"run test (app): make test\n",
+		"  network: its own bridge, an address for each of its 2 containers\n",
+		"  container db (dependency): busybox (present)\n",
+		"  container app (the step's): busybox (present)\n",
+		"    /scratch <- a new anonymous volume (",
+		"    /out <- "+filepath.Join(dir, "out")+" (",
+		"run deploy (other): skipped: tag master; pass --tag to run it\n",
+		"  container other (the step's): registry.invalid/none:1 (to pull)\n")
+	wantNotContains(t, "stdout", r.stdout, "PASSED", "build ")
+	if after, _ := os.ReadDir(filepath.Join(stateDir, "builds")); len(after) != len(before) {
+		t.Errorf("build directories: %d before, %d after", len(before), len(after))
+	}
+	// runSteps checked that no container, task, snapshot or lease of a build is there.
+}

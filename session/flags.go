@@ -63,6 +63,8 @@ type Flags struct {
 	steps       bool // added
 	junit       string
 	events      string
+	// DryRun is --dry-run: the plan is printed, nothing runs.
+	DryRun bool
 }
 
 // UsageError is a flag whose value cannot be used.
@@ -140,6 +142,7 @@ func (f *Flags) AddSteps(fs *pflag.FlagSet) {
 	fs.BoolP("no-tty", "T", false, "accepted for jet's scripts: steps never get a terminal")
 	fs.IntVar(&f.maxParallel, "max-parallel", runtime.NumCPU(), "how many steps may run at once")
 	fs.DurationVar(&f.stepTimeout, "step-timeout", 0, "stop and fail a step that runs longer than this (0: no limit; a step's timeout key wins)")
+	fs.BoolVar(&f.DryRun, "dry-run", false, "print the steps (skipped ones with why), their containers, images, mounts and networks; run nothing")
 	fs.StringVar(&f.junit, "junit", "", "write the results as JUnit XML to this file (for GitLab, Jenkins, Buildkite)")
 	fs.StringVar(&f.events, "events", "", "write what happens (build, steps, dependencies, images) as JSON lines to this file, or - for standard output")
 }

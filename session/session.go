@@ -234,6 +234,11 @@ type Build struct {
 	Events func(steps.Event)
 }
 
+// DryRun writes what Steps would do with b, and runs nothing (steps.DryRun).
+func (s *Session) DryRun(ctx context.Context, b Build, w io.Writer) error {
+	return steps.DryRun(ctx, steps.Containerd(s.tasks), s.options(b), w)
+}
+
 // Steps runs the pipeline of b.
 func (s *Session) Steps(ctx context.Context, b Build) (*steps.Summary, error) {
 	return s.run(ctx, s.options(b))

@@ -39,6 +39,7 @@ func (c *cli) start(ctx context.Context, proj *config.Project, policy steps.Poli
 	if err != nil {
 		return nil, session.Build{}, err
 	}
+	o.KeepLeftovers = c.f.DryRun // a dry run changes nothing, not even old builds' leftovers
 	build, err := session.NewBuild(ctx, proj, policy, c.f.Identity())
 	if err != nil {
 		return nil, build, &exitError{code: 2, err: err}
@@ -69,6 +70,9 @@ func runSteps(c *cli, fs *pflag.FlagSet) runner {
 			return err
 		}
 		defer func() { retErr = errors.Join(retErr, s.Close()) }()
+		if c.f.DryRun {
+			return s.DryRun(ctx, build, c.stdout)
+		}
 		closeEvents, err := c.f.OpenEvents(&build, c.stdout)
 		if err != nil {
 			return err

@@ -9,15 +9,23 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/crun-ci/crun-ci/session"
+	"github.com/crun-ci/crun-ci/steps"
 )
 
 func runValidate(c *cli, fs *pflag.FlagSet) runner {
 	c.f.AddProject(fs, true)
 	c.f.AddKeyPath(fs)
-	return func(context.Context, []string) error {
-		proj, _, err := c.load(true, true, true)
+	plan := fs.Bool("plan", false, "also print the steps, their containers, images and mounts, as steps --dry-run does (without asking containerd which images are present)")
+	tag := fs.String("tag", "", "with --plan: the build's branch or tag, as for steps")
+	return func(ctx context.Context, _ []string) error {
+		proj, policy, err := c.load(true, true, true)
 		if err != nil {
 			return err
+		}
+		if *plan {
+			if err := steps.DryRun(ctx, nil, steps.Options{Project: proj, Policy: policy, Tag: *tag}, c.stdout); err != nil {
+				return err
+			}
 		}
 		fmt.Fprintf(c.stdout, "%s and %s are valid: %d services, %d steps\n", proj.Rel(proj.ServicesFile), proj.Rel(proj.StepsFile), len(proj.Services), proj.StepCount())
 		return nil
