@@ -382,7 +382,7 @@ func handoffBinary() (string, error) {
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return "", fmt.Errorf("secret variables and init need a statically linked crun-ci (build it with CGO_ENABLED=0, as scripts/setup.sh does); %s is dynamically linked", exe)
+			return "", fmt.Errorf("secret variables and init need a statically linked crun-ci, which runs inside the container: %s is dynamically linked; build it with CGO_ENABLED=0 go install github.com/crun-ci/crun-ci/cmd/crun-ci@latest (or scripts/setup.sh)", exe)
 		}
 	}
 	return exe, nil
