@@ -78,3 +78,29 @@ func TestTailKeepsTheLastLines(t *testing.T) {
 		t.Errorf("%d lines: first %q, last %q", len(got), got[0], got[len(got)-1])
 	}
 }
+
+func TestTheSummaryShowsTheGroups(t *testing.T) {
+	sum := &Summary{BuildID: "abc", Duration: 3210 * time.Millisecond, Results: []Result{
+		{Step: "deploy", Service: "app", Status: Skipped, Note: "tag master; pass --tag to run it"},
+		{Step: "unit", Service: "app", Status: Passed, Duration: time.Second, Group: []string{"tests", "fast"}},
+		{Step: "lint", Service: "app", Status: Passed, Duration: time.Second, Group: []string{"tests", "fast"}},
+		{Step: "e2e", Service: "web", Status: Failed, ExitCode: 2, Duration: time.Second, Group: []string{"tests"}},
+		{Step: "after", Service: "app", Status: NotRun, Note: "an earlier step failed"},
+	}}
+	var buf bytes.Buffer
+	sum.Print(&buf)
+	want := `
+build abc:
+  SKIPPED     deploy (app): tag master; pass --tag to run it
+  tests:
+    fast:
+      PASSED      unit (app) 1.00s
+      PASSED      lint (app) 1.00s
+    FAILED      e2e (web) 1.00s: exit code 2
+  NOT RUN     after (app): an earlier step failed
+2 passed, 1 failed, 1 skipped, 1 not run in 3.21s
+`
+	if diff := cmp.Diff(want, buf.String()); diff != "" {
+		t.Errorf("summary (-want +got):\n%s", diff)
+	}
+}

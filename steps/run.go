@@ -181,6 +181,8 @@ const TailLines = 100
 type Summary struct {
 	BuildID string
 	Results []Result
+	// Duration is how long the build ran, from its first step to its last teardown.
+	Duration time.Duration
 }
 
 // Passed reports whether no step failed or was interrupted.
@@ -194,13 +196,24 @@ func (s *Summary) Passed() bool {
 }
 
 // Print writes the summary: a line per step with its status and duration, the exit code
-// or error of a failed step, and a count.
+// or error of a failed step, under the groups around it (a line each, indented), and a
+// count with the build's time.
 func (s *Summary) Print(w io.Writer) {
 	count := map[Status]int{}
 	fmt.Fprintf(w, "\nbuild %s:\n", s.BuildID)
+	var groups []string // of the line before
 	for _, r := range s.Results {
 		count[r.Status]++
-		line := fmt.Sprintf("  %-11s %s (%s)", strings.ToUpper(string(r.Status)), config.Printable(r.Step), config.Printable(r.Service))
+		same := 0
+		for same < len(groups) && same < len(r.Group) && groups[same] == r.Group[same] {
+			same++
+		}
+		for i := same; i < len(r.Group); i++ {
+			fmt.Fprintf(w, "%s%s:\n", strings.Repeat("  ", i+1), config.Printable(r.Group[i]))
+		}
+		groups = r.Group
+		indent := strings.Repeat("  ", len(r.Group))
+		line := fmt.Sprintf("  %s%-11s %s (%s)", indent, strings.ToUpper(string(r.Status)), config.Printable(r.Step), config.Printable(r.Service))
 		if r.Status != NotRun && r.Status != Skipped {
 			line += fmt.Sprintf(" %.2fs", r.Duration.Seconds())
 		}
@@ -228,7 +241,11 @@ func (s *Summary) Print(w io.Writer) {
 	if len(parts) == 0 {
 		parts = []string{"no steps ran"}
 	}
-	fmt.Fprintln(w, strings.Join(parts, ", "))
+	total := ""
+	if s.Duration > 0 {
+		total = fmt.Sprintf(" in %.2fs", s.Duration.Seconds())
+	}
+	fmt.Fprintln(w, strings.Join(parts, ", ")+total)
 }
 
 // PreconditionError lists everything that keeps a pipeline from starting: missing images,
@@ -273,8 +290,10 @@ type build struct {
 	seq      atomic.Int64
 	order    map[*config.Step]int
 	groups   map[*config.Step][]string
-	// finished is closed once the build's steps and teardowns have ended.
+	// finished is closed once the build's steps and teardowns have ended, after
+	// duration.
 	finished chan struct{}
+	duration time.Duration
 	// skips are the steps a build without a tag skips, with why (Skips).
 	skips map[*config.Step]string
 	// builders maps the services whose image another service builds to that service
@@ -506,7 +525,8 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 	if !b.summary().Passed() {
 		status = Failed
 	}
-	b.emit(withDuration(Event{Type: "build-end", Status: status}, time.Since(buildStart)))
+	b.duration = time.Since(buildStart)
+	b.emit(withDuration(Event{Type: "build-end", Status: status}, b.duration))
 	if err := errors.Join(b.cleanupErrs...); err != nil {
 		if errdefs.IsUnavailable(err) {
 			// One line says it all; the rest are the same refused connection.
@@ -575,7 +595,7 @@ func (b *build) started(s *config.Step) {
 }
 
 func (b *build) summary() *Summary {
-	s := &Summary{BuildID: b.o.BuildID}
+	s := &Summary{BuildID: b.o.BuildID, Duration: b.duration}
 	for i := 0; i < len(b.order); i++ {
 		if r, ok := b.results[i]; ok {
 			s.Results = append(s.Results, r)
