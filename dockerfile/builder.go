@@ -182,8 +182,44 @@ type run struct {
 	hideOnce sync.Once
 }
 
-// Build builds the image of r and names it r.Image.
-func (b *Builder) Build(ctx context.Context, r Request) (*Result, error) {
+// held is a build's output, held back while every instruction so far came from the
+// cache: a build that is all cache prints nothing (its caller prints one line for it),
+// one that builds a layer, warns or fails prints everything, from the first step on.
+type held struct {
+	w    io.Writer
+	buf  bytes.Buffer
+	open bool
+}
+
+func (h *held) Write(p []byte) (int, error) {
+	if h.open {
+		return h.w.Write(p)
+	}
+	return h.buf.Write(p)
+}
+
+// release prints what was held, and lets what comes through.
+func (h *held) release() {
+	if !h.open {
+		h.open = true
+		h.w.Write(h.buf.Bytes())
+		h.buf.Reset()
+	}
+}
+
+// Build builds the image of r and names it r.Image. Its output goes to r.Output, but
+// for a build that is all cache (see held).
+func (b *Builder) Build(ctx context.Context, r Request) (_ *Result, retErr error) {
+	if r.Output == nil {
+		r.Output = io.Discard
+	}
+	out := &held{w: r.Output}
+	r.Output = out
+	defer func() {
+		if retErr != nil {
+			out.release()
+		}
+	}()
 	if len(r.SecretArgs) > 0 && len(b.CacheSecret) < minCacheSecret {
 		return nil, errors.New("build with secret arguments: the builder has no cache secret")
 	}
@@ -221,6 +257,7 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Result, error) {
 	}
 	if len(unused) > 0 {
 		slices.Sort(unused)
+		out.release()
 		fmt.Fprintf(r.Output, "warning: build arguments not declared by any ARG: %s\n", strings.Join(unused, ", "))
 	}
 	final := x.built[len(stages)-1]
@@ -228,6 +265,7 @@ func (b *Builder) Build(ctx context.Context, r Request) (*Result, error) {
 		return nil, err
 	}
 	if err := b.evict(ctx); err != nil {
+		out.release()
 		fmt.Fprintf(r.Output, "warning: layer cache: %v\n", err)
 	}
 	x.res.Built = &task.Image{Name: r.Image, Config: final.config.Config.ImageConfig, ChainID: final.chainID()}
@@ -477,6 +515,13 @@ func mapEnv(m map[string]string) shell.EnvGetter {
 func (x *run) expand(word string, env shell.EnvGetter) (string, error) {
 	out, _, err := x.lex.ProcessWord(word, env)
 	return out, err
+}
+
+// release lets the build's held output through (see held).
+func (x *run) release() {
+	if h, ok := x.r.Output.(*held); ok {
+		h.release()
+	}
 }
 
 // progress prints the line that starts an instruction.
@@ -985,6 +1030,7 @@ func (x *run) layer(ctx context.Context, s *state, key digest.Digest, what strin
 	if !x.b.NoCache {
 		hit, err := x.fromCache(ctx, s, key)
 		if err != nil {
+			x.release()
 			fmt.Fprintf(x.r.Output, "warning: layer cache: %v\n", err)
 		}
 		if hit {
@@ -993,6 +1039,7 @@ func (x *run) layer(ctx context.Context, s *state, key digest.Digest, what strin
 			return nil
 		}
 	}
+	x.release() // a layer is built: its output, and what led to it, is worth seeing
 	start := time.Now()
 	id := fmt.Sprintf("%s-%d", x.r.ID, x.seq.Add(1))
 	parent := s.chainID()

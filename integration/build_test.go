@@ -350,6 +350,10 @@ func TestTheLayerCache(t *testing.T) {
 		t.Errorf("second build %v, want every one of 3 layers from the cache", got)
 	}
 	wantContains(t, "stdout", r.stdout, "show/app | "+stamp[1]+"\n") // the RUN did not run again
+	// A build that is all cache is one line.
+	if n := strings.Count(r.stdout, "show/app build | "); n != 1 {
+		t.Errorf("a build all from the cache printed %d lines, want 1:\n%s", n, r.stdout)
+	}
 
 	os.WriteFile(filepath.Join(dir, "src.txt"), []byte("version 2\n"), 0o644)
 	r = runSteps(t, dir)
@@ -358,6 +362,8 @@ func TestTheLayerCache(t *testing.T) {
 		t.Errorf("after a change %v, want 1 of 3 layers from the cache (the RUN before the COPY)", got)
 	}
 	wantContains(t, "stdout", r.stdout, "show/app | version 2\n")
+	// One that is not shows every instruction, cached ones too.
+	wantContains(t, "stdout", r.stdout, "show/app build | step 2/4: RUN echo first > /first\nshow/app build |   cached\n", "show/app build | step 3/4: COPY src.txt /app/\n")
 	wantNotContains(t, "stdout", r.stdout, "show/app | "+stamp[1]+"\n")
 
 	r = runSteps(t, dir, "--no-cache")
