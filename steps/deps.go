@@ -273,7 +273,7 @@ func (g *depGroup) check(ctx context.Context, d *dep, hc *task.Healthcheck) erro
 		case err != nil:
 			last = err.Error()
 		default:
-			last = fmt.Sprintf("exit code %d: %s", code, last)
+			last = fmt.Sprintf("exit code %d%s", code, checkOutput(last))
 		}
 		waited := time.Since(began)
 		if waited >= bound {
@@ -291,6 +291,31 @@ func (g *depGroup) check(ctx context.Context, d *dep, hc *task.Healthcheck) erro
 		case <-time.After(healthInterval):
 		}
 	}
+}
+
+// checkOutputLines is how much of a failing health check's output its error shows.
+const checkOutputLines = 5
+
+// checkOutput is a failing health check's output as its error shows it: "" for none,
+// one line after ": ", several (at most checkOutputLines, the last ones) each on a line
+// of its own, indented, below the summary's line.
+func checkOutput(out string) string {
+	if out == "" {
+		return ""
+	}
+	lines := strings.Split(out, "\n")
+	if len(lines) == 1 {
+		return ": " + config.EscapeControls(lines[0])
+	}
+	cut := ""
+	if len(lines) > checkOutputLines {
+		cut = fmt.Sprintf("\n      (%d lines before)", len(lines)-checkOutputLines)
+		lines = lines[len(lines)-checkOutputLines:]
+	}
+	for i, l := range lines {
+		lines[i] = "      | " + config.EscapeControls(l)
+	}
+	return ", it said:" + cut + "\n" + strings.Join(lines, "\n")
 }
 
 // stop ends every dependency that runs, all at the same time, by its stop policy with

@@ -104,3 +104,23 @@ build abc:
 		t.Errorf("summary (-want +got):\n%s", diff)
 	}
 }
+
+func TestAFailingHealthChecksOutputIsIndentedAndCut(t *testing.T) {
+	if got := checkOutput("not ready"); got != ": not ready" {
+		t.Errorf("one line: %q", got)
+	}
+	if got := checkOutput(""); got != "" {
+		t.Errorf("none: %q", got)
+	}
+	var long []string
+	for i := 1; i <= 8; i++ {
+		long = append(long, fmt.Sprintf("line %d", i))
+	}
+	want := ", it said:\n      (3 lines before)\n      | line 4\n      | line 5\n      | line 6\n      | line 7\n      | line 8"
+	if got := checkOutput(strings.Join(long, "\n")); got != want {
+		t.Errorf("eight lines:\n%s\nwant\n%s", got, want)
+	}
+	if got := checkOutput("a\n\x1b[2Jb"); strings.Contains(got, "\x1b") {
+		t.Errorf("a control character printed raw: %q", got)
+	}
+}
