@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -52,7 +54,26 @@ func TestImportOfANonArchiveFailsClearly(t *testing.T) {
 	if r.code == 0 {
 		t.Fatal("import of a non-archive succeeded")
 	}
-	wantContains(t, "stderr", r.stderr, "crun-ci: import "+bad+": ")
+	wantContains(t, "stderr", r.stderr, "crun-ci: import "+bad+": not a tar archive (")
+	// A tar, but of no image; one cut short.
+	tarOfText := filepath.Join(t.TempDir(), "text.tar")
+	if out, err := exec.Command("tar", "cf", tarOfText, "-C", filepath.Dir(bad), filepath.Base(bad)).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	r = crunci(t, "import", tarOfText)
+	wantContains(t, "stderr", r.stderr, "crun-ci: import "+tarOfText+": a tar archive, but of neither an OCI image layout (index.json) nor docker save (manifest.json)")
+	files, err := ociarchive.Busybox(ociarchive.BusyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var whole bytes.Buffer
+	if err := ociarchive.WriteDockerSave(&whole, ociarchive.Image{Name: "crunci/cut:1", Config: ociarchive.BusyboxConfig(), Files: files}); err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.tar")
+	os.WriteFile(cut, whole.Bytes()[:whole.Len()/2], 0o644)
+	r = crunci(t, "import", cut)
+	wantContains(t, "stderr", r.stderr, "crun-ci: import "+cut+": the archive is cut short")
 	r = crunci(t, "import", bad+".missing")
 	wantCode(t, r, 2)
 	wantContains(t, "stderr", r.stderr, "no such file or directory")

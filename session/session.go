@@ -1,13 +1,16 @@
 package session
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
+	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/containerd/log"
 
 	"github.com/crun-ci/crun-ci/builds"
@@ -153,9 +156,56 @@ func (s *Session) ImportFile(ctx context.Context, path string) ([]string, error)
 		err = errors.New("the archive holds no named image")
 	}
 	if err != nil {
+		if why := whyNotAnImage(path); why != "" {
+			err = fmt.Errorf("%s (%w)", why, err)
+		}
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
 	return names, nil
+}
+
+// whyNotAnImage says, for an archive that did not import, what is wrong with it when it
+// can tell: not a tar (or cut short), or a tar of neither image format.
+func whyNotAnImage(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	r, err := compression.DecompressStream(f)
+	if err != nil {
+		return ""
+	}
+	defer r.Close()
+	tr := tar.NewReader(r)
+	var n int
+	var layout, save bool
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if n == 0 {
+				return "not a tar archive"
+			}
+			return fmt.Sprintf("the archive is cut short after %d files", n)
+		}
+		n++
+		switch strings.TrimPrefix(h.Name, "./") {
+		case "index.json", "oci-layout":
+			layout = true
+		case "manifest.json":
+			save = true
+		}
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return fmt.Sprintf("the archive is cut short in %s", h.Name)
+		}
+	}
+	if !layout && !save {
+		return "a tar archive, but of neither an OCI image layout (index.json) nor docker save (manifest.json)"
+	}
+	return ""
 }
 
 // Cleanup removes what builds of the session's state directory whose process is gone
