@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"compress/gzip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,6 +75,14 @@ func TestImportOfANonArchiveFailsClearly(t *testing.T) {
 	os.WriteFile(cut, whole.Bytes()[:whole.Len()/2], 0o644)
 	r = crunci(t, "import", cut)
 	wantContains(t, "stderr", r.stderr, "crun-ci: import "+cut+": the archive is cut short")
+	gz := filepath.Join(t.TempDir(), "saved.tar.gz")
+	var zipped bytes.Buffer
+	zw := gzip.NewWriter(&zipped)
+	zw.Write(whole.Bytes())
+	zw.Close()
+	os.WriteFile(gz, zipped.Bytes(), 0o644)
+	r = crunci(t, "import", gz)
+	wantContains(t, "stderr", r.stderr, "crun-ci: import "+gz+": a compressed file (gz): import takes the uncompressed tar")
 	r = crunci(t, "import", bad+".missing")
 	wantCode(t, r, 2)
 	wantContains(t, "stderr", r.stderr, "no such file or directory")

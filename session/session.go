@@ -172,13 +172,16 @@ func whyNotAnImage(path string) string {
 		return ""
 	}
 	defer f.Close()
-	r, err := compression.DecompressStream(f)
-	if err != nil {
+	head := make([]byte, 10)
+	n, _ := io.ReadFull(f, head)
+	if c := compression.DetectCompression(head[:n]); c != compression.Uncompressed {
+		return fmt.Sprintf("a compressed file (%s): import takes the uncompressed tar", c.Extension())
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return ""
 	}
-	defer r.Close()
-	tr := tar.NewReader(r)
-	var n int
+	tr := tar.NewReader(f)
+	n = 0
 	var layout, save bool
 	for {
 		h, err := tr.Next()
