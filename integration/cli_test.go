@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -98,4 +99,36 @@ func TestDryRunMakesNothing(t *testing.T) {
 		t.Errorf("build directories: %d before, %d after", len(before), len(after))
 	}
 	// runSteps checked that no container, task, snapshot or lease of a build is there.
+}
+
+// On a terminal the prefixes line up and each service has a colour; NO_COLOR keeps them
+// aligned, without colour; a pipe gets them as written.
+func TestPrefixesOnATerminal(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Fatalf("needs script (bsdutils): %v", err)
+	}
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n",
+		"codeship-steps.yml":    "- {name: a, service: app, command: echo short}\n- {name: a-longer-step, service: app, command: echo long}\n",
+	})
+	onTTY := func(env ...string) string {
+		line := strings.Join([]string{bin, "--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "steps", "--dir", dir}, " ")
+		cmd := exec.Command("script", "-qec", line, "/dev/null")
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", line, err, out)
+		}
+		return strings.ReplaceAll(string(out), "\r\n", "\n")
+	}
+	out := onTTY("TERM=xterm")
+	if !regexp.MustCompile("\x1b\\[[0-9]+ma/app {12}\x1b\\[0m \\| short\n").MatchString(out) || !regexp.MustCompile("\x1b\\[[0-9]+ma-longer-step/app\x1b\\[0m \\| long\n").MatchString(out) {
+		t.Errorf("not aligned and coloured on a terminal:\n%q", out)
+	}
+	out = onTTY("TERM=xterm", "NO_COLOR=1")
+	wantContains(t, "output", out, "a/app             | short\n", "a-longer-step/app | long\n")
+	wantNotContains(t, "output", out, "\x1b[")
+	r := runSteps(t, dir)
+	wantContains(t, "stdout", r.stdout, "a/app | short\n")
 }

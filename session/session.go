@@ -285,6 +285,9 @@ type Build struct {
 	Hurry <-chan struct{}
 	// Events, when not nil, is told what happens in the build (steps.Event).
 	Events func(steps.Event)
+	// Terminal says Output is a terminal: the prefixes of the containers' lines are
+	// aligned and, unless $NO_COLOR is set, coloured by service.
+	Terminal bool
 }
 
 // DryRun writes what Steps would do with b, and runs nothing (steps.DryRun).
@@ -358,6 +361,8 @@ func (s *Session) options(b Build) steps.Options {
 		Builder:                s.builder,
 		Hurry:                  b.Hurry,
 		Events:                 b.Events,
+		Align:                  b.Terminal,
+		Color:                  b.Terminal && os.Getenv("NO_COLOR") == "",
 	}
 	if b.Push {
 		o.Push = s.puller.PushWith

@@ -124,3 +124,30 @@ func TestAFailingHealthChecksOutputIsIndentedAndCut(t *testing.T) {
 		t.Errorf("a control character printed raw: %q", got)
 	}
 }
+
+func TestPrefixesOnATerminalAreAlignedAndColouredByService(t *testing.T) {
+	var buf bytes.Buffer
+	o := NewOutput(&buf)
+	o.width, o.color = 12, true
+	for _, p := range []string{"test/app | ", "lint/app | ", "a-long-step/db | ", "x/app build | "} {
+		s := o.Stream(p)
+		fmt.Fprintln(s, "line")
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	app := colorOf("app")
+	want := []string{
+		app + "test/app    \x1b[0m | line",
+		app + "lint/app    \x1b[0m | line",
+		colorOf("db") + "a-long-step/db\x1b[0m | line",
+		app + "x/app build \x1b[0m | line",
+	}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("lines (-want +got):\n%s", diff)
+	}
+	// Not a terminal: as written.
+	buf.Reset()
+	fmt.Fprintln(NewOutput(&buf).Stream("test/app | "), "line")
+	if buf.String() != "test/app | line\n" {
+		t.Errorf("plain: %q", buf.String())
+	}
+}

@@ -2,9 +2,12 @@ package steps
 
 import (
 	"bytes"
+	"hash/fnv"
 	"io"
 	"slices"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/crun-ci/crun-ci/config"
 )
@@ -18,17 +21,67 @@ const maxLine = 64 << 10
 type Output struct {
 	mu sync.Mutex
 	w  io.Writer
+	// width pads every prefix's name ("step/service") to it, so that the output of
+	// parallel steps lines up; color gives each service's prefix a colour of its own
+	// (a terminal's output, without NO_COLOR).
+	width int
+	color bool
 }
 
 // NewOutput returns an Output writing to w.
 func NewOutput(w io.Writer) *Output { return &Output{w: w} }
+
+// prefixWidth is the width of the longest prefix name ("step/service") of the plan's
+// run steps and their dependencies, at most maxPrefixWidth.
+func prefixWidth(p *config.Project, plan []*config.Step) int {
+	width := 0
+	config.WalkSteps(plan, func(s *config.Step) {
+		if s.Type != config.Run {
+			return
+		}
+		for _, svc := range append(p.Graph.Dependencies(s.Service), s.Service) {
+			width = max(width, utf8.RuneCountInString(config.EscapeControls(s.Name+"/"+svc)))
+		}
+	})
+	return min(width, maxPrefixWidth)
+}
+
+// maxPrefixWidth bounds the padding of prefixes: a long name does not push every line.
+const maxPrefixWidth = 32
 
 // Stream returns a writer for one stream of one container; every line it is given is
 // printed with prefix in front. Close prints what is left of an unterminated last line.
 // The output is data and stays as it is; the prefix is crun-ci's, and a control character
 // in it is printed escaped.
 func (o *Output) Stream(prefix string) *Stream {
-	return &Stream{out: o, prefix: []byte(config.EscapeControls(prefix))}
+	prefix = config.EscapeControls(prefix)
+	if name, ok := strings.CutSuffix(prefix, " | "); ok {
+		if pad := o.width - utf8.RuneCountInString(name); pad > 0 {
+			name += strings.Repeat(" ", pad)
+		}
+		if o.color {
+			name = colorOf(name) + name + "\x1b[0m"
+		}
+		prefix = name + " | "
+	}
+	return &Stream{out: o, prefix: []byte(prefix)}
+}
+
+// colors are the terminal colours of prefixes: normal and bright, without black and
+// white.
+var colors = []string{"31", "32", "33", "34", "35", "36", "91", "92", "93", "94", "95", "96"}
+
+// colorOf is the colour of a prefix's name, by the service it names (after the last
+// "/", without " build").
+func colorOf(name string) string {
+	name = strings.TrimSpace(name)
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	name = strings.TrimSuffix(name, " build")
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return "\x1b[" + colors[h.Sum32()%uint32(len(colors))] + "m"
 }
 
 // Stream is one container stream, see Output.Stream. A Stream is used by one goroutine.

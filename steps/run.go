@@ -114,6 +114,9 @@ type Options struct {
 	// Events, when not nil, is told what happens in the build (see Event), from any
 	// goroutine; JSONEvents writes them as lines of JSON.
 	Events func(Event)
+	// Align pads the prefixes of Output to one width, Color gives each service's prefix
+	// a colour of its own: for a terminal (without NO_COLOR, for Color).
+	Align, Color bool
 }
 
 // Attach is how `crun-ci run` connects the container of its service: its output goes
@@ -418,6 +421,10 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		shown = plan
 	}
 	b.index(shown, nil)
+	if o.Align {
+		b.out.width = prefixWidth(o.Project, plan)
+	}
+	b.out.color = o.Color
 
 	// The lock comes first and goes last: while it is held, no clean-up touches the
 	// build; when this process dies, the next crun-ci removes what is left.
@@ -484,7 +491,9 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 			b.masks = append(b.masks, m)
 			return m
 		}
+		width, color := b.out.width, b.out.color
 		b.out = NewOutput(mask(o.Output))
+		b.out.width, b.out.color = width, color
 		if a := b.o.Attach; a != nil {
 			attach := *a
 			attach.Stdout, attach.Stderr = mask(a.Stdout), mask(a.Stderr)

@@ -51,7 +51,7 @@ func (c *cli) start(ctx context.Context, proj *config.Project, policy steps.Poli
 	if err != nil {
 		return nil, build, err
 	}
-	build.Output, build.Hurry = c.stdout, hurry
+	build.Output, build.Hurry, build.Terminal = c.stdout, hurry, session.IsTerminal(c.stdout)
 	return s, build, nil
 }
 
