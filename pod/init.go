@@ -3,6 +3,7 @@ package pod
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -12,6 +13,32 @@ import (
 
 	"github.com/crun-ci/crun-ci/secrets"
 )
+
+// Helper runs crun-ci as a container's process, not for people: mode exec-env is
+// `crun-ci exec-env FIFO -- COMMAND [ARGS…]` (secrets.ExecEnv), mode init is
+// `crun-ci init -- COMMAND [ARGS…]` (Init). It returns the exit status: the command's, 2
+// for bad usage, having said on stderr why there is no command to run.
+func Helper(mode string, args []string, stderr io.Writer) int {
+	if mode == "init" {
+		code, err := Init(args)
+		if err != nil {
+			fmt.Fprintln(stderr, "crun-ci "+err.Error())
+		}
+		return code
+	}
+	err := secrets.ExecEnv(args) // returns only when it could not exec
+	if err == nil {
+		return 0
+	}
+	ee := &secrets.ExecError{Code: 1, Err: err}
+	errors.As(err, &ee)
+	msg := ee.Error() // a shell's way: "app: not found"
+	if ee.Code == 2 {
+		msg = "crun-ci: " + msg
+	}
+	fmt.Fprintln(stderr, msg)
+	return ee.Code
+}
 
 // InitArgs are the arguments of a member whose process runs under crun-ci's init:
 // `crun-ci init -- args…`, crun-ci's executable mounted at secrets.HandoffExe.

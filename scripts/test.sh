@@ -19,3 +19,5 @@ go test -count=1 -timeout 30m ./...
 # Kill crun-ci at 25 random moments of a pipeline: nothing may be left, no host file lost.
 # (README: run it with -chaos=100 for the full figure.)
 go test -count=1 -timeout 20m -v -run TestChaos ./integration -args -chaos=25
+# The package: built, installed with apt-get, and used to run a pipeline.
+bash scripts/package-test.sh

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/crun-ci/crun-ci/secrets"
 )
@@ -42,6 +43,35 @@ func (k Key) CryptFile(in, out string, encrypt bool) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+// Version is crun-ci's version: linked (-X main.version) when not empty, else the
+// module's (go install …@v1.2.3), else the commit it was built from (dev+<commit>, and
+// +dirty with uncommitted changes), else dev.
+func Version(linked string) string {
+	if linked != "" {
+		return linked
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			rev = s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "+dirty"
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	return "dev+" + rev + dirty
 }
 
 // WriteFile writes what write writes to the file path, whole or not at all: a temporary

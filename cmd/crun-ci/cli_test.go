@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,47 @@ func TestTheCommandLine(t *testing.T) {
 		}
 		if !strings.HasPrefix(stderr.String(), tc.stderrPrefix) || tc.stderrPrefix != "" && !strings.Contains(stderr.String(), "--junit") {
 			t.Errorf("%q: stderr %q, want %q…", tc.args, stderr.String(), tc.stderrPrefix)
+		}
+	}
+}
+
+func TestCompletionAndManualAreMadeFromTheFlags(t *testing.T) {
+	out := func(args ...string) string {
+		var stdout, stderr bytes.Buffer
+		if err := run(context.Background(), args, &stdout, &stderr); err != nil {
+			t.Fatalf("%q: %v\n%s", args, err, stderr.String())
+		}
+		return stdout.String()
+	}
+	bash := out("completion", "bash")
+	for _, want := range []string{"complete -o filenames -F _crun_ci crun-ci", `steps) words="`, "--junit", "--dry-run", "--plan"} {
+		if !strings.Contains(bash, want) {
+			t.Errorf("bash completion without %q", want)
+		}
+	}
+	if sh, err := exec.LookPath("bash"); err == nil {
+		cmd := exec.Command(sh, "-n")
+		cmd.Stdin = strings.NewReader(bash)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("bash -n: %v: %s", err, b)
+		}
+	}
+	if zsh := out("completion", "zsh"); !strings.HasPrefix(zsh, "#compdef crun-ci\n") {
+		t.Errorf("zsh completion: %.40q", zsh)
+	}
+	if fish := out("completion", "fish"); !strings.Contains(fish, "complete -c crun-ci -n '__fish_seen_subcommand_from steps' -l junit -d ") {
+		t.Errorf("fish completion without steps --junit")
+	}
+	man := out("man")
+	for _, want := range []string{`.TH CRUN\-CI 1`, ".SS steps\n", ".SS run SERVICE [COMMAND [ARGS\\[u2026]]]\n", `\fB\-\-junit\fR \fIstring\fR`, ".SH EXIT STATUS"} {
+		if !strings.Contains(man, want) {
+			t.Errorf("manual page without %q", want)
+		}
+	}
+	for _, r := range man {
+		if r > 127 {
+			t.Errorf("manual page with a raw %q (troff wants \\[uXXXX])", r)
+			break
 		}
 	}
 }
