@@ -444,3 +444,21 @@ func orphanLayers(t testing.TB) []string {
 	}
 	return orphans
 }
+
+// The suite runs against the containerd that CRUNCI_CONTAINERD_VERSION names (a prefix
+// of its version: "1.6." for Debian 12's, "2." for one built from the module proxy),
+// when it names one: the CI tier of each checks that it got it.
+func TestTheContainerdAskedFor(t *testing.T) {
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	want := os.Getenv("CRUNCI_CONTAINERD_VERSION")
+	v, err := ctrd.Client.Version(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(strings.TrimPrefix(v.Version, "v"), want) {
+		t.Fatalf("the suite runs against containerd %s, want %s…", v.Version, want)
+	}
+	t.Logf("containerd %s (%s)", v.Version, v.Revision)
+}
