@@ -47,6 +47,11 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		// Services file: syntax and shape.
 		{
+			name:  "an unquoted \": \" in a command",
+			steps: "- service: app\n  command: echo a: b\n",
+			want:  `codeship-steps.yml:2: yaml: mapping values are not allowed in this context (a value that holds ": " must be quoted: command: "echo a: b")`,
+		},
+		{
 			name:     "an empty services file",
 			services: "# nothing here\n",
 			want:     "codeship-services.yml: empty file",

@@ -156,6 +156,8 @@ func (f *file) yamlErrorPos(err error, data []byte) (Pos, where, error) {
 		msg += " (indent with spaces)"
 	case quoteProblems[problem]:
 		msg += " (a quoted string is not closed)"
+	case problem == "mapping values are not allowed in this context":
+		msg += ` (a value that holds ": " must be quoted: command: "echo a: b")`
 	}
 	return p, where{}, errors.New(msg)
 }
