@@ -149,3 +149,65 @@ func TestEventsFollowTheBuild(t *testing.T) {
 		}
 	}
 }
+
+// --log-format json: everything crun-ci says on stderr is a JSON entry (warnings,
+// errors, progress), and the summary is a JSON object; the containers' lines stay as
+// they are.
+func TestLogFormatJSONCoversWhatCrunCISays(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n  container_name: ignored\n",
+		"codeship-steps.yml":    "- {name: ok, service: app, command: echo hello}\n- {name: bad, service: app, command: 'false'}\n",
+	})
+	r := runSteps(t, dir, "--log-format", "json")
+	wantCode(t, r, 1)
+	levels := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		var e struct{ Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &e); err != nil || e.Msg == "" {
+			t.Errorf("stderr line not a JSON log entry: %q", line)
+			continue
+		}
+		levels[e.Level]++
+	}
+	if levels["warning"] == 0 {
+		t.Errorf("no warning entry for the ignored key: %s", r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	wantContains(t, "stdout", r.stdout, "ok/app | hello\n")
+	var sum struct {
+		Version int            `json:"version"`
+		Type    string         `json:"type"`
+		Passed  bool           `json:"passed"`
+		Counts  map[string]int `json:"counts"`
+		Results []struct {
+			Step     string `json:"step"`
+			Status   string `json:"status"`
+			ExitCode *int   `json:"exit_code"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil {
+		t.Fatalf("the last line of stdout is not the JSON summary: %q: %v", lines[len(lines)-1], err)
+	}
+	if sum.Version != 1 || sum.Type != "summary" || sum.Passed || sum.Counts["passed"] != 1 || sum.Counts["failed"] != 1 || len(sum.Results) != 2 || sum.Results[1].ExitCode == nil || *sum.Results[1].ExitCode != 1 {
+		t.Errorf("summary: %+v", sum)
+	}
+	wantNotContains(t, "stdout", r.stdout, "PASSED")
+
+	// A pipeline that cannot start: its errors are entries too.
+	os.WriteFile(filepath.Join(dir, "codeship-services.yml"), []byte("app:\n  image: busybox\n  volumes: [./missing:/m, ./gone:/n]\n"), 0o644)
+	r = runSteps(t, dir, "--log-format", "json")
+	wantCode(t, r, 2)
+	errs := 0
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		var e struct{ Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Errorf("stderr line not a JSON log entry: %q", line)
+		} else if e.Level == "error" {
+			errs++
+		}
+	}
+	if errs < 2 {
+		t.Errorf("%d error entries, want one per problem:\n%s", errs, r.stderr)
+	}
+}

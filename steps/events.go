@@ -94,3 +94,41 @@ func withDuration(e Event, d time.Duration) Event {
 	e.DurationMS = &v
 	return e
 }
+
+// WriteJSON writes the summary as one JSON object (--log-format json): the build, its
+// duration, the counts by status, and a result per step with the fields of a step-end
+// Event.
+func (s *Summary) WriteJSON(w io.Writer) error {
+	type result struct {
+		Step       string   `json:"step"`
+		Service    string   `json:"service"`
+		Group      []string `json:"group,omitempty"`
+		Status     Status   `json:"status"`
+		ExitCode   *uint32  `json:"exit_code,omitempty"`
+		DurationMS float64  `json:"duration_ms"`
+		Error      string   `json:"error,omitempty"`
+		Note       string   `json:"note,omitempty"`
+	}
+	out := struct {
+		Version    int            `json:"version"`
+		Type       string         `json:"type"`
+		Build      string         `json:"build"`
+		Passed     bool           `json:"passed"`
+		DurationMS float64        `json:"duration_ms"`
+		Counts     map[Status]int `json:"counts"`
+		Results    []result       `json:"results"`
+	}{Version: EventsVersion, Type: "summary", Build: s.BuildID, Passed: s.Passed(), DurationMS: ms(s.Duration), Counts: map[Status]int{}, Results: []result{}}
+	for _, r := range s.Results {
+		out.Counts[r.Status]++
+		e := result{Step: r.Step, Service: r.Service, Group: r.Group, Status: r.Status, DurationMS: ms(r.Duration), Note: r.Note}
+		if r.Status == Failed && r.Err == nil {
+			code := r.ExitCode
+			e.ExitCode = &code
+		}
+		if r.Err != nil {
+			e.Error = r.Err.Error()
+		}
+		out.Results = append(out.Results, e)
+	}
+	return json.NewEncoder(w).Encode(out)
+}

@@ -24,7 +24,7 @@ func (c *cli) load(withSteps, check, checkFiles bool) (*config.Project, steps.Po
 	}
 	proj, warnings, err := c.f.Pipeline(withSteps, checkFiles).Load(policy, check)
 	for _, w := range warnings {
-		fmt.Fprintln(c.stderr, "crun-ci: warning: "+w.Error())
+		c.warn(w)
 	}
 	if err != nil {
 		printErrors(c.stderr, err)
@@ -80,7 +80,11 @@ func runSteps(c *cli, fs *pflag.FlagSet) runner {
 		defer func() { retErr = errors.Join(retErr, closeEvents()) }()
 		sum, err := s.Steps(ctx, build)
 		if sum != nil && !errors.As(err, new(*steps.PreconditionError)) {
-			sum.Print(c.stdout)
+			if c.logFormat == "json" {
+				err = errors.Join(err, sum.WriteJSON(c.stdout))
+			} else {
+				sum.Print(c.stdout)
+			}
 			if path := c.f.JUnit(); path != "" {
 				err = errors.Join(err, session.WriteFile(path, sum.WriteJUnit))
 			}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -112,6 +114,7 @@ func (c *cli) setupLogging() error {
 		l.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
 	case "json":
 		l.SetFormatter(&logrus.JSONFormatter{})
+		jsonLog = true
 	default:
 		return usageError("--log-format %q: want text or json", c.logFormat)
 	}
@@ -126,6 +129,9 @@ func (c *cli) setupLogging() error {
 func (c *cli) options() (session.Options, error) {
 	o, err := c.f.Options()
 	o.Progress, o.Terminal = c.stderr, session.IsTerminal(c.stderr)
+	if jsonLog {
+		o.Progress, o.Terminal = &logLines{}, false
+	}
 	return o, err
 }
 
@@ -176,7 +182,12 @@ func usageError(format string, args ...any) error {
 	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
 }
 
-// printErrors prints each error of a join or a precondition error on a line of its own.
+// jsonLog says --log-format json is in effect: everything crun-ci says on stderr is a
+// JSON log entry (errors, warnings, progress), and the summary a JSON object.
+var jsonLog bool
+
+// printErrors prints each error of a join or a precondition error on a line of its own
+// (an entry of its own, in JSON).
 func printErrors(w io.Writer, err error) {
 	errs := []error{err}
 	var pe *steps.PreconditionError
@@ -186,6 +197,37 @@ func printErrors(w io.Writer, err error) {
 		errs = j.Unwrap()
 	}
 	for _, e := range errs {
+		if jsonLog {
+			logrus.StandardLogger().Error(e.Error())
+			continue
+		}
 		fmt.Fprintln(w, "crun-ci: "+e.Error())
+	}
+}
+
+// warn says what crun-ci reads but does not act on.
+func (c *cli) warn(w error) {
+	if jsonLog {
+		logrus.StandardLogger().Warn(w.Error())
+		return
+	}
+	fmt.Fprintln(c.stderr, "crun-ci: warning: "+w.Error())
+}
+
+// logLines is a writer whose every line is a log entry: pull progress and what the
+// clean-up removed, in JSON.
+type logLines struct{ buf []byte }
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if line := strings.TrimSpace(string(l.buf[:i])); line != "" {
+			logrus.StandardLogger().Info(line)
+		}
+		l.buf = l.buf[i+1:]
 	}
 }
