@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/crun-ci/crun-ci/civars"
+	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/daemon"
 	"github.com/crun-ci/crun-ci/dockerfile"
 	"github.com/crun-ci/crun-ci/network"
@@ -65,6 +66,30 @@ type Flags struct {
 	events      string
 	// DryRun is --dry-run: the plan is printed, nothing runs.
 	DryRun bool
+
+	// Run: the service's container (run).
+	entrypoint string
+	// NoTTY is --no-tty: no terminal, even when standard input is one.
+	NoTTY bool
+}
+
+// AddRun adds how `run` runs its service's container.
+func (f *Flags) AddRun(fs *pflag.FlagSet) {
+	fs.StringVar(&f.entrypoint, "entrypoint", "", "replace the service's entrypoint (split like a command)")
+	fs.BoolVar(&f.NoRemove, "no-remove", false, "keep the containers, snapshots and anonymous volumes")
+	fs.BoolVarP(&f.NoTTY, "no-tty", "T", false, "no terminal, even when standard input is one")
+}
+
+// Entrypoint is --entrypoint split like a command, nil when fs does not have it set.
+func (f *Flags) Entrypoint(fs *pflag.FlagSet) ([]string, error) {
+	if !fs.Changed("entrypoint") {
+		return nil, nil
+	}
+	ep, err := config.SplitCommand(f.entrypoint)
+	if err != nil {
+		return nil, usage("--entrypoint %q: %w", f.entrypoint, err)
+	}
+	return ep, nil
 }
 
 // UsageError is a flag whose value cannot be used.

@@ -1,12 +1,15 @@
 package session
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/containerd/console"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/crun-ci/crun-ci/steps"
@@ -51,4 +54,24 @@ func IsTerminal(w io.Writer) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// LogLines is a writer whose every line is an info entry of crun-ci's log (for
+// Options.Progress under --log-format json).
+func LogLines() io.Writer { return &logLines{} }
+
+type logLines struct{ buf []byte }
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if line := strings.TrimSpace(string(l.buf[:i])); line != "" {
+			logrus.StandardLogger().Info(line)
+		}
+		l.buf = l.buf[i+1:]
+	}
 }

@@ -102,28 +102,19 @@ func runSteps(c *cli, fs *pflag.FlagSet) runner {
 // runRun is `crun-ci run SERVICE [COMMAND [ARGS…]]`: one container of the service with
 // its dependencies, like one step, attached to crun-ci's standard input and output.
 func runRun(c *cli, fs *pflag.FlagSet) runner {
-	var (
-		entrypoint string
-		noTTY      bool
-	)
 	c.f.AddBuild(fs)
 	fs.SetInterspersed(false) // flags after SERVICE belong to the command
 	c.f.AddProject(fs, false)
 	c.f.AddContainers(fs, "the container")
-	fs.StringVar(&entrypoint, "entrypoint", "", "replace the service's entrypoint (split like a command)")
-	fs.BoolVar(&c.f.NoRemove, "no-remove", false, "keep the containers, snapshots and anonymous volumes")
-	fs.BoolVarP(&noTTY, "no-tty", "T", false, "no terminal, even when standard input is one")
+	c.f.AddRun(fs)
 	return func(ctx context.Context, args []string) (retErr error) {
 		service, command := args[0], args[1:]
 		if len(command) == 0 {
 			command = nil
 		}
-		var ep []string
-		if fs.Changed("entrypoint") {
-			var err error
-			if ep, err = config.SplitCommand(entrypoint); err != nil {
-				return usageError("--entrypoint %q: %w", entrypoint, err)
-			}
+		ep, err := c.f.Entrypoint(fs)
+		if err != nil {
+			return err
 		}
 		proj, policy, err := c.load(false, true, false)
 		if err != nil {
@@ -132,7 +123,7 @@ func runRun(c *cli, fs *pflag.FlagSet) runner {
 		if err := proj.Need(service); err != nil {
 			return usageError("run: %w", err)
 		}
-		attach, reset, err := session.Attach(os.Stdin, c.stdout, c.stderr, !noTTY)
+		attach, reset, err := session.Attach(os.Stdin, c.stdout, c.stderr, !c.f.NoTTY)
 		if err != nil {
 			return fmt.Errorf("run: terminal: %w", err)
 		}

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -130,7 +128,7 @@ func (c *cli) options() (session.Options, error) {
 	o, err := c.f.Options()
 	o.Progress, o.Terminal = c.stderr, session.IsTerminal(c.stderr)
 	if jsonLog {
-		o.Progress, o.Terminal = &logLines{}, false
+		o.Progress, o.Terminal = session.LogLines(), false
 	}
 	return o, err
 }
@@ -178,9 +176,8 @@ func (e *exitError) Unwrap() error { return e.err }
 // errReported is wrapped by errors whose text was already printed.
 var errReported = errors.New("reported")
 
-func usageError(format string, args ...any) error {
-	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
-}
+// usageError is a usage error (exit status 2).
+var usageError = cmdline.Usagef
 
 // jsonLog says --log-format json is in effect: everything crun-ci says on stderr is a
 // JSON log entry (errors, warnings, progress), and the summary a JSON object.
@@ -212,22 +209,4 @@ func (c *cli) warn(w error) {
 		return
 	}
 	fmt.Fprintln(c.stderr, "crun-ci: warning: "+w.Error())
-}
-
-// logLines is a writer whose every line is a log entry: pull progress and what the
-// clean-up removed, in JSON.
-type logLines struct{ buf []byte }
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.buf = append(l.buf, p...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		if line := strings.TrimSpace(string(l.buf[:i])); line != "" {
-			logrus.StandardLogger().Info(line)
-		}
-		l.buf = l.buf[i+1:]
-	}
 }
