@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/package.sh
 deb=$(ls dist/crun-ci_*_amd64.deb)
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q "./$deb" >/dev/null
+# What was built, whatever version an earlier run left installed.
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades "./$deb" >/dev/null
 version=$(dpkg-deb -f "$deb" Version)
 got=$(/usr/bin/crun-ci version)
 case $got in

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds dist/crun-ci-linux-amd64 (a static binary) and dist/crun-ci_<version>_amd64.deb
 # with it, its manual page and its bash, zsh and fish completion, all made from the
-# binary's own command table and flags. VERSION (default: 0.0.0+git<commit>) is the
-# package's and the binary's version. Needs Go (as setup.sh) and dpkg-deb.
+# binary's own command table and flags. VERSION (default: 0.0.0+git<commits>.<commit>,
+# which grows with the history) is the package's and the binary's version. Needs Go (as
+# setup.sh) and dpkg-deb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
-version=${VERSION:-0.0.0+git$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
+version=${VERSION:-0.0.0+git$(git rev-list --count HEAD 2>/dev/null || echo 0).$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
 case $version in
 [0-9]*) ;;
 *) echo "package: VERSION $version must start with a digit (Debian's rule)" >&2; exit 2 ;;
