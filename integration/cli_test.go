@@ -2,10 +2,12 @@ package integration
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -131,4 +133,57 @@ func TestPrefixesOnATerminal(t *testing.T) {
 	wantNotContains(t, "output", out, "\x1b[")
 	r := runSteps(t, dir)
 	wantContains(t, "stdout", r.stdout, "a/app | short\n")
+}
+
+// crun-ci spec SERVICE: the runtime spec a step's container of the service gets, as
+// JSON, with no secret value in it; nothing of the build is left.
+func TestSpecPrintsTheRuntimeSpecWithoutSecrets(t *testing.T) {
+	requireRoot(t)
+	const secret = "s3cr3t-spec-value-42"
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n  command: ./run tests\n  working_dir: /src\n  environment: {PLAIN: visible, ALSO: " + secret + "}\n  encrypted_env_file: secret.env.encrypted\n  volumes: [./src:/src, /cache]\n",
+		"plain-secret.env":      "TOKEN=" + secret + "\n",
+		"src/":                  "",
+	})
+	if r := crunci(t, "generate", "--dir", dir); r.code != 0 {
+		t.Fatalf("generate: exit %d", r.code)
+	}
+	if r := crunci(t, "encrypt", "--dir", dir, filepath.Join(dir, "plain-secret.env"), filepath.Join(dir, "secret.env.encrypted")); r.code != 0 {
+		t.Fatalf("encrypt: exit %d", r.code)
+	}
+	os.Remove(filepath.Join(dir, "plain-secret.env"))
+	r := crunci(t, "spec", "--dir", dir, "app")
+	wantCode(t, r, 0)
+	var spec struct {
+		Process struct {
+			Args []string `json:"args"`
+			Env  []string `json:"env"`
+			Cwd  string   `json:"cwd"`
+		} `json:"process"`
+		Mounts []struct {
+			Destination string `json:"destination"`
+			Source      string `json:"source"`
+		} `json:"mounts"`
+		Linux struct {
+			Seccomp *struct{} `json:"seccomp"`
+		} `json:"linux"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &spec); err != nil {
+		t.Fatalf("not a spec: %v\n%s", err, r.stdout)
+	}
+	if spec.Process.Cwd != "/src" || !slices.Contains(spec.Process.Env, "PLAIN=visible") || !slices.Contains(spec.Process.Env, "ALSO=***") || spec.Linux.Seccomp == nil {
+		t.Errorf("process %+v, seccomp %v", spec.Process, spec.Linux.Seccomp)
+	}
+	if n := len(spec.Process.Args); n < 2 || spec.Process.Args[n-2] != "./run" || spec.Process.Args[n-1] != "tests" {
+		t.Errorf("args %q", spec.Process.Args)
+	}
+	var dests []string
+	for _, m := range spec.Mounts {
+		dests = append(dests, m.Destination)
+	}
+	if !slices.Contains(dests, "/src") || !slices.Contains(dests, "/cache") {
+		t.Errorf("mounts %q", dests)
+	}
+	wantNotContains(t, "spec", r.stdout+r.stderr, secret)
+	assertClean(t)
 }

@@ -319,6 +319,21 @@ func (s *Session) Run(ctx context.Context, b Build, service string, command, ent
 	return sum.Results[0], nil
 }
 
+// Spec writes the runtime spec a container of service would get, as JSON, to w (see
+// steps.Options.Spec); the error is what kept it from doing so.
+func (s *Session) Spec(ctx context.Context, b Build, service string, w io.Writer) error {
+	o := s.options(b)
+	o.Spec = &steps.SpecRequest{Service: service, Output: w}
+	sum, err := s.run(ctx, o)
+	if err != nil {
+		return err
+	}
+	if len(sum.Results) == 1 && sum.Results[0].Err != nil {
+		return sum.Results[0].Err
+	}
+	return nil
+}
+
 // Load makes the images of services present (pulled or built) without running a step.
 func (s *Session) Load(ctx context.Context, b Build, services []string) (*steps.Summary, error) {
 	o := s.options(b)

@@ -273,6 +273,19 @@ func (b *build) stop(ctx context.Context, c *pod.Container) error {
 // create makes one container of the step in its pod. The step's own service runs the
 // step's command; the others are made only for their volumes.
 func (b *build) create(ctx context.Context, p *pod.Pod, s *config.Step, seq int64, name string, ms []specs.Mount, main bool) (*pod.Container, error) {
+	m, err := b.describe(ctx, s, seq, name, ms, main)
+	if err != nil {
+		return nil, err
+	}
+	c, err := p.Create(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("service %q: %w", name, err)
+	}
+	return c, nil
+}
+
+// describe is the member that create makes of service name for step s.
+func (b *build) describe(ctx context.Context, s *config.Step, seq int64, name string, ms []specs.Mount, main bool) (pod.Member, error) {
 	svc := b.svc(name)
 	command, entrypoint := svc.cfg.Command, svc.cfg.Entrypoint
 	if main && s.Command != nil {
@@ -284,7 +297,7 @@ func (b *build) create(ctx context.Context, p *pod.Pod, s *config.Step, seq int6
 	args, err := oci.Args(svc.image.Config, entrypoint, command)
 	if err != nil {
 		if main {
-			return nil, fmt.Errorf("service %q: %w", name, err)
+			return pod.Member{}, fmt.Errorf("service %q: %w", name, err)
 		}
 		args = []string{"true"} // never started
 	}
@@ -292,7 +305,7 @@ func (b *build) create(ctx context.Context, p *pod.Pod, s *config.Step, seq int6
 	if hostNet {
 		for k := range svc.cfg.Sysctls {
 			if strings.HasPrefix(k, "net.") {
-				return nil, fmt.Errorf("service %q: sysctl %s would change the host's network with --network host; it needs a network of the step's own", name, k)
+				return pod.Member{}, fmt.Errorf("service %q: sysctl %s would change the host's network with --network host; it needs a network of the step's own", name, k)
 			}
 		}
 		if len(svc.cfg.ExtraHosts) > 0 || len(svc.cfg.DNS) > 0 || len(svc.cfg.DNSSearch) > 0 {
@@ -313,11 +326,7 @@ func (b *build) create(ctx context.Context, p *pod.Pod, s *config.Step, seq int6
 		m.Stdin, m.Terminal = a.Stdin, a.TTY
 		m.Container.Terminal = a.TTY
 	}
-	c, err := p.Create(ctx, m)
-	if err != nil {
-		return nil, fmt.Errorf("service %q: %w", name, err)
-	}
-	return c, nil
+	return m, nil
 }
 
 // member describes a container of svc running args with the mounts ms: the service's

@@ -108,6 +108,10 @@ type Options struct {
 	// Load, when not empty, runs no step: Run makes the images of these services present
 	// (pulled or built) and reports a result per service.
 	Load []string
+	// Spec, when not nil, runs no step: Run writes the runtime spec that a container of
+	// Spec.Service would get, as JSON, to Spec.Output, with every secret value masked;
+	// the result says what kept it from doing so.
+	Spec *SpecRequest
 	// Hurry, once closed, cuts the stop timeout short: tasks being stopped get SIGKILL
 	// at once (a second Ctrl-C).
 	Hurry <-chan struct{}
@@ -413,10 +417,13 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 	plan := Plan(o.Project.Steps, o.Tag)
 	b.skips = Skips(o.Project.Steps, o.Tag)
 	shown := PlanKeeping(o.Project.Steps, o.Tag, b.skips)
-	if len(o.Load) > 0 {
+	if len(o.Load) > 0 || o.Spec != nil {
 		plan, b.skips = nil, nil
 		for _, name := range o.Load {
 			plan = append(plan, &config.Step{Name: "load", Type: config.Run, Service: name})
+		}
+		if o.Spec != nil {
+			plan = []*config.Step{{Name: "spec", Type: config.Run, Service: o.Spec.Service}}
 		}
 		shown = plan
 	}
@@ -523,9 +530,12 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		}
 	})
 	defer stopSaying()
-	if len(o.Load) > 0 {
+	switch {
+	case o.Spec != nil:
+		b.spec(ctx, plan[0])
+	case len(o.Load) > 0:
 		b.load(ctx, plan)
-	} else {
+	default:
 		b.serial(ctx, shown)
 	}
 	b.cleanup.Wait()

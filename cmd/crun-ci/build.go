@@ -55,17 +55,27 @@ func (c *cli) start(ctx context.Context, proj *config.Project, policy steps.Poli
 	return s, build, nil
 }
 
+// open loads the pipeline (see load; with the steps file when withSteps), checks that
+// the services named are in it, and opens the session of its build.
+func (c *cli) open(ctx context.Context, cmd string, withSteps, check bool, services ...string) (*config.Project, *session.Session, session.Build, error) {
+	proj, policy, err := c.load(withSteps, check, false)
+	if err != nil {
+		return nil, nil, session.Build{}, err
+	}
+	if err := proj.Need(services...); err != nil {
+		return nil, nil, session.Build{}, usageError("%s: %w", cmd, err)
+	}
+	s, build, err := c.start(ctx, proj, policy)
+	return proj, s, build, err
+}
+
 func runSteps(c *cli, fs *pflag.FlagSet) runner {
 	c.f.AddSteps(fs)
 	c.f.AddProject(fs, true)
 	c.f.AddBuild(fs)
 	c.f.AddContainers(fs, "every container")
 	return func(ctx context.Context, _ []string) (retErr error) {
-		proj, policy, err := c.load(true, true, false)
-		if err != nil {
-			return err
-		}
-		s, build, err := c.start(ctx, proj, policy)
+		_, s, build, err := c.open(ctx, "steps", true, true)
 		if err != nil {
 			return err
 		}
@@ -116,23 +126,16 @@ func runRun(c *cli, fs *pflag.FlagSet) runner {
 		if err != nil {
 			return err
 		}
-		proj, policy, err := c.load(false, true, false)
+		_, s, build, err := c.open(ctx, "run", false, true, service)
 		if err != nil {
 			return err
 		}
-		if err := proj.Need(service); err != nil {
-			return usageError("run: %w", err)
-		}
+		defer func() { retErr = errors.Join(retErr, s.Close()) }()
 		attach, reset, err := session.Attach(os.Stdin, c.stdout, c.stderr, !c.f.NoTTY)
 		if err != nil {
 			return fmt.Errorf("run: terminal: %w", err)
 		}
 		defer reset()
-		s, build, err := c.start(ctx, proj, policy)
-		if err != nil {
-			return err
-		}
-		defer func() { retErr = errors.Join(retErr, s.Close()) }()
 		r, err := s.Run(ctx, build, service, command, ep, attach)
 		if err != nil {
 			return err
@@ -151,6 +154,21 @@ func runRun(c *cli, fs *pflag.FlagSet) runner {
 	}
 }
 
+// runSpec is `crun-ci spec SERVICE`: the runtime spec a step's container of the service
+// gets, as JSON.
+func runSpec(c *cli, fs *pflag.FlagSet) runner {
+	c.f.AddProject(fs, false)
+	c.f.AddBuild(fs)
+	return func(ctx context.Context, args []string) (retErr error) {
+		_, s, build, err := c.open(ctx, "spec", false, true, args[0])
+		if err != nil {
+			return err
+		}
+		defer func() { retErr = errors.Join(retErr, s.Close()) }()
+		return s.Spec(ctx, build, args[0], c.stdout)
+	}
+}
+
 // runLoad is `crun-ci load [SERVICE…]`: make the images of the services (all when none
 // is named) present in containerd's store, pulling what is missing and building what has
 // a build key, without running any step. It prints the name of each image.
@@ -159,19 +177,12 @@ func runLoad(c *cli, fs *pflag.FlagSet) runner {
 	c.f.AddBuild(fs)
 	fs.Bool("no-remove", false, "accepted for jet's scripts: load runs no step container to keep")
 	return func(ctx context.Context, names []string) (retErr error) {
-		proj, policy, err := c.load(false, false, false)
+		proj, s, build, err := c.open(ctx, "load", false, false, names...)
 		if err != nil {
 			return err
 		}
 		if len(names) == 0 {
 			names = proj.Order
-		}
-		if err := proj.Need(names...); err != nil {
-			return usageError("load: %w", err)
-		}
-		s, build, err := c.start(ctx, proj, policy)
-		if err != nil {
-			return err
 		}
 		defer func() { retErr = errors.Join(retErr, s.Close()) }()
 		sum, err := s.Load(ctx, build, names)
