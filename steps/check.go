@@ -26,16 +26,8 @@ func Check(p *config.Project, policy Policy) error {
 	defer root.Close()
 	var errs []error
 	for _, name := range p.Order {
-		svc := p.Services[name]
-		for _, v := range svc.Volumes {
-			vol, err := mounts.Parse(v.Spec)
-			if err == nil && !vol.Anonymous() {
-				_, err = guard.HostPath(vol.Source)
-			}
-			if err != nil {
-				errs = append(errs, &config.Error{Pos: v.Pos, Service: name, Err: fmt.Errorf("volume %q: %w", v.Spec, err)})
-			}
-		}
+		_, volErrs := serviceMounts(guard, name, p.Services[name])
+		errs = append(errs, volErrs...)
 	}
 	for _, name := range p.Order {
 		_, _, confErrs := policy.confine(root, p.Services[name])

@@ -25,25 +25,14 @@ func DryRun(ctx context.Context, rt Runtime, o Options, w io.Writer) error {
 	p := o.Project
 	guard := mounts.Guard{BuildDir: p.Dir, Allow: o.Allow}
 	ms := map[string]mounts.Service{}
+	var errs []error
 	for _, name := range p.Order {
-		var svc mounts.Service
-		for _, v := range p.Services[name].Volumes {
-			vol, err := mounts.Parse(v.Spec)
-			if err != nil {
-				return &PreconditionError{Errs: []error{&config.Error{Pos: v.Pos, Service: name, Err: fmt.Errorf("volume %q: %w", v.Spec, err)}}}
-			}
-			host := ""
-			if !vol.Anonymous() {
-				if host, err = guard.HostPath(vol.Source); err != nil {
-					return &PreconditionError{Errs: []error{&config.Error{Pos: v.Pos, Service: name, Err: fmt.Errorf("volume %q: %w", v.Spec, err)}}}
-				}
-			}
-			svc.Volumes, svc.Hosts = append(svc.Volumes, vol), append(svc.Hosts, host)
-		}
-		for _, f := range p.Services[name].VolumesFrom {
-			svc.VolumesFrom = append(svc.VolumesFrom, mounts.From{Service: f.Service, ReadOnly: f.ReadOnly})
-		}
+		svc, volErrs := serviceMounts(guard, name, p.Services[name])
+		errs = append(errs, volErrs...)
 		ms[name] = svc
+	}
+	if len(errs) > 0 {
+		return &PreconditionError{Errs: errs}
 	}
 	builders := images.Builders(p)
 	image := func(name string) string {

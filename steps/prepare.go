@@ -141,27 +141,8 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 				svc.health = healthcheckOf(cfg, img.image)
 			}
 		}
-		ms := mounts.Service{}
-		for _, v := range cfg.Volumes {
-			vol, err := mounts.Parse(v.Spec)
-			if err != nil {
-				fail(v.Pos, name, fmt.Errorf("volume %q: %w", v.Spec, err))
-				continue
-			}
-			host := ""
-			if !vol.Anonymous() {
-				host, err = guard.HostPath(vol.Source)
-				if err != nil {
-					fail(v.Pos, name, fmt.Errorf("volume %q: %w", v.Spec, err))
-					continue
-				}
-			}
-			ms.Volumes = append(ms.Volumes, vol)
-			ms.Hosts = append(ms.Hosts, host)
-		}
-		for _, f := range cfg.VolumesFrom {
-			ms.VolumesFrom = append(ms.VolumesFrom, mounts.From{Service: f.Service, ReadOnly: f.ReadOnly})
-		}
+		ms, volErrs := serviceMounts(guard, name, cfg)
+		errs = append(errs, volErrs...)
 		b.msvc[name] = ms
 		// Environment files, plain and encrypted, are read and decrypted now; their
 		// values stay in memory.
@@ -196,6 +177,31 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 		return &PreconditionError{Errs: errs}
 	}
 	return b.pullWithDockercfgServices(ctx, names, creds, images)
+}
+
+// serviceMounts is what the service name mounts: its volumes, parsed, with their host
+// paths resolved by guard (inside the build directory or a grant), and its volumes_from.
+// A volume that is not one, or whose host path guard refuses, is left out and said.
+func serviceMounts(guard mounts.Guard, name string, cfg *config.Service) (mounts.Service, []error) {
+	var ms mounts.Service
+	var errs []error
+	for _, v := range cfg.Volumes {
+		vol, err := mounts.Parse(v.Spec)
+		host := ""
+		if err == nil && !vol.Anonymous() {
+			host, err = guard.HostPath(vol.Source)
+		}
+		if err != nil {
+			errs = append(errs, &config.Error{Pos: v.Pos, Service: name, Err: fmt.Errorf("volume %q: %w", v.Spec, err)})
+			continue
+		}
+		ms.Volumes = append(ms.Volumes, vol)
+		ms.Hosts = append(ms.Hosts, host)
+	}
+	for _, f := range cfg.VolumesFrom {
+		ms.VolumesFrom = append(ms.VolumesFrom, mounts.From{Service: f.Service, ReadOnly: f.ReadOnly})
+	}
+	return ms, errs
 }
 
 // withImage stores, in place of svc, the service with its image known: img, its health
