@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/crun-ci/crun-ci/civars"
+	"github.com/crun-ci/crun-ci/cmdline"
 	"github.com/crun-ci/crun-ci/config"
 	"github.com/crun-ci/crun-ci/daemon"
 	"github.com/crun-ci/crun-ci/dockerfile"
@@ -25,7 +26,7 @@ import (
 // Flags binds the options of sessions, pipelines and builds to command-line flags, as
 // kubectl's genericclioptions binds its clients' options: a command adds the groups it
 // takes to its flag set, parses, and reads the values back as this package's types.
-// What a flag's value cannot be is a *UsageError.
+// What a flag's value cannot be is a *cmdline.UsageError.
 type Flags struct {
 	// Global: where containerd and the state are.
 	address, namespace, stateDir string
@@ -92,15 +93,8 @@ func (f *Flags) Entrypoint(fs *pflag.FlagSet) ([]string, error) {
 	return ep, nil
 }
 
-// UsageError is a flag whose value cannot be used.
-type UsageError struct{ Err error }
-
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
-
-func usage(format string, args ...any) error {
-	return &UsageError{fmt.Errorf(format, args...)}
-}
+// usage is a flag whose value cannot be used.
+var usage = cmdline.Usagef
 
 // AddGlobal adds where containerd and the state directory are. Each has an environment
 // variable, which a CI job sets once: a flag wins over it.

@@ -42,7 +42,7 @@ func (c *cli) start(ctx context.Context, proj *config.Project, policy steps.Poli
 	o.KeepLeftovers = c.f.DryRun // a dry run changes nothing, not even old builds' leftovers
 	build, err := session.NewBuild(ctx, proj, policy, c.f.Identity())
 	if err != nil {
-		return nil, build, &exitError{code: 2, err: err}
+		return nil, build, err // a *session.SetupError: exit status 2
 	}
 	if err := c.f.Apply(&build); err != nil {
 		return nil, build, err

@@ -158,7 +158,7 @@ func exitCode(err error) int {
 		return 0
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.As(err, new(*session.UsageError)), errors.As(err, new(*session.SetupError)), errors.As(err, new(*steps.PreconditionError)), errors.As(err, new(*cmdline.UsageError)):
+	case errors.As(err, new(*cmdline.UsageError)), errors.As(err, new(*session.SetupError)), errors.As(err, new(*steps.PreconditionError)):
 		return 2
 	default:
 		return 1
