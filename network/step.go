@@ -497,12 +497,16 @@ func (n *Net) Close(ctx context.Context) error {
 	if err := n.m.unguard(veths...); err != nil {
 		errs = append(errs, err)
 	} else {
+		// One deletion for all; without it (no bridge, or it failed) detach deletes
+		// each by name.
+		gone := false
 		if len(veths) > 0 && n.bridgeIndex != 0 {
-			// One deletion for all; detach deletes what it left by name.
-			errs = append(errs, delGroup(vethGroup(n.bridgeIndex)))
+			err := delGroup(vethGroup(n.bridgeIndex))
+			gone = err == nil
+			errs = append(errs, err)
 		}
 		for _, sb := range ready {
-			errs = append(errs, n.detach(ctx, sb))
+			errs = append(errs, n.detach(ctx, sb, gone))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -573,10 +577,13 @@ func (m *Manager) Release(dir string) error {
 }
 
 // detach removes a sandbox whose guard rules are gone (Close removes those of all at
-// once): the host's end of its interface, then its namespace.
-func (n *Net) detach(ctx context.Context, sb *Sandbox) error {
-	if err := delLink(sb.veth); err != nil {
-		return err
+// once): the host's end of its interface, unless linkGone says Close deleted it with
+// its group, then its namespace.
+func (n *Net) detach(ctx context.Context, sb *Sandbox, linkGone bool) error {
+	if !linkGone {
+		if err := delLink(sb.veth); err != nil {
+			return err
+		}
 	}
 	if err := removeNS(sb.Path); err != nil {
 		return err

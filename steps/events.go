@@ -88,7 +88,7 @@ func (b *build) emit(e Event) {
 	b.o.Events(e)
 }
 
-// emitDuration is e with a duration.
+// withDuration is e with a duration.
 func withDuration(e Event, d time.Duration) Event {
 	v := ms(d)
 	e.DurationMS = &v
