@@ -292,7 +292,7 @@ type Build struct {
 
 // DryRun writes what Steps would do with b, and runs nothing (steps.DryRun).
 func (s *Session) DryRun(ctx context.Context, b Build, w io.Writer) error {
-	return steps.DryRun(ctx, steps.Containerd(s.tasks), s.options(b), w)
+	return steps.DryRun(ctx, s.tasks.HasImage, s.options(b), w)
 }
 
 // Steps runs the pipeline of b.

@@ -19,9 +19,10 @@ import (
 // DryRun writes what a build of o would do, and runs nothing: the step tree after the
 // tag rule (skipped steps with why), and for each run step its containers, each with its
 // image (present, to pull, to build, or built by another service) and its mounts, and
-// the step's network. rt is only asked whether images are present (nil: nobody asked,
-// for validate --plan); nothing is made in containerd, nothing written.
-func DryRun(ctx context.Context, rt Runtime, o Options, w io.Writer) error {
+// the step's network. has says whether an image is present (nil error), without
+// unpacking it (nil: nobody is asked, for validate --plan); nothing is made in
+// containerd, nothing written.
+func DryRun(ctx context.Context, has func(ctx context.Context, ref string) error, o Options, w io.Writer) error {
 	p := o.Project
 	guard := mounts.Guard{BuildDir: p.Dir, Allow: o.Allow}
 	ms := map[string]mounts.Service{}
@@ -35,6 +36,7 @@ func DryRun(ctx context.Context, rt Runtime, o Options, w io.Writer) error {
 		return &PreconditionError{Errs: errs}
 	}
 	builders := images.Builders(p)
+	present := map[string]error{} // by image, asked once
 	image := func(name string) string {
 		cfg := p.Services[name]
 		switch {
@@ -43,10 +45,14 @@ func DryRun(ctx context.Context, rt Runtime, o Options, w io.Writer) error {
 			return ref + " (to build from " + cfg.Build.Dockerfile + " in " + cfg.Build.Context + ")"
 		case builders[name] != "":
 			return cfg.Image + " (built by service " + builders[name] + ")"
-		case rt == nil:
+		case has == nil:
 			return cfg.Image
 		}
-		_, err := rt.Image(ctx, cfg.Image)
+		err, asked := present[cfg.Image]
+		if !asked {
+			err = has(ctx, cfg.Image)
+			present[cfg.Image] = err
+		}
 		switch {
 		case err == nil && o.PullIfPresent && o.Pull != nil:
 			return cfg.Image + " (present; pulled again: --pull-if-present)"

@@ -93,6 +93,22 @@ func Normalize(ref string) (string, error) {
 	return named.String(), nil
 }
 
+// HasImage says whether ref is in containerd's image store, changing nothing (Image
+// unpacks it): nil when it is, an error satisfying errdefs.IsNotFound when it is not.
+func (c *Client) HasImage(ctx context.Context, ref string) error {
+	name, err := Normalize(ref)
+	if err != nil {
+		return err
+	}
+	if _, err := c.c.ImageService().Get(ctx, name); err != nil {
+		if errdefs.IsNotFound(err) {
+			return fmt.Errorf("image %s is not in containerd's image store: %w", name, errdefs.ErrNotFound)
+		}
+		return fmt.Errorf("look up image %s: %w", name, err)
+	}
+	return nil
+}
+
 // Image looks ref up in containerd's image store and unpacks it if needed. An image that
 // is not there is an error satisfying errdefs.IsNotFound.
 func (c *Client) Image(ctx context.Context, ref string) (*Image, error) {
