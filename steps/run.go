@@ -498,9 +498,7 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 			b.masks = append(b.masks, m)
 			return m
 		}
-		width, color := b.out.width, b.out.color
-		b.out = NewOutput(mask(o.Output))
-		b.out.width, b.out.color = width, color
+		b.out.w = mask(o.Output) // no stream is made yet
 		if a := b.o.Attach; a != nil {
 			attach := *a
 			attach.Stdout, attach.Stderr = mask(a.Stdout), mask(a.Stderr)
