@@ -63,6 +63,21 @@ func (g Guard) Open(p string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), p), nil
 }
 
+// Covers reports whether p (clean and absolute) lies in the build directory or a grant:
+// whether Open would look for it rather than refuse it outright.
+func (g Guard) Covers(p string) bool {
+	roots, err := g.roots()
+	if err != nil {
+		return true // Open says what is wrong
+	}
+	for _, r := range roots {
+		if within(p, r) {
+			return true
+		}
+	}
+	return false
+}
+
 // Same reports whether the file at path inside the filesystem tree root (symlinks in path
 // resolved as if root were "/", as a container sees them) is the file f: same device and
 // inode.

@@ -50,6 +50,8 @@ type Task interface {
 	// Exec runs args in the running task and returns its exit code and the end of its
 	// output.
 	Exec(ctx context.Context, id string, args []string) (uint32, []byte, error)
+	// DeleteTask removes the task and keeps the container with its snapshot.
+	DeleteTask(ctx context.Context) error
 	Delete(ctx context.Context) error
 }
 
@@ -323,9 +325,6 @@ func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error)
 	}
 	if m.Image != nil {
 		c.image = m.Image.Name
-		if named, err := reference.ParseNormalizedNamed(m.Image.Name); err == nil {
-			c.image = strings.TrimSuffix(reference.FamiliarString(named), ":latest")
-		}
 	}
 	for _, e := range spec.Process.Env {
 		if v, ok := strings.CutPrefix(e, "PATH="); ok {
@@ -455,20 +454,28 @@ func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer, before 
 // runcExec is how runc says that the process it was to start cannot be: its name, and why.
 var runcExec = regexp.MustCompile(`exec: "([^"]*)": (executable file not found in \$PATH|stat [^:]*: no such file or directory|permission denied)`)
 
-// missing turns runc's chain of errors about a command that is not in the image (or
+// missing turns runc's error about a command that is not in the image into the user's
+// words (CommandError).
+func (c *Container) missing(err error) error { return CommandError(err, c.image, c.path) }
+
+// CommandError turns runc's chain of errors about a command that is not in the image (or
 // cannot be run) into one line in the user's words: `"npm" not found in image busybox
-// (PATH=/usr/sbin:/usr/bin:/sbin:/bin)`.
-func (c *Container) missing(err error) error {
+// (PATH=/usr/sbin:/usr/bin:/sbin:/bin)`; other errors it returns as they are. path is
+// the process's PATH.
+func CommandError(err error, image, path string) error {
 	m := runcExec.FindStringSubmatch(err.Error())
+	if named, perr := reference.ParseNormalizedNamed(image); perr == nil {
+		image = strings.TrimSuffix(reference.FamiliarString(named), ":latest")
+	}
 	switch {
 	case m == nil:
 		return err
 	case strings.HasPrefix(m[2], "executable"):
-		return fmt.Errorf("%q not found in image %s (PATH=%s)", m[1], c.image, c.path)
+		return fmt.Errorf("%q not found in image %s (PATH=%s)", m[1], image, path)
 	case strings.HasPrefix(m[2], "stat"):
-		return fmt.Errorf("%q not found in image %s", m[1], c.image)
+		return fmt.Errorf("%q not found in image %s", m[1], image)
 	}
-	return fmt.Errorf("%q is not executable in image %s", m[1], c.image)
+	return fmt.Errorf("%q is not executable in image %s", m[1], image)
 }
 
 // Wait waits for the task to end and returns its exit code, or ctx's error when ctx ends
@@ -595,6 +602,35 @@ func (p *Pod) Release() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Keep ends the pod but keeps its members' containers, snapshots and volumes, for crun-ci
+// debug: their tasks are deleted (no shim waits on a kept build), their secret hand-offs
+// closed and the pod's network removed (a debug container gets a network of its own);
+// the pod's directory stays. Like Close, it runs with a timeout of its own.
+func (p *Pod) Keep(ctx context.Context) error {
+	ctx, cancel := snapshot.CleanupContext(ctx)
+	defer cancel()
+	p.mu.Lock()
+	members := p.members
+	p.members, p.closed = nil, true
+	p.mu.Unlock()
+	var errs []error
+	for i := len(members) - 1; i >= 0; i-- {
+		c := members[i]
+		errs = append(errs, c.Task.DeleteTask(ctx))
+		if c.handoff != nil {
+			errs = append(errs, c.handoff.Close())
+		}
+	}
+	if p.net != nil {
+		errs = append(errs, p.net.Close(ctx))
+		p.net = nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("keep %s: %w", p.o.ID, err)
+	}
+	return nil
 }
 
 // Close deletes the pod's members, the last made first, and meanwhile its network, then

@@ -29,6 +29,8 @@ type fake struct {
 	created map[string]task.Options
 	deleted []string
 	signals []string
+	// tasksDeleted are the members whose task alone was deleted (Keep).
+	tasksDeleted []string
 }
 
 func newFake() *fake { return &fake{created: map[string]task.Options{}} }
@@ -113,6 +115,14 @@ func (t *fakeTask) Resize(context.Context, uint32, uint32) error { return nil }
 
 func (t *fakeTask) Exec(ctx context.Context, _ string, _ []string) (uint32, []byte, error) {
 	return 0, nil, ctx.Err()
+}
+
+func (t *fakeTask) DeleteTask(ctx context.Context) error {
+	t.end(137)
+	t.f.mu.Lock()
+	t.f.tasksDeleted = append(t.f.tasksDeleted, t.id)
+	t.f.mu.Unlock()
+	return ctx.Err()
 }
 
 func (t *fakeTask) Delete(ctx context.Context) error {
@@ -407,5 +417,37 @@ func TestACommandNotInTheImageIsSaidInTheUsersWords(t *testing.T) {
 		if got := c.missing(errors.New(chain + tc.runc)).Error(); got != tc.want {
 			t.Errorf("%s:\n got %s\nwant %s", tc.runc, got, tc.want)
 		}
+	}
+}
+
+func TestKeepEndsTheTasksAndKeepsContainersDirectoryAndNoSecret(t *testing.T) {
+	f := newFake()
+	p := newPod(t, f)
+	m := member("a", "serve")
+	m.Secrets = []string{"TOKEN=s3cret"}
+	if _, err := p.Create(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Create(context.Background(), member("b", "serve")); err != nil {
+		t.Fatal(err)
+	}
+	handoff := p.handoffPath(m)
+	if _, err := os.Stat(handoff); err != nil {
+		t.Fatalf("no hand-off before Keep: %v", err)
+	}
+	if err := p.Keep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(f.tasksDeleted, []string{"b", "a"}) || len(f.deleted) != 0 {
+		t.Errorf("tasks deleted %q and containers deleted %q, want tasks b, a and no container", f.tasksDeleted, f.deleted)
+	}
+	if _, err := os.Stat(handoff); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the secrets' hand-off outlived Keep: %v", err)
+	}
+	if _, err := os.Stat(p.o.Dir); err != nil {
+		t.Errorf("the pod's directory (its volumes) went: %v", err)
+	}
+	if _, err := p.Create(context.Background(), member("c")); err == nil {
+		t.Error("a kept pod made a container")
 	}
 }

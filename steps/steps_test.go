@@ -167,6 +167,12 @@ func (c *fakeContainer) Exec(ctx context.Context, _ string, args []string) (uint
 	return 0, nil, nil
 }
 
+// DeleteTask keeps the container (a kept step's) as live.
+func (c *fakeContainer) DeleteTask(context.Context) error {
+	c.stopOnce.Do(func() { close(c.stop) })
+	return nil
+}
+
 func (c *fakeContainer) Delete(context.Context) error {
 	c.stopOnce.Do(func() { close(c.stop) })
 	c.f.mu.Lock()

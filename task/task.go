@@ -181,6 +181,9 @@ type Options struct {
 	// Existing says the active snapshot named ID is there already (an image builder
 	// prepared it): Create neither prepares nor removes it, and Delete keeps it.
 	Existing bool
+	// Snapshot, with Existing, is the key of that snapshot when it is not ID: the
+	// snapshot of a kept container, which a debug container works on.
+	Snapshot string
 }
 
 // Container is a created container, and its task once started.
@@ -213,9 +216,13 @@ func (c *Client) Create(ctx context.Context, o Options) (_ *Container, retErr er
 			}
 		}()
 	}
+	key := o.ID
+	if o.Existing && o.Snapshot != "" {
+		key = o.Snapshot
+	}
 	ctr, err := c.c.NewContainer(ctx, o.ID,
 		client.WithSnapshotter(snapshot.Snapshotter),
-		client.WithSnapshot(o.ID),
+		client.WithSnapshot(key),
 		client.WithRuntime(Runtime, nil),
 		client.WithContainerLabels(o.Labels),
 		client.WithSpec(o.Spec),
@@ -341,17 +348,26 @@ func (c *Container) Kill(ctx context.Context, sig syscall.Signal) error {
 	return nil
 }
 
+// DeleteTask removes the task (killing it if it still runs) and keeps the container and
+// its snapshot: its shim goes, its filesystem stays.
+func (c *Container) DeleteTask(ctx context.Context) error {
+	if c.task == nil {
+		return nil
+	}
+	if _, err := c.task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete task %s: %w", c.ID(), err)
+	}
+	c.task = nil
+	return nil
+}
+
 // Delete removes the task (killing it if it still runs), the container and its snapshot
 // (unless it was created on an Existing one). What is already gone is not an error, so
 // Delete may be called again after a failure.
 func (c *Container) Delete(ctx context.Context) error {
 	var errs []error
-	if c.task != nil {
-		if _, err := c.task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("delete task %s: %w", c.ID(), err))
-		} else {
-			c.task = nil
-		}
+	if err := c.DeleteTask(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	var opts []client.DeleteOpts
 	if !c.existing {
