@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
@@ -107,6 +108,9 @@ type Orphan struct {
 	Lock string
 	// Shims are runc shims of its containers that still run.
 	Shims []Shim
+	// Kept is the record of a build kept on purpose (for crun-ci debug), nil for one
+	// that was not.
+	Kept *Kept
 }
 
 // Empty reports whether nothing of the build is left.
@@ -208,6 +212,12 @@ func Find(ctx context.Context, c *client.Client, stateDir, address, namespace st
 			o := get(e.Name())
 			if sub == "builds" {
 				o.Dir = filepath.Join(stateDir, sub, e.Name())
+				k, err := ReadKept(o.Dir)
+				if err != nil {
+					// Not kept, then: a record that cannot be read keeps nothing.
+					log.G(ctx).WithError(err).Warnf("build %s counts as not kept", o.ID)
+				}
+				o.Kept = k
 			} else {
 				o.Lock = filepath.Join(stateDir, sub, e.Name())
 			}
@@ -300,6 +310,11 @@ func Remove(ctx context.Context, c *client.Client, stateDir string, o Orphan, re
 	}
 	return lock.Release()
 }
+
+// Claim takes the lock of a build whose owner is gone (a kept build, which crun-ci debug
+// works in): no clean-up touches it while the lock is held. Close the lock to drop it and
+// keep the lock file.
+func Claim(stateDir, id string) (*Lock, error) { return takeOver(stateDir, id) }
 
 // takeOver takes the lock of a build whose owner is gone, making the lock file if it was
 // already removed.

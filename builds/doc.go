@@ -14,6 +14,9 @@
 //   - An orphan is a build of this state directory whose owner is gone but whose
 //     objects or files remain (a kill -9, a crash of crun-ci or of containerd, a failed
 //     clean-up). Find lists orphans; Remove removes everything of one.
+//   - A kept build is an orphan kept on purpose (--keep-on-failure, --no-remove) for
+//     crun-ci debug: its directory holds kept.json (Kept), which says what it kept and
+//     until when; clean-ups leave it alone until then, unless asked to remove it.
 //
 // Objects labelled with another state directory belong to another crun-ci installation
 // sharing the same containerd and are never touched.

@@ -118,12 +118,24 @@ func NewBuild(ctx context.Context, proj *config.Project, policy steps.Policy, id
 	return Build{Project: proj, Policy: policy, Key: key, KeySource: keySource, CI: civ, Tag: id.Tag}, nil
 }
 
-// Tidy is `crun-ci cleanup`: it removes what dead builds left (or, dry, lists it); with
-// layerCache, it empties the layer cache of built images; with rules, it removes the
-// iptables rules of the state directory's step networks (refused while a build runs,
-// whose networks need them). It says all of it on w.
-func (s *Session) Tidy(ctx context.Context, dry, layerCache, rules bool, w io.Writer) error {
-	n, err := s.Cleanup(ctx, dry, w)
+// Tidy says what `crun-ci cleanup` removes besides what dead builds left.
+type Tidy struct {
+	// Dry lists what would be removed and removes nothing.
+	Dry bool
+	// Kept removes the builds kept for crun-ci debug too.
+	Kept bool
+	// LayerCache empties the layer cache of built images.
+	LayerCache bool
+	// Rules removes the iptables rules of the state directory's step networks (refused
+	// while a build runs, whose networks need them).
+	Rules bool
+}
+
+// Tidy is `crun-ci cleanup`: it removes what dead builds left (Cleanup) and what t says,
+// and says all of it on w.
+func (s *Session) Tidy(ctx context.Context, t Tidy, w io.Writer) error {
+	dry, layerCache, rules := t.Dry, t.LayerCache, t.Rules
+	n, err := s.Cleanup(ctx, dry, t.Kept, w)
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,8 @@ type Flags struct {
 	steps       bool // added
 	junit       string
 	events      string
+	keep        bool
+	keepFor     time.Duration
 	// DryRun is --dry-run: the plan is printed, nothing runs.
 	DryRun bool
 
@@ -157,7 +159,9 @@ func (f *Flags) AddSteps(fs *pflag.FlagSet) {
 	f.steps = true
 	fs.BoolVar(&f.push, "push", false, "run push steps (without it they are skipped)")
 	fs.StringVar(&f.tag, "tag", "", "the build's branch or tag, matched by the steps' tag and exclude (without it, steps with a tag are skipped, as jet did)")
-	fs.BoolVar(&f.NoRemove, "no-remove", false, "keep containers, snapshots and anonymous volumes after each step")
+	fs.BoolVar(&f.NoRemove, "no-remove", false, "keep containers, snapshots and anonymous volumes after each step, until the next clean-up (crun-ci debug can enter them meanwhile)")
+	fs.BoolVar(&f.keep, "keep-on-failure", false, "keep the containers, snapshots and volumes of failed steps for crun-ci debug BUILD STEP, until crun-ci cleanup --kept")
+	fs.DurationVar(&f.keepFor, "keep-for", 0, "with --keep-on-failure: let the clean-up of later runs remove the kept build after this long (0: only crun-ci cleanup --kept does)")
 	fs.BoolP("no-tty", "T", false, "accepted for jet's scripts: steps never get a terminal")
 	fs.IntVar(&f.maxParallel, "max-parallel", runtime.NumCPU(), "how many steps may run at once")
 	fs.DurationVar(&f.stepTimeout, "step-timeout", 0, "stop and fail a step that runs longer than this (0: no limit; a step's timeout key wins)")
@@ -276,6 +280,10 @@ func (f *Flags) Apply(b *Build) error {
 	switch {
 	case f.stepTimeout < 0:
 		return usage("--step-timeout %s: want a positive duration or 0", f.stepTimeout)
+	case f.keepFor < 0:
+		return usage("--keep-for %s: want a positive duration or 0", f.keepFor)
+	case f.keepFor > 0 && !f.keep:
+		return usage("--keep-for %s: keeps nothing without --keep-on-failure", f.keepFor)
 	case f.steps && f.maxParallel < 1:
 		return usage("--max-parallel %d: want at least 1", f.maxParallel)
 	case f.containers && f.stopTimeout <= 0:
@@ -300,5 +308,6 @@ func (f *Flags) Apply(b *Build) error {
 	b.NoRemove, b.QuietDeps, b.StopTimeout, b.HealthTimeout = f.NoRemove, f.quietDeps, f.stopTimeout, f.healthTimeout
 	b.EncryptedDockercfgPath, b.DockercfgService, b.DockerHost = f.dockercfg, f.credService, f.docker
 	b.MaxParallel, b.StepTimeout, b.Push = f.maxParallel, f.stepTimeout, f.push
+	b.KeepOnFailure, b.KeepFor = f.keep, f.keepFor
 	return nil
 }

@@ -77,6 +77,8 @@ type Session struct {
 	network *network.Manager
 	puller  *remote.Puller
 	builder *dockerfile.Builder
+	// auto says Open's own clean-up runs, which lists no kept build.
+	auto bool
 }
 
 // Open connects to containerd (starting the embedded one if need be) and, unless
@@ -108,7 +110,10 @@ func Open(ctx context.Context, o Options) (_ *Session, retErr error) {
 		}
 	}()
 	if !o.KeepLeftovers {
-		if _, err := s.Cleanup(ctx, false, o.Progress); err != nil {
+		s.auto = true
+		_, err := s.Cleanup(ctx, false, false, o.Progress)
+		s.auto = false
+		if err != nil {
 			log.G(ctx).WithError(err).Warn("clean-up of earlier builds failed; `crun-ci cleanup` tries again")
 		}
 	}
@@ -213,8 +218,10 @@ func whyNotAnImage(path string) string {
 
 // Cleanup removes what builds of the session's state directory whose process is gone
 // left behind (or, dry, lists it), writing a line per build to w, and returns how many
-// it found. Live builds are never touched.
-func (s *Session) Cleanup(ctx context.Context, dry bool, w io.Writer) (int, error) {
+// it found. Live builds are never touched, nor kept ones (for crun-ci debug) unless
+// their time is up or kept says to remove them too; those it lists, in a line each, when
+// it says what it does (not on its own, as Open runs it).
+func (s *Session) Cleanup(ctx context.Context, dry, kept bool, w io.Writer) (int, error) {
 	orphans, err := builds.Find(ctx, s.d.Client, s.o.StateDir, s.d.Address, s.d.Namespace)
 	if err != nil {
 		return 0, fmt.Errorf("find leftovers of earlier builds: %w", err)
@@ -224,7 +231,15 @@ func (s *Session) Cleanup(ctx context.Context, dry bool, w io.Writer) (int, erro
 		removeNetworks = nm.RemoveOrphans
 	}
 	var errs []error
+	n := 0
 	for _, o := range orphans {
+		if o.Kept != nil && !kept && !o.Kept.Expired(time.Now()) {
+			if !s.auto {
+				fmt.Fprintf(w, "kept build %s (%s; crun-ci cleanup --kept removes it)\n", o.ID, keptSteps(o.Kept))
+			}
+			continue
+		}
+		n++
 		if dry {
 			fmt.Fprintln(w, "would remove "+o.String())
 			continue
@@ -238,7 +253,20 @@ func (s *Session) Cleanup(ctx context.Context, dry bool, w io.Writer) (int, erro
 		}
 		fmt.Fprintln(w, "removed "+o.String())
 	}
-	return len(orphans), errors.Join(errs...)
+	return n, errors.Join(errs...)
+}
+
+// keptSteps says which steps of a kept build can be entered, and until when.
+func keptSteps(k *builds.Kept) string {
+	var names []string
+	for _, st := range k.Steps {
+		names = append(names, fmt.Sprintf("%q", st.Name))
+	}
+	until := "until removed"
+	if !k.Until.IsZero() {
+		until = "until " + k.Until.Local().Format(time.DateTime)
+	}
+	return fmt.Sprintf("steps %s, %s", strings.Join(names, ", "), until)
 }
 
 // PruneCache removes the least recently used layers of the layer cache until it holds
@@ -266,6 +294,9 @@ type Build struct {
 	MaxParallel int
 	NoRemove    bool
 	QuietDeps   bool
+	// KeepOnFailure keeps failed steps for crun-ci debug, for KeepFor when positive.
+	KeepOnFailure bool
+	KeepFor       time.Duration
 	// StopTimeout is the grace of an interrupted step; StepTimeout bounds every run step
 	// without a timeout of its own.
 	StopTimeout, StepTimeout time.Duration
@@ -355,6 +386,8 @@ func (s *Session) options(b Build) steps.Options {
 		Env:                    b.Env,
 		MaxParallel:            b.MaxParallel,
 		NoRemove:               b.NoRemove,
+		KeepOnFailure:          b.KeepOnFailure,
+		KeepFor:                b.KeepFor,
 		BuildID:                b.CI.BuildID,
 		Namespace:              s.o.Namespace,
 		StateDir:               s.o.StateDir,

@@ -64,7 +64,7 @@ func (b *build) run(ctx context.Context, s *config.Step) bool {
 
 // exec makes the step's pod (its network, volumes and containers), runs its service's
 // command and tears everything down again, whatever happened.
-func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, retErr error) {
+func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (exit uint32, retErr error) {
 	seq := b.seq.Add(1)
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("step", s.Name))
 	volumes := filepath.Join(b.dir, "volumes", strconv.FormatInt(seq, 10))
@@ -91,8 +91,9 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 	phase(&r.Phases.Network)
 	// Teardown leaves the critical path: the next step starts while this one's
 	// containers, network, snapshots and volumes are removed. Run waits for every
-	// teardown.
-	defer b.teardown(ctx, p, s)
+	// teardown. A failed step's may be kept instead (KeepOnFailure).
+	var main *pod.Container
+	defer func() { b.teardown(ctx, p, s, b.keepStep(ctx, s, main, exit != 0 || retErr != nil)) }()
 	for _, a := range plan.Anon {
 		if err := os.MkdirAll(a.Dir, 0o755); err != nil {
 			return 0, fmt.Errorf("make anonymous volume %s: %w", a.Target, err)
@@ -137,7 +138,7 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (_ uint32, 
 		}
 		byName[name] = c
 	}
-	main := byName[s.Service]
+	main = byName[s.Service]
 	phase(&r.Phases.Create)
 
 	// Dependencies start in their order, each when what it needs is ready; they are
@@ -232,12 +233,26 @@ func verifyMounts(pid uint32, ms []specs.Mount, pinned map[string]*os.File) erro
 
 // teardown closes a step's pod (its containers with their tasks and snapshots, its
 // network, its anonymous volumes) in the background; errors are kept for Run to report.
-func (b *build) teardown(ctx context.Context, p *pod.Pod, s *config.Step) {
+// With keep (a step kept for crun-ci debug), the pod's containers and volumes stay.
+func (b *build) teardown(ctx context.Context, p *pod.Pod, s *config.Step, keep *builds.KeptStep) {
+	if keep != nil {
+		b.mu.Lock()
+		b.kept = append(b.kept, *keep)
+		b.mu.Unlock()
+	}
 	if b.o.NoRemove {
 		// Kept for inspection, but without the secrets waiting in its hand-offs.
 		if err := p.Release(); err != nil {
 			b.cleanupFailed(err)
 		}
+		return
+	}
+	if keep != nil {
+		b.cleanup.Go(func() {
+			if err := p.Keep(ctx); err != nil {
+				b.cleanupFailed(err)
+			}
+		})
 		return
 	}
 	b.cleanup.Go(func() {

@@ -42,8 +42,15 @@ type Options struct {
 	Env []string
 	// MaxParallel bounds how many run steps run at once; 0 means the number of CPUs.
 	MaxParallel int
-	// NoRemove keeps containers, snapshots and anonymous volumes after their step.
+	// NoRemove keeps containers, snapshots and anonymous volumes after their step; the
+	// build is kept (builds.Kept) for crun-ci debug.
 	NoRemove bool
+	// KeepOnFailure keeps the containers (with their snapshots) and volumes of the steps
+	// that fail, and the build for crun-ci debug; the others go as usual. KeepFor, when
+	// positive, is how long the clean-up of later runs leaves a kept build alone (for
+	// ever otherwise, until crun-ci cleanup --kept).
+	KeepOnFailure bool
+	KeepFor       time.Duration
 	// Policy is what the operator lets the pipeline reach and ask for.
 	Policy
 	// BuildID names the build; a new one is made when empty.
@@ -322,6 +329,8 @@ type build struct {
 	results     map[int]Result
 	cleanup     sync.WaitGroup // teardowns of finished steps
 	cleanupErrs []error
+	// kept are the steps whose containers stay (KeepOnFailure, NoRemove).
+	kept []builds.KeptStep
 }
 
 // registry holds what the build knows of each service. A value is never changed once
@@ -441,7 +450,7 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 	}
 	leftBehind := o.NoRemove // something of the build stays in containerd or on disk
 	defer func() {
-		if leftBehind || len(b.cleanupErrs) > 0 {
+		if leftBehind || len(b.cleanupErrs) > 0 || len(b.kept) > 0 {
 			// Keep the lock file: `crun-ci cleanup` finds the build by it.
 			retErr = errors.Join(retErr, lock.Close())
 			return
@@ -461,7 +470,9 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		}
 		// After a failed teardown, containers may still use the build's volumes and
 		// FIFOs: the directory stays for `crun-ci cleanup`.
-		if !o.NoRemove && len(b.cleanupErrs) == 0 {
+		if len(b.kept) > 0 {
+			retErr = errors.Join(retErr, b.recordKept(ctx))
+		} else if !o.NoRemove && len(b.cleanupErrs) == 0 {
 			if err := builds.RemoveDir(b.dir); err != nil {
 				leftBehind = true
 				retErr = errors.Join(retErr, err)

@@ -47,7 +47,7 @@ func (b *build) writeSpec(ctx context.Context, s *config.Step) (retErr error) {
 	if err != nil {
 		return err
 	}
-	defer b.teardown(ctx, p, nil)
+	defer b.teardown(ctx, p, nil, nil)
 	m, err := b.describe(ctx, s, seq, s.Service, plan.Mounts[s.Service], true)
 	if err != nil {
 		return err

@@ -73,6 +73,7 @@ func (c *cli) commands() []cmdline.Command {
 		cmd("import", "load image archives (OCI layout or docker save tar) into containerd", " FILE…", cmdline.NArgs{Min: 1, Max: -1, Why: "no archive given"}, runImport, true),
 		cmd("load", "pull the images of services (all, or those named) that are missing", " [SERVICE…]", cmdline.Any, runLoad, true),
 		cmd("spec", "print the OCI runtime spec a container of SERVICE gets in a step, secrets masked", " SERVICE", cmdline.NArgs{Min: 1, Max: 1, Why: "want one service"}, runSpec, true),
+		cmd("debug", "run a shell (or COMMAND) in a new container on a kept failed step's filesystem: debug [BUILD] STEP [-- COMMAND [ARGS…]]", " [BUILD] STEP [-- COMMAND [ARGS…]]", cmdline.NArgs{Min: 1, Max: -1, Why: "no step given"}, runDebug, true),
 		cmd("cleanup", "remove what builds whose process is gone left behind (--dry-run lists it)", "", cmdline.None, runCleanup, true),
 		cmd("encrypt", "encrypt IN OUT with codeship.aes (Codeship's v2 format)", " IN OUT", cmdline.NArgs{Min: 2, Max: 2, Why: "want IN and OUT"}, runCrypt(true), false),
 		cmd("decrypt", "decrypt IN OUT (v1 or v2)", " IN OUT", cmdline.NArgs{Min: 2, Max: 2, Why: "want IN and OUT"}, runCrypt(false), false),

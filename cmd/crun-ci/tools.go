@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
 
+	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/session"
 	"github.com/crun-ci/crun-ci/steps"
 )
@@ -58,6 +60,7 @@ func runCleanup(c *cli, fs *pflag.FlagSet) runner {
 	dryRun := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
 	layerCache := fs.Bool("layer-cache", false, "also empty the layer cache of built images")
 	rules := fs.Bool("network", false, "also remove the iptables rules of the step networks (which builds keep for the next), when no build runs")
+	kept := fs.Bool("kept", false, "also remove the builds kept for crun-ci debug (--keep-on-failure, --no-remove)")
 	return func(ctx context.Context, _ []string) (retErr error) {
 		o, err := c.options()
 		if err != nil {
@@ -69,7 +72,7 @@ func runCleanup(c *cli, fs *pflag.FlagSet) runner {
 			return err
 		}
 		defer func() { retErr = errors.Join(retErr, s.Close()) }()
-		return s.Tidy(ctx, *dryRun, *layerCache, *rules, c.stdout)
+		return s.Tidy(ctx, session.Tidy{Dry: *dryRun, Kept: *kept, LayerCache: *layerCache, Rules: *rules}, c.stdout)
 	}
 }
 
@@ -99,6 +102,63 @@ func runGenerate(c *cli, fs *pflag.FlagSet) runner {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "wrote a new key to %s\n", file)
+		return nil
+	}
+}
+
+// runDebug is `crun-ci debug [BUILD] STEP [-- COMMAND [ARGS…]]`: a shell, or the
+// command, in a new container of a kept step's service, on its kept filesystem with its
+// volumes and environment, attached to crun-ci's standard input and output.
+func runDebug(c *cli, fs *pflag.FlagSet) runner {
+	env := fs.StringArrayP("env", "e", nil, "KEY=VAL added to the container's environment (its secret variables are not kept; repeatable)")
+	noTTY := fs.BoolP("no-tty", "T", false, "no terminal, even when standard input is one")
+	return func(ctx context.Context, args []string) (retErr error) {
+		names, command := args, []string(nil)
+		if dash := fs.ArgsLenAtDash(); dash >= 0 {
+			names, command = args[:dash], args[dash:]
+		}
+		var build, step string
+		switch len(names) {
+		case 1:
+			step = names[0]
+		case 2:
+			build, step = names[0], names[1]
+		default:
+			return usageError("debug: want [BUILD] STEP [-- COMMAND [ARGS…]], got %q (a command goes after --)", names)
+		}
+		for _, e := range *env {
+			if k, _, _ := strings.Cut(e, "="); k == "" || !strings.Contains(e, "=") {
+				return usageError("--env %q: want KEY=VAL", e)
+			}
+		}
+		o, err := c.options()
+		if err != nil {
+			return err
+		}
+		k, s, err := session.FindKept(o.StateDir, build, step)
+		if err != nil {
+			return usageError("%w", err)
+		}
+		if o.Network, err = network.ParseMode(k.Network); err != nil {
+			return fmt.Errorf("debug: build %s: %w", k.Build, err)
+		}
+		ses, err := session.Open(ctx, o)
+		if err != nil {
+			return err
+		}
+		defer func() { retErr = errors.Join(retErr, ses.Close()) }()
+		attach, reset, err := session.Attach(os.Stdin, c.stdout, c.stderr, !*noTTY)
+		if err != nil {
+			return fmt.Errorf("debug: terminal: %w", err)
+		}
+		defer reset()
+		code, err := ses.Debug(ctx, k, s, command, *env, attach)
+		if err != nil {
+			return fmt.Errorf("debug %s %s: %w", k.Build, step, err)
+		}
+		if code != 0 {
+			return &exitError{code: int(code), err: fmt.Errorf("%w: exit %d", errReported, code)}
+		}
 		return nil
 	}
 }
