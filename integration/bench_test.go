@@ -314,14 +314,7 @@ func BenchmarkStepNetwork(b *testing.B) {
 	b.StopTimer()
 	// ms is a duration of a pipeline per step, in milliseconds.
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / stepsPerBench }
-	median := func(v []float64) float64 {
-		v = slices.Clone(v)
-		slices.Sort(v)
-		if len(v)%2 == 1 {
-			return v[len(v)/2]
-		}
-		return (v[len(v)/2-1] + v[len(v)/2]) / 2
-	}
+	median := medianOf
 	// per gives, per iteration, f of the host and bridge runs' times.
 	per := func(times map[key][]time.Duration, n string, f func(host, bridge float64) float64) []float64 {
 		var v []float64
@@ -346,12 +339,17 @@ func BenchmarkStepNetwork(b *testing.B) {
 
 // benchProject is a project of stepsPerBench serial `true` steps of the service app.
 func benchProject(b *testing.B, services string) *config.Project {
-	dir := b.TempDir()
 	var sb strings.Builder
 	for i := 0; i < stepsPerBench; i++ {
 		fmt.Fprintf(&sb, "- service: app\n  command: 'true'\n")
 	}
-	for name, content := range map[string]string{"codeship-services.yml": services, "codeship-steps.yml": sb.String()} {
+	return benchProjectSteps(b, services, sb.String())
+}
+
+// benchProjectSteps is a project of the services and steps files given.
+func benchProjectSteps(b *testing.B, services, stepsFile string) *config.Project {
+	dir := b.TempDir()
+	for name, content := range map[string]string{"codeship-services.yml": services, "codeship-steps.yml": stepsFile} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			b.Fatal(err)
 		}
@@ -381,4 +379,14 @@ func machineCPU(b *testing.B) time.Duration {
 		ticks += v
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// medianOf is the median of v.
+func medianOf(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }

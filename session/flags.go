@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -163,7 +162,7 @@ func (f *Flags) AddSteps(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.keep, "keep-on-failure", false, "keep the containers, snapshots and volumes of failed steps for crun-ci debug BUILD STEP, until crun-ci cleanup --kept")
 	fs.DurationVar(&f.keepFor, "keep-for", 0, "with --keep-on-failure: let the clean-up of later runs remove the kept build after this long (0: only crun-ci cleanup --kept does)")
 	fs.BoolP("no-tty", "T", false, "accepted for jet's scripts: steps never get a terminal")
-	fs.IntVar(&f.maxParallel, "max-parallel", runtime.NumCPU(), "how many steps may run at once")
+	fs.IntVar(&f.maxParallel, "max-parallel", steps.DefaultMaxParallel(), "how many steps may run at once (default: four per CPU, at least 8)")
 	fs.DurationVar(&f.stepTimeout, "step-timeout", 0, "stop and fail a step that runs longer than this (0: no limit; a step's timeout key wins)")
 	fs.BoolVar(&f.DryRun, "dry-run", false, "print the steps (skipped ones with why), their containers, images, mounts and networks; run nothing")
 	fs.StringVar(&f.junit, "junit", "", "write the results as JUnit XML to this file (for GitLab, Jenkins, Buildkite)")

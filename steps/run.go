@@ -40,7 +40,7 @@ type Options struct {
 	Tag string
 	// Env entries (KEY=VAL) added to every container after the service's.
 	Env []string
-	// MaxParallel bounds how many run steps run at once; 0 means the number of CPUs.
+	// MaxParallel bounds how many run steps run at once; 0 means DefaultMaxParallel.
 	MaxParallel int
 	// NoRemove keeps containers, snapshots and anonymous volumes after their step; the
 	// build is kept (builds.Kept) for crun-ci debug.
@@ -276,6 +276,14 @@ func (e *PreconditionError) Error() string {
 	return strings.Join(msgs, "\n")
 }
 
+// DefaultMaxParallel is how many run steps run at once by default: four per CPU, and at
+// least 8. Steps mostly wait (on services, networks, disks, sleeps), so a bound of one
+// per CPU made parallel groups half serial on small machines; steps that do compute
+// share the CPUs as well several at a time as one each (BenchmarkParallelSteps), and the
+// bound still keeps a group of a hundred steps from starting a hundred containers at
+// once.
+func DefaultMaxParallel() int { return max(8, 4*runtime.NumCPU()) }
+
 // NewBuildID returns a new random build id: 10 hex digits.
 func NewBuildID() string {
 	b := make([]byte, 5)
@@ -388,7 +396,7 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		o.BuildID = NewBuildID()
 	}
 	if o.MaxParallel <= 0 {
-		o.MaxParallel = runtime.NumCPU()
+		o.MaxParallel = DefaultMaxParallel()
 	}
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = 10 * time.Second
