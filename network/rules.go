@@ -67,6 +67,12 @@ func (m *Manager) comment() string {
 // input rule with HostAccessGateway) are removed first. A lock file in the state
 // directory keeps two crun-ci processes from both adding a rule; `iptables -w` waits for
 // other users of iptables.
+//
+// It reads the tables with one iptables-save. When the rules of its comment are, line
+// for line, those it found after it last checked them one by one (the state
+// directory's record of them), they are in place; otherwise each rule is checked with
+// iptables -C (and made when missing), and the record written again. Every crun-ci
+// command that runs a build does this: one execution instead of eight.
 func (m *Manager) ensureRules(ctx context.Context) error {
 	m.rulesMu.Lock()
 	defer m.rulesMu.Unlock()
@@ -85,8 +91,20 @@ func (m *Manager) ensureRules(ctx context.Context) error {
 		return err
 	}
 	want := m.rules()
-	if err := m.removeRules(ctx, want); err != nil {
+	tables, err := saveTables(ctx)
+	if err != nil {
 		return err
+	}
+	removed, err := m.removeRules(ctx, want, tables)
+	if err != nil {
+		return err
+	}
+	record := m.rulesRecord()
+	if removed == 0 {
+		if seen, err := os.ReadFile(record); err == nil && string(seen) == m.ourLines(tables) {
+			m.rulesOK = true
+			return nil
+		}
 	}
 	for _, r := range want {
 		ok, err := hasRule(ctx, r)
@@ -104,8 +122,59 @@ func (m *Manager) ensureRules(ctx context.Context) error {
 			return err
 		}
 	}
+	// What the checked rules look like, for the next crun-ci.
+	if tables, err = saveTables(ctx); err != nil {
+		return err
+	}
+	if err := os.WriteFile(record, []byte(m.ourLines(tables)), 0o600); err != nil {
+		return fmt.Errorf("record the network rules: %w", err)
+	}
 	m.rulesOK = true
 	return nil
+}
+
+// rulesRecord is the state directory's record of its checked rules (ensureRules).
+func (m *Manager) rulesRecord() string {
+	return filepath.Join(m.cfg.StateDir, "net", "rules.checked")
+}
+
+// ourLines are the lines of the tables with the Manager's comment, as iptables-save
+// prints them, each after its table's name; "" when there are none.
+func (m *Manager) ourLines(tables map[string][]string) string {
+	mark := `--comment "` + m.comment() + `"`
+	var b strings.Builder
+	for _, table := range []string{"filter", "nat"} {
+		for _, line := range tables[table] {
+			if strings.Contains(line, mark) {
+				b.WriteString(table + " " + line + "\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+// saveTables reads the filter and nat tables with one iptables-save: their rules'
+// lines (as iptables -S prints them) by table.
+func saveTables(ctx context.Context) (map[string][]string, error) {
+	cmd := exec.CommandContext(ctx, "iptables-save")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("iptables-save: %w: %s", err, strings.TrimSpace(errOut.String()))
+	}
+	tables := map[string][]string{"filter": nil, "nat": nil}
+	table := ""
+	for _, line := range strings.Split(out.String(), "\n") {
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table = line[1:]
+		case strings.HasPrefix(line, "-A "):
+			if _, ok := tables[table]; ok {
+				tables[table] = append(tables[table], line)
+			}
+		}
+	}
+	return tables, nil
 }
 
 // lockRules takes the lock of the state directory's rules.
@@ -145,23 +214,33 @@ func (m *Manager) RemoveRules(ctx context.Context) error {
 		}
 		defer unlock()
 	}
-	return errors.Join(m.removeRules(ctx, nil), m.removeGuard())
+	_, err := m.removeRules(ctx, nil, nil)
+	if m.cfg.StateDir != "" {
+		if rerr := os.Remove(m.rulesRecord()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+	}
+	return errors.Join(err, m.removeGuard())
 }
 
 // removeRules deletes the rules of the bridge prefix whose comment and chain are not
-// those of a rule in keep.
-func (m *Manager) removeRules(ctx context.Context, keep []rule) error {
+// those of a rule in keep, from the filter and nat tables as read (saveTables, nil to
+// read them now), and says how many it deleted.
+func (m *Manager) removeRules(ctx context.Context, keep []rule, tables map[string][]string) (int, error) {
+	if tables == nil {
+		var err error
+		if tables, err = saveTables(ctx); err != nil {
+			return 0, err
+		}
+	}
 	mark := "crun-ci " + m.cfg.Bridge + " "
 	wanted := map[string]bool{}
 	for _, r := range keep {
 		wanted[r.table+" "+r.spec[0]] = true
 	}
+	removed := 0
 	for _, table := range []string{"filter", "nat"} {
-		out, err := iptablesOutput(ctx, table, "-S")
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(out, "\n") {
+		for _, line := range tables[table] {
 			args := splitRule(line)
 			i := slices.Index(args, "--comment")
 			if len(args) < 2 || args[0] != "-A" || i < 0 || i+1 >= len(args) || !strings.HasPrefix(args[i+1], mark) {
@@ -171,11 +250,12 @@ func (m *Manager) removeRules(ctx context.Context, keep []rule) error {
 				continue // ensureRules checks the rule itself
 			}
 			if err := iptables(ctx, table, append([]string{"-D"}, args[1:]...)...); err != nil {
-				return err
+				return removed, err
 			}
+			removed++
 		}
 	}
-	return nil
+	return removed, nil
 }
 
 // splitRule splits a line of iptables -S into its words; iptables quotes a word that

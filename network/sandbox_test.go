@@ -1006,3 +1006,61 @@ func TestCloseDeletesOnlyItsOwnInterfaces(t *testing.T) {
 		t.Errorf("after closing one of two networks of two: %d veths, want the other's 2", got.Veths)
 	}
 }
+
+// The record of checked rules lets the next Manager trust one iptables-save; a rule
+// deleted behind its back changes what iptables-save shows, and the Manager makes it
+// again.
+func TestARuleDeletedBehindTheRecordsBackIsMadeAgain(t *testing.T) {
+	needRoot(t)
+	state := t.TempDir()
+	ctx := context.Background()
+	manager := func() *Manager {
+		m, err := New(Bridge, Config{Subnet: testSubnet, Bridge: testBridge, StateDir: state})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.ensureRules(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	t.Cleanup(func() { manager().RemoveRules(ctx) })
+	m := manager()
+	count := func() int {
+		n := 0
+		for _, l := range iptablesSave(t) {
+			if strings.Contains(l, `"`+m.comment()+`"`) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(); n != 6 {
+		t.Fatalf("%d rules, want 6", n)
+	}
+	record, err := os.ReadFile(m.rulesRecord())
+	if err != nil || strings.Count(string(record), "\n") != 6 {
+		t.Fatalf("record %q, %v: want the 6 rules", record, err)
+	}
+	manager() // trusts the record
+	if n := count(); n != 6 {
+		t.Fatalf("%d rules after a second Manager, want 6", n)
+	}
+	r := m.rules()[1]
+	if err := iptables(ctx, r.table, append([]string{"-D"}, r.spec...)...); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 5 {
+		t.Fatalf("%d rules after deleting one, want 5", n)
+	}
+	manager()
+	if n := count(); n != 6 {
+		t.Errorf("%d rules after a new Manager, want the deleted one back (6)", n)
+	}
+	if err := m.RemoveRules(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(m.rulesRecord()); !os.IsNotExist(err) {
+		t.Errorf("RemoveRules kept the record: %v", err)
+	}
+}
