@@ -13,7 +13,7 @@
 //     and links (its dependencies), and those of every service named in volumes_from,
 //     all transitively. Dependencies are started, in their order, each when what it needs
 //     is ready (started, healthy or completed); volumes_from sources that are not
-//     dependencies are created, so that their volumes exist, but not started.
+//     dependencies get no container, only their anonymous volumes.
 //
 // The rules: a serial group (and the top level) stops at its first failing step; a
 // parallel group runs all its children, at most MaxParallel run steps at a time, and fails

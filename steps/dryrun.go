@@ -92,14 +92,15 @@ func DryRun(ctx context.Context, has func(ctx context.Context, ref string) error
 				if err != nil {
 					return fmt.Errorf("step %q: %w", s.Name, err)
 				}
-				fmt.Fprintf(w, "%s  network: %s\n", indent, describeNetwork(netMode, len(plan.Containers)))
+				deps := p.Graph.Dependencies(s.Service)
+				fmt.Fprintf(w, "%s  network: %s\n", indent, describeNetwork(netMode, len(deps)+1))
 				for _, c := range plan.Containers {
 					role := "dependency"
 					switch {
 					case c == s.Service:
 						role = "the step's"
-					case !slices.Contains(p.Graph.Dependencies(s.Service), c):
-						role = "volumes only"
+					case !slices.Contains(deps, c):
+						role = "its volumes only, no container"
 					}
 					fmt.Fprintf(w, "%s  container %s (%s): %s\n", indent, c, role, image(c))
 					for _, m := range plan.Mounts[c] {

@@ -130,8 +130,14 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (exit uint3
 		return func(pid uint32) error { return verifyMounts(pid, plan.Mounts[service], pinned) }
 	}
 
+	// The services named only by volumes_from get no container: their anonymous
+	// volumes are made above and mounted where they go, and a container that never
+	// starts would cost a snapshot, a network namespace and an address for nothing.
 	byName := map[string]*pod.Container{}
 	for _, name := range plan.Containers {
+		if name != s.Service && !slices.Contains(deps, name) {
+			continue
+		}
 		c, err := b.create(ctx, p, s, seq, name, plan.Mounts[name], name == s.Service)
 		if err != nil {
 			return 0, err
