@@ -101,7 +101,7 @@ func (m *Manager) ensureRules(ctx context.Context) error {
 	}
 	record := m.rulesRecord()
 	if removed == 0 {
-		if seen, err := os.ReadFile(record); err == nil && string(seen) == m.ourLines(tables) {
+		if seen, err := os.ReadFile(record); err == nil && string(seen) == recordOf(want, m.ourLines(tables)) {
 			m.rulesOK = true
 			return nil
 		}
@@ -126,7 +126,7 @@ func (m *Manager) ensureRules(ctx context.Context) error {
 	if tables, err = saveTables(ctx); err != nil {
 		return err
 	}
-	if err := os.WriteFile(record, []byte(m.ourLines(tables)), 0o600); err != nil {
+	if err := os.WriteFile(record, []byte(recordOf(want, m.ourLines(tables))), 0o600); err != nil {
 		return fmt.Errorf("record the network rules: %w", err)
 	}
 	m.rulesOK = true
@@ -136,6 +136,17 @@ func (m *Manager) ensureRules(ctx context.Context) error {
 // rulesRecord is the state directory's record of its checked rules (ensureRules).
 func (m *Manager) rulesRecord() string {
 	return filepath.Join(m.cfg.StateDir, "net", "rules.checked")
+}
+
+// recordOf is the record of the rules want, checked, as lines shows them: the wanted
+// rules first, so that a record of another set (another --host-access) never stands
+// for this one.
+func recordOf(want []rule, lines string) string {
+	var b strings.Builder
+	for _, r := range want {
+		fmt.Fprintf(&b, "want %s %t %q\n", r.table, r.insert, r.spec)
+	}
+	return b.String() + lines
 }
 
 // ourLines are the lines of the tables with the Manager's comment, as iptables-save

@@ -1039,7 +1039,7 @@ func TestARuleDeletedBehindTheRecordsBackIsMadeAgain(t *testing.T) {
 		t.Fatalf("%d rules, want 6", n)
 	}
 	record, err := os.ReadFile(m.rulesRecord())
-	if err != nil || strings.Count(string(record), "\n") != 6 {
+	if err != nil || strings.Count(string(record), " -A ") != 6 {
 		t.Fatalf("record %q, %v: want the 6 rules", record, err)
 	}
 	manager() // trusts the record
@@ -1056,6 +1056,22 @@ func TestARuleDeletedBehindTheRecordsBackIsMadeAgain(t *testing.T) {
 	manager()
 	if n := count(); n != 6 {
 		t.Errorf("%d rules after a new Manager, want the deleted one back (6)", n)
+	}
+	// A record of another set of rules (--host-access gateway has no INPUT rule) does
+	// not stand for this one.
+	g, err := New(Bridge, Config{Subnet: testSubnet, Bridge: testBridge, StateDir: state, HostAccess: HostAccessGateway})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.ensureRules(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 5 {
+		t.Fatalf("%d rules with host access gateway, want 5", n)
+	}
+	manager()
+	if n := count(); n != 6 {
+		t.Errorf("%d rules after going back to host access none, want 6 (the INPUT rule again)", n)
 	}
 	if err := m.RemoveRules(ctx); err != nil {
 		t.Fatal(err)
