@@ -611,10 +611,7 @@ func (p *Pod) Release() error {
 func (p *Pod) Keep(ctx context.Context) error {
 	ctx, cancel := snapshot.CleanupContext(ctx)
 	defer cancel()
-	p.mu.Lock()
-	members := p.members
-	p.members, p.closed = nil, true
-	p.mu.Unlock()
+	members := p.end()
 	var errs []error
 	for i := len(members) - 1; i >= 0; i-- {
 		c := members[i]
@@ -640,10 +637,7 @@ func (p *Pod) Keep(ctx context.Context) error {
 func (p *Pod) Close(ctx context.Context) error {
 	ctx, cancel := snapshot.CleanupContext(ctx)
 	defer cancel()
-	p.mu.Lock()
-	members := p.members
-	p.members, p.closed = nil, true
-	p.mu.Unlock()
+	members := p.end()
 	// The network goes while containerd deletes the members: both mostly wait (for the
 	// kernel's grace periods, for the shims), and no process of a stopped pod uses the
 	// network any more.
@@ -668,6 +662,15 @@ func (p *Pod) Close(ctx context.Context) error {
 	}
 	p.net = nil
 	return builds.RemoveDir(p.o.Dir)
+}
+
+// end closes the pod to new members and returns its members, which the caller ends.
+func (p *Pod) end() []*Container {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	members := p.members
+	p.members, p.closed = nil, true
+	return members
 }
 
 func isClosed(ch <-chan struct{}) bool {
