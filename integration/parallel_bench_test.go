@@ -80,3 +80,49 @@ func BenchmarkParallelSteps(b *testing.B) {
 	b.ReportMetric(medianOf(sleepRatio), "ratio-sleep")
 	b.ReportMetric(medianOf(cpuRatio), "ratio-cpu")
 }
+
+// BenchmarkHealthyDependency measures what a step with one dependency that has a health
+// check costs beyond its commands: 10 serial steps, each `true` in a service that
+// depends on a service becoming healthy 300 ms after it starts (its check: a file it
+// writes then), on the default bridge network. It reports the time per step and the
+// overhead, the time per step less the dependency's 300 ms (target ≤ 150 ms).
+//
+//	go test -run NONE -bench HealthyDependency -benchtime 3x ./integration
+func BenchmarkHealthyDependency(b *testing.B) {
+	if skipReason != "" {
+		b.Skip(skipReason)
+	}
+	nm, err := network.New(network.Bridge, network.Config{StateDir: stateDir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n, ready = 10, 300 * time.Millisecond
+	var sb strings.Builder
+	for i := 0; i < n; i++ {
+		sb.WriteString("- {service: app, command: 'true'}\n")
+	}
+	proj := benchProjectSteps(b, `
+db:
+  image: busybox
+  command: sh -c 'sleep 0.3; touch /tmp/ready; exec sleep 3600'
+  healthcheck:
+    test: ["CMD", "test", "-f", "/tmp/ready"]
+app:
+  image: busybox
+  depends_on: [db]
+`, sb.String())
+	rt := steps.Containerd(task.New(ctrd.Client))
+	var per []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		sum, err := steps.Run(context.Background(), rt, steps.Options{Project: proj, Namespace: namespace, StateDir: stateDir, Output: io.Discard, Network: nm})
+		if err != nil || !sum.Passed() || len(sum.Results) != n {
+			b.Fatalf("pipeline: %v", err)
+		}
+		per = append(per, float64(time.Since(start).Microseconds())/1000/n)
+	}
+	b.StopTimer()
+	b.ReportMetric(medianOf(per), "ms/step")
+	b.ReportMetric(medianOf(per)-float64(ready.Milliseconds()), "ms-overhead")
+}

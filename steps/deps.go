@@ -25,11 +25,14 @@ const (
 	condCompleted = "service_completed_successfully"
 )
 
-// Health checks, as jet ran them: every second from the start, whatever the check's own
-// interval and retries, until the dependency is healthy, it exits, or the bound
-// (Options.HealthTimeout, DefaultHealthTimeout unless given) passes. Each check may run
-// for its own timeout (the check's, else defaultTimeout).
+// Health checks, as jet ran them (every second, whatever the check's own interval and
+// retries) but sooner at first: at once, then after gaps that double from
+// healthFirstGap up to healthInterval, so that a dependency ready after 300 ms is seen
+// about then, not a second later. They run until the dependency is healthy, it exits,
+// or the bound (Options.HealthTimeout, DefaultHealthTimeout unless given) passes. Each
+// check may run for its own timeout (the check's, else defaultTimeout).
 const (
+	healthFirstGap = 10 * time.Millisecond
 	healthInterval = time.Second
 	defaultTimeout = 30 * time.Second
 	// DefaultHealthTimeout bounds the wait for a dependency to be healthy.
@@ -288,9 +291,18 @@ func (g *depGroup) check(ctx context.Context, d *dep, hc *task.Healthcheck) erro
 			return fmt.Errorf("dependency %q exited with code %d before it was healthy", d.name, d.code)
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(healthInterval):
+		case <-time.After(healthGap(n)):
 		}
 	}
+}
+
+// healthGap is the wait after the nth check: healthFirstGap doubled n-1 times, at most
+// healthInterval.
+func healthGap(n int) time.Duration {
+	if n > 20 {
+		return healthInterval
+	}
+	return min(healthFirstGap<<(n-1), healthInterval)
 }
 
 // checkOutputLines is how much of a failing health check's output its error shows.

@@ -541,8 +541,10 @@ func TestAStepWaitsForItsDependencyToBeHealthyAndStopsItAfter(t *testing.T) {
 		name, check, wantErr string
 	}{
 		{name: "a healthy dependency lets the step run", check: "healthy"},
-		// Checked every second, whatever the check's interval, until --health-timeout.
-		{name: "an unhealthy one fails the step with the check's output once the bound passes", check: "unhealthy", wantErr: `dependency "db" is not healthy after 2s (3 checks; --health-timeout): exit code 1: not ready`},
+		// Checked at once and after gaps of 10, 20, 40 … ms, then every second, whatever
+		// the check's interval, until --health-timeout: at 0, 0.01, 0.03, 0.07, 0.15,
+		// 0.31, 0.63, 1.27 and 2.27 s.
+		{name: "an unhealthy one fails the step with the check's output once the bound passes", check: "unhealthy", wantErr: `dependency "db" is not healthy after 2s (9 checks; --health-timeout): exit code 1: not ready`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t)
