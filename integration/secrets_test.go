@@ -3,10 +3,12 @@ package integration
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -171,4 +173,41 @@ func TestEncryptedEnvironmentAsOneString(t *testing.T) {
 	r := runSteps(t, dir)
 	wantCode(t, r, 0)
 	wantContains(t, "stdout", r.stdout, "one/app | 12\n")
+}
+
+// crun-ci as `go install` builds it where a C compiler is (dynamically linked, cgo)
+// still hands secret variables over and is the init, in an image without the host's C
+// library: its interpreter and libraries come along.
+func TestADynamicallyLinkedCrunCIHandsSecretsAndInits(t *testing.T) {
+	requireRoot(t)
+	dyn := filepath.Join(t.TempDir(), "crun-ci")
+	build := exec.Command("go", "build", "-o", dyn, "github.com/crun-ci/crun-ci/cmd/crun-ci")
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build with cgo (needs a C compiler: apt-get install gcc): %v\n%s", err, out)
+	}
+	f, err := elf.Open(dyn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dynamic := slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP })
+	f.Close()
+	if !dynamic {
+		t.Fatal("the cgo build is statically linked: nothing to test")
+	}
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "app:\n  image: busybox\n  init: true\n  encrypted_env_file: secret.env.encrypted\n",
+		"codeship-steps.yml":    `- {name: show, service: app, command: "sh -c 'echo len=${#TOKEN}; cat /proc/1/cmdline | tr \"\\0\" \" \"; echo'"}` + "\n",
+		"plain.env":             "TOKEN=dynamic-secret\n",
+	})
+	wantCode(t, crunci(t, "generate", "--dir", dir), 0)
+	wantCode(t, crunci(t, "encrypt", "--dir", dir, filepath.Join(dir, "plain.env"), filepath.Join(dir, "secret.env.encrypted")), 0)
+	os.Remove(filepath.Join(dir, "plain.env"))
+	cmd := exec.Command(dyn, "--address", filepath.Join(filepath.Dir(stateDir), "none.sock"), "--state-dir", stateDir, "steps", "--dir", dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the dynamically linked crun-ci: %v\n%s", err, out)
+	}
+	wantContains(t, "output", string(out), "show/app | len=14\n", "show/app | /.crun-ci/lib/ld.so --library-path /.crun-ci/lib /.crun-ci/crun-ci init -- ")
+	assertClean(t)
 }

@@ -40,12 +40,6 @@ func Helper(mode string, args []string, stderr io.Writer) int {
 	return ee.Code
 }
 
-// InitArgs are the arguments of a member whose process runs under crun-ci's init:
-// `crun-ci init -- args…`, crun-ci's executable mounted at secrets.HandoffExe.
-func InitArgs(args []string) []string {
-	return append([]string{secrets.HandoffExe, "init", "--"}, args...)
-}
-
 // Init is `crun-ci init -- COMMAND [ARGS…]`, PID 1 of a container whose service has
 // `init: true` (as Docker's --init runs tini): it starts the command as its child, passes
 // every signal it gets on to it (so that SIGTERM stops a server that, as PID 1, would

@@ -90,9 +90,9 @@ type Options struct {
 	Namespace string
 	Labels    map[string]string
 	FIFODir   string
-	// Handoff is crun-ci's own static executable, which hands members their secret
-	// variables; needed when one has some.
-	Handoff string
+	// Handoff is crun-ci's own executable, which hands members their secret variables
+	// and is their init; needed when one has some or asks for one.
+	Handoff *Exe
 }
 
 // Pod is a set of containers sharing a network; see the package documentation.
@@ -382,19 +382,19 @@ func (p *Pod) container(m Member) (oci.Container, error) {
 	oc := m.Container
 	oc.ID, oc.Namespace = m.ID, p.o.Namespace
 	oc.HostsFile, oc.ResolvConf = p.hosts, p.resolv
-	if (len(m.Secrets) > 0 || m.Init) && p.o.Handoff == "" {
+	if (len(m.Secrets) > 0 || m.Init) && p.o.Handoff == nil {
 		return oci.Container{}, fmt.Errorf("container %s: secret variables and init need crun-ci's executable", m.ID)
 	}
 	if len(m.Secrets) > 0 || m.Init {
-		oc.Mounts = append(slices.Clone(oc.Mounts), mounts.Bind(p.o.Handoff, secrets.HandoffExe, true))
+		oc.Mounts = append(slices.Clone(oc.Mounts), p.o.Handoff.Mounts()...)
 	}
 	if len(m.Secrets) > 0 {
 		oc.Mounts = append(oc.Mounts, mounts.Bind(p.handoffPath(m), secrets.HandoffFIFO, true))
-		oc.Args = secrets.HandoffArgs(oc.Args)
+		oc.Args = append(p.o.Handoff.Command("exec-env", secrets.HandoffFIFO, "--"), oc.Args...)
 	}
 	if m.Init {
 		// PID 1 is the init; the hand-off, when there is one, its child.
-		oc.Args = InitArgs(oc.Args)
+		oc.Args = append(p.o.Handoff.Command("init", "--"), oc.Args...)
 	}
 	return oc, nil
 }

@@ -138,7 +138,7 @@ func (t *fakeTask) Delete(ctx context.Context) error {
 
 func newPod(t *testing.T, f *fake) *Pod {
 	t.Helper()
-	p, err := New(context.Background(), f, Options{ID: "b-1", Dir: filepath.Join(t.TempDir(), "pod"), Namespace: "test", Labels: map[string]string{"crun-ci.build": "b"}, Handoff: "/proc/self/exe"})
+	p, err := New(context.Background(), f, Options{ID: "b-1", Dir: filepath.Join(t.TempDir(), "pod"), Namespace: "test", Labels: map[string]string{"crun-ci.build": "b"}, Handoff: &Exe{Path: "/proc/self/exe"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestSecretsReachTheProcessThroughTheHandoffOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := f.created["c"].Spec
-	if got := spec.Process.Args; !slices.Equal(got, secrets.HandoffArgs([]string{"read-env"})) {
+	if got, want := spec.Process.Args, []string{secrets.HandoffExe, "exec-env", secrets.HandoffFIFO, "--", "read-env"}; !slices.Equal(got, want) {
 		t.Errorf("args %q: want the hand-off's", got)
 	}
 	if strings.Contains(strings.Join(spec.Process.Env, " "), "s3cret") {
@@ -377,7 +377,7 @@ func (c *closing) Create(ctx context.Context, o task.Options) (Task, error) {
 func TestCreateUndoesAMemberWhosePodClosedMeanwhile(t *testing.T) {
 	f := newFake()
 	c := &closing{fake: f}
-	p, err := New(context.Background(), c, Options{ID: "b-1", Dir: filepath.Join(t.TempDir(), "pod"), Namespace: "test", Handoff: "/proc/self/exe"})
+	p, err := New(context.Background(), c, Options{ID: "b-1", Dir: filepath.Join(t.TempDir(), "pod"), Namespace: "test", Handoff: &Exe{Path: "/proc/self/exe"}})
 	if err != nil {
 		t.Fatal(err)
 	}

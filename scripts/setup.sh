@@ -23,12 +23,14 @@ command -v iptables >/dev/null || missing+=(iptables)
 command -v xz >/dev/null || missing+=(xz-utils)
 # What the tests use besides: git (CI variables), ip (network checks), openssl (an
 # independent implementation of Codeship's encrypted files), bzip2 (an archive for ADD),
-# script (a terminal for the pull progress).
+# script (a terminal for the pull progress), gcc (below).
 command -v git >/dev/null || missing+=(git)
 command -v bzip2 >/dev/null || missing+=(bzip2)
 command -v script >/dev/null || missing+=(bsdutils)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v openssl >/dev/null || missing+=(openssl)
+# gcc: the test of a dynamically linked crun-ci (what go install builds with cgo).
+command -v gcc >/dev/null || missing+=(gcc)
 if [ "${#missing[@]}" -gt 0 ]; then
 	echo "setup: installing ${missing[*]}" >&2
 	apt-get update -qq

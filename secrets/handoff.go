@@ -75,12 +75,6 @@ const (
 	HandoffFIFO = "/.crun-ci/env"
 )
 
-// HandoffArgs returns the process arguments that run args through the hand-off:
-// `crun-ci exec-env FIFO -- args…`.
-func HandoffArgs(args []string) []string {
-	return append([]string{HandoffExe, "exec-env", HandoffFIFO, "--"}, args...)
-}
-
 // Handoff is the FIFO through which one container gets its secret variables.
 type Handoff struct {
 	// Path is the FIFO's host path, to mount at HandoffFIFO.

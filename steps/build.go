@@ -19,6 +19,7 @@ import (
 	"github.com/crun-ci/crun-ci/dockerfile"
 	"github.com/crun-ci/crun-ci/hostfs"
 	"github.com/crun-ci/crun-ci/images"
+	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/task"
@@ -97,8 +98,8 @@ func (b *build) imageBuild(name string, cfg *config.Service) (*imageBuild, []err
 			addSecret(config.Value{Text: what, Pos: v.Pos}, plain)
 		}
 	}
-	if len(secretArgs) > 0 && b.exe == "" {
-		exe, err := handoffBinary()
+	if len(secretArgs) > 0 && b.exe == nil {
+		exe, err := pod.FindExe()
 		if err != nil {
 			fail(bc.Pos, err)
 		}

@@ -2,7 +2,6 @@ package steps
 
 import (
 	"context"
-	"debug/elf"
 	"fmt"
 	"maps"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/crun-ci/crun-ci/images"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/oci"
+	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/task"
@@ -149,8 +149,8 @@ func (b *build) prepare(ctx context.Context, plan []*config.Step) error {
 		plainEnv, secretEnv, errs2 := b.fileEnv(cfg)
 		errs = append(errs, errs2...)
 		svc.fileEnv, svc.secretEnv = plainEnv, withoutKeys(secretEnv, b.o.Env)
-		if (len(secretEnv) > 0 || cfg.Init) && b.exe == "" {
-			exe, err := handoffBinary()
+		if (len(secretEnv) > 0 || cfg.Init) && b.exe == nil {
+			exe, err := pod.FindExe()
 			if err != nil {
 				fail(cfg.Pos, name, err)
 			} else {
@@ -370,28 +370,6 @@ func withoutKeys(env, override []string) []string {
 		}
 	}
 	return out
-}
-
-// handoffBinary returns crun-ci's own executable, which goes into containers to hand
-// them their secret variables (see secrets.EncodeEnv) and to be their init (init:
-// true). It must be statically linked, or it would not run in an image without the
-// host's C library.
-func handoffBinary() (string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("find crun-ci's executable for secret variables and init: %w", err)
-	}
-	f, err := elf.Open(exe)
-	if err != nil {
-		return "", fmt.Errorf("read crun-ci's executable %s: %w", exe, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return "", fmt.Errorf("secret variables and init need a statically linked crun-ci, which runs inside the container: %s is dynamically linked; build it with CGO_ENABLED=0 go install github.com/crun-ci/crun-ci/cmd/crun-ci@latest (or scripts/setup.sh)", exe)
-		}
-	}
-	return exe, nil
 }
 
 // dockercfgs decrypts the services' encrypted_dockercfg_path files and returns their

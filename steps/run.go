@@ -28,6 +28,7 @@ import (
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/network"
 	"github.com/crun-ci/crun-ci/oci"
+	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/remote"
 	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/task"
@@ -328,9 +329,9 @@ type build struct {
 
 	// secrets are the values that came from encrypted sources: masked in all output.
 	secrets []string
-	// exe is crun-ci's own static executable, mounted into containers that get secret
-	// variables; "" when none does.
-	exe   string
+	// exe is crun-ci's own executable, mounted into containers that get secret
+	// variables or an init; nil when none does.
+	exe   *pod.Exe
 	masks []*secrets.Masker
 
 	mu          sync.Mutex
