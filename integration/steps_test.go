@@ -461,3 +461,24 @@ func TestAMatrixGroupRunsItsStepsPerService(t *testing.T) {
 		t.Errorf("took %s", took)
 	}
 }
+
+// A step made ahead while the one before it runs still mounts what the build directory
+// holds when its turn comes: the step before replaces a directory that it mounts, and it
+// sees the new one.
+func TestAStepMadeAheadSeesADirectoryTheStepBeforeReplaced(t *testing.T) {
+	requireRoot(t)
+	dir := project(t, map[string]string{
+		"codeship-services.yml": "src:\n  image: busybox\n  volumes: [./:/src]\nuse:\n  image: busybox\n  volumes: [./data:/data]\n",
+		"codeship-steps.yml": `
+- {name: replace, service: src, command: "sh -c 'sleep 0.5; rm -rf /src/data; mkdir /src/data; echo new > /src/data/marker'"}
+- {name: read, service: use, command: "cat /data/marker"}
+- {name: again, service: use, command: "cat /data/marker"}
+`,
+		"data/marker": "old\n",
+	})
+	r := runSteps(t, dir, "--debug")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "read/use | new\n", "again/use | new\n")
+	wantNotContains(t, "stdout", r.stdout, "| old")
+	wantContains(t, "stderr", r.stderr, "made ahead: a host path changed; made again now")
+}

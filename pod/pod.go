@@ -39,8 +39,11 @@ type Creator interface {
 // Task is a created container and, once started, its task (task.Container).
 type Task interface {
 	ID() string
-	// Start creates the task, calls before with its pid (its mounts are made, its
-	// process has not started; an error stops here), then starts it.
+	// CreateTask creates the task: its mounts are made, its process waits for Start.
+	CreateTask(ctx context.Context, stdout, stderr io.Writer) error
+	// Start creates the task (unless CreateTask did), calls before with its pid (its
+	// mounts are made, its process has not started; an error stops here), then starts
+	// it.
 	Start(ctx context.Context, stdout, stderr io.Writer, before func(pid uint32) error) error
 	Wait(ctx context.Context) (uint32, error)
 	// OOMKilled reports whether the OOM killer killed a process of the exited task.
@@ -448,6 +451,15 @@ func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer, before 
 		c.code, c.waitErr = c.Task.Wait(context.WithoutCancel(ctx))
 		close(c.exited)
 	}()
+	return nil
+}
+
+// CreateTask creates the task ahead of Start, with its output copied to stdout and
+// stderr; Start then starts that task. Like Start, it is not cut short by ctx.
+func (c *Container) CreateTask(ctx context.Context, stdout, stderr io.Writer) error {
+	if err := c.Task.CreateTask(context.WithoutCancel(ctx), stdout, stderr); err != nil {
+		return c.missing(err)
+	}
 	return nil
 }
 

@@ -63,6 +63,8 @@ type fakeTask struct {
 
 func (t *fakeTask) ID() string { return t.id }
 
+func (t *fakeTask) CreateTask(ctx context.Context, _, _ io.Writer) error { return ctx.Err() }
+
 func (t *fakeTask) Start(ctx context.Context, stdout, _ io.Writer, before func(uint32) error) error {
 	if before != nil {
 		if err := before(1); err != nil {

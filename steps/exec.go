@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -62,94 +61,43 @@ func (b *build) run(ctx context.Context, s *config.Step) bool {
 	return r.Status == Passed
 }
 
-// exec makes the step's pod (its network, volumes and containers), runs its service's
-// command and tears everything down again, whatever happened.
+// exec runs a step on its prepared pod (made ahead while earlier steps ran, or now),
+// runs its service's command and tears everything down again, whatever happened.
 func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (exit uint32, retErr error) {
-	seq := b.seq.Add(1)
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("step", s.Name))
-	volumes := filepath.Join(b.dir, "volumes", strconv.FormatInt(seq, 10))
-	graph := b.o.Project.Graph
-	deps := graph.Dependencies(s.Service)
-	plan, err := mounts.ForStep(b.msvc, volumes, graph.VolumeOrder(append(deps, s.Service)...))
-	if err != nil {
-		return 0, err
+	// The steps after this one are made ready while it runs (its own number first).
+	st := b.takeAhead(ctx, s)
+	if st != nil {
+		b.startAhead(s)
+	} else {
+		seq := b.seq.Add(1)
+		b.startAhead(s)
+		var err error
+		if st, err = b.prepare1(ctx, s, seq, false); err != nil {
+			return 0, err
+		}
 	}
-	// Images built from Dockerfiles are built now, when a step first needs them.
+	r.Phases = st.phases
 	mark := time.Now()
 	phase := func(d *time.Duration) {
 		now := time.Now()
 		*d, mark = now.Sub(mark), now
 	}
-	if err := b.ensure(ctx, s.Name, plan.Containers); err != nil {
-		return 0, err
-	}
-	phase(&r.Phases.Image)
-	p, err := b.newPod(ctx, seq, volumes, plan.Containers)
-	if err != nil {
-		return 0, err
-	}
-	phase(&r.Phases.Network)
 	// Teardown leaves the critical path: the next step starts while this one's
 	// containers, network, snapshots and volumes are removed. Run waits for every
 	// teardown. A failed step's may be kept instead (KeepOnFailure).
-	var main *pod.Container
-	defer func() { b.teardown(ctx, p, s, b.keepStep(ctx, s, main, exit != 0 || retErr != nil)) }()
-	for _, a := range plan.Anon {
-		if err := os.MkdirAll(a.Dir, 0o755); err != nil {
-			return 0, fmt.Errorf("make anonymous volume %s: %w", a.Target, err)
-		}
-		if tmpl, ok := b.svc(a.Service).templates[volumeIndex(a.Dir)]; ok {
-			if _, err := mounts.Copy(a.Dir, tmpl); err != nil {
-				return 0, fmt.Errorf("fill anonymous volume %s from the image: %w", a.Target, err)
-			}
-		}
-	}
-
-	// Host paths are opened again now, refusing symlinks, and what the main container
-	// mounts is compared with them before its process starts (see mounts.Guard.Open): a
-	// step that swapped a checked directory for a link cannot redirect a later mount.
-	pinned := map[string]*os.File{}
 	defer func() {
-		for _, f := range pinned {
-			f.Close()
-		}
+		b.teardown(ctx, st.p, s, b.keepStep(ctx, s, st.main, exit != 0 || retErr != nil))
+		st.unpin()
 	}()
-	for _, ms := range plan.Mounts {
-		for _, m := range ms {
-			if _, ok := pinned[m.Source]; ok || strings.HasPrefix(m.Source, volumes+"/") {
-				continue // done, or an anonymous volume made by crun-ci just now
-			}
-			f, err := b.guard.Open(m.Source)
-			if err != nil {
-				return 0, err
-			}
-			pinned[m.Source] = f
-		}
-	}
+	main, plan := st.main, st.plan
 	verify := func(service string) func(pid uint32) error {
-		return func(pid uint32) error { return verifyMounts(pid, plan.Mounts[service], pinned) }
+		return func(pid uint32) error { return verifyMounts(pid, plan.Mounts[service], st.pinned) }
 	}
-
-	// The services named only by volumes_from get no container: their anonymous
-	// volumes are made above and mounted where they go, and a container that never
-	// starts would cost a snapshot, a network namespace and an address for nothing.
-	byName := map[string]*pod.Container{}
-	for _, name := range plan.Containers {
-		if name != s.Service && !slices.Contains(deps, name) {
-			continue
-		}
-		c, err := b.create(ctx, p, s, seq, name, plan.Mounts[name], name == s.Service)
-		if err != nil {
-			return 0, err
-		}
-		byName[name] = c
-	}
-	main = byName[s.Service]
-	phase(&r.Phases.Create)
 
 	// Dependencies start in their order, each when what it needs is ready; they are
 	// stopped as soon as the step's command has ended, before the teardown.
-	g := b.startDeps(ctx, s, deps, byName, verify)
+	g := b.startDeps(ctx, s, st.deps, st.byName, verify)
 	defer func() {
 		g.stop(ctx)
 		phase(&r.Phases.Stop)
@@ -158,7 +106,8 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (exit uint3
 		}
 	}()
 	// The step's own task is created while its dependencies start (creating a task is
-	// most of a container's start-up); its process starts once they are ready.
+	// most of a container's start-up), unless it was made ahead; its process starts once
+	// they are ready.
 	before := func(pid uint32) error {
 		for _, e := range b.edges(s.Service) {
 			if err := ready(ctx, g.deps[e.service], e.condition); err != nil {
@@ -167,27 +116,19 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (exit uint3
 		}
 		return verify(s.Service)(pid)
 	}
-
-	var stdout, stderr io.Writer
-	if a := b.o.Attach; a != nil {
-		stdout, stderr = a.Stdout, a.Stderr
-	} else {
-		prefix := s.Name + "/" + s.Service + " | "
-		tail := &Tail{}
-		so, se := b.out.Stream(prefix), b.out.Stream(prefix)
-		so.tail, se.tail = tail, tail
+	if st.so != nil {
 		defer func() {
-			retErr = errors.Join(retErr, so.Close(), se.Close())
-			r.Tail = tail.Lines()
+			retErr = errors.Join(retErr, st.so.Close(), st.se.Close())
+			r.Tail = st.tail.Lines()
 		}()
-		stdout, stderr = so, se
 	}
 	// A step that was starting when an interrupt came is started and then stopped by
 	// its policy, so that its signal handler runs: Wait sees the interrupt next.
-	if err := main.Start(ctx, stdout, stderr, before); err != nil {
+	if err := main.Start(ctx, st.stdout, st.stderr, before); err != nil {
 		return 0, err
 	}
 	phase(&r.Phases.Start)
+	r.Phases.Start += st.phases.Start // its task's creation, when made ahead
 	if a := b.o.Attach; a != nil && a.TTY && a.Resize != nil {
 		a.Resize(func(w, h uint32) error { return main.Resize(ctx, w, h) })
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/crun-ci/crun-ci/builds"
 )
 
@@ -97,5 +99,33 @@ func TestATimedOutStepIsKept(t *testing.T) {
 	k, live := keptRun(t, "- {name: slow, service: app, command: serve}\n", Options{KeepOnFailure: true, StepTimeout: 50 * time.Millisecond, StopTimeout: 10 * time.Millisecond})
 	if k == nil || len(k.Steps) != 1 || k.Steps[0].Name != "slow" || !k.Steps[0].Failed || len(live) != 1 {
 		t.Fatalf("kept %+v, containers %q: want the timed out step", k, live)
+	}
+}
+
+// The run steps after a running step of a serial group are made ahead, their own
+// container's task created; when a step fails, what was made ahead of the rest goes.
+func TestSerialStepsAreMadeAheadAndDroppedWhenOneFails(t *testing.T) {
+	f := newFake(t)
+	p := load(t, oneService, `
+- {name: a, service: app, command: exit 0}
+- {name: b, service: app, command: exit 0}
+- {name: c, service: app, command: exit 3}
+- {name: d, service: app, command: exit 0}
+- {name: e, service: app, command: exit 0}
+`)
+	sum, _, err := run(t, f, p, Options{}) // run checks that no container is left
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []outcome{{"a", Passed, 0}, {"b", Passed, 0}, {"c", Failed, 3}, {"d", NotRun, 0}, {"e", NotRun, 0}}
+	if diff := cmp.Diff(want, outcomes(sum)); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+	// b and c were made ahead while a ran, d and e while b and c did; d and e never ran.
+	if len(f.tasksAhead) != 4 {
+		t.Errorf("tasks made ahead: %q, want b's, c's, d's and e's", f.tasksAhead)
+	}
+	if slices.ContainsFunc(f.started, func(s string) bool { return s != "exit 0" && s != "exit 3" }) || len(f.started) != 3 {
+		t.Errorf("started %q, want a, b and c only", f.started)
 	}
 }

@@ -340,6 +340,11 @@ type build struct {
 	cleanupErrs []error
 	// kept are the steps whose containers stay (KeepOnFailure, NoRemove).
 	kept []builds.KeptStep
+	// following and ahead are the steps made ready ahead of their turn (see ahead.go);
+	// aheadWG their making.
+	following map[*config.Step]follow
+	ahead     map[*config.Step]*aheadStep
+	aheadWG   sync.WaitGroup
 }
 
 // registry holds what the build knows of each service. A value is never changed once
@@ -406,18 +411,20 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 		o.Output = io.Discard
 	}
 	b := &build{
-		o:        o,
-		rt:       rt,
-		out:      NewOutput(o.Output),
-		dir:      builds.Dir(o.StateDir, o.BuildID),
-		labels:   map[string]string{builds.LabelBuild: o.BuildID, builds.LabelState: o.StateDir},
-		services: registry{m: map[string]*service{}},
-		msvc:     map[string]mounts.Service{},
-		sem:      make(chan struct{}, o.MaxParallel),
-		order:    map[*config.Step]int{},
-		groups:   map[*config.Step][]string{},
-		finished: make(chan struct{}),
-		results:  map[int]Result{},
+		o:         o,
+		rt:        rt,
+		out:       NewOutput(o.Output),
+		dir:       builds.Dir(o.StateDir, o.BuildID),
+		labels:    map[string]string{builds.LabelBuild: o.BuildID, builds.LabelState: o.StateDir},
+		services:  registry{m: map[string]*service{}},
+		msvc:      map[string]mounts.Service{},
+		sem:       make(chan struct{}, o.MaxParallel),
+		order:     map[*config.Step]int{},
+		groups:    map[*config.Step][]string{},
+		finished:  make(chan struct{}),
+		results:   map[int]Result{},
+		following: map[*config.Step]follow{},
+		ahead:     map[*config.Step]*aheadStep{},
 	}
 	b.imgs = &images.Store{Find: rt.Image, IfPresent: o.PullIfPresent}
 	if o.Pull != nil {
@@ -556,6 +563,8 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 	default:
 		b.serial(ctx, shown)
 	}
+	b.aheadWG.Wait()
+	b.dropAhead(ctx, nil)
 	b.cleanup.Wait()
 	close(b.finished)
 	status := Passed
@@ -644,8 +653,10 @@ func (b *build) summary() *Summary {
 // serial runs steps in order until one fails; it reports whether all passed. Steps after
 // a failure are recorded as not run.
 func (b *build) serial(ctx context.Context, steps []*config.Step) bool {
+	b.chain(ctx, steps)
 	for i, s := range steps {
 		if ctx.Err() != nil || !b.node(ctx, s) {
+			b.dropAhead(ctx, steps[i:])
 			why := "an earlier step failed"
 			if ctx.Err() != nil {
 				_, why = stopped(ctx)

@@ -42,6 +42,8 @@ type fake struct {
 	// look at the host's pid 1).
 	callBefore bool
 	killed     []string
+	// tasksAhead are the containers whose task was created ahead of their start.
+	tasksAhead []string
 }
 
 func newFake(t *testing.T) *fake {
@@ -95,6 +97,15 @@ type fakeContainer struct {
 }
 
 func (c *fakeContainer) ID() string { return c.id }
+
+// CreateTask notes that the task was made ahead of its turn (tasksAhead).
+func (c *fakeContainer) CreateTask(_ context.Context, stdout, _ io.Writer) error {
+	c.f.mu.Lock()
+	c.f.tasksAhead = append(c.f.tasksAhead, c.id)
+	c.f.mu.Unlock()
+	c.stdout = stdout
+	return nil
+}
 
 func (c *fakeContainer) Start(_ context.Context, stdout, _ io.Writer, before func(uint32) error) error {
 	if c.f.callBefore && before != nil {

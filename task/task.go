@@ -236,10 +236,13 @@ func (c *Client) Create(ctx context.Context, o Options) (_ *Container, retErr er
 // ID returns the container id.
 func (c *Container) ID() string { return c.ctr.ID() }
 
-// Start creates the task with its stdout and stderr copied to the writers, calls before
-// (when not nil) with the pid of the created task, whose mounts are made but whose
-// process has not started, and starts it unless before failed.
-func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer, before func(pid uint32) error) (retErr error) {
+// CreateTask creates the task, with its stdout and stderr copied to the writers: its
+// mounts are made, its process waits to be started (Start). Start creates it when
+// CreateTask was not called.
+func (c *Container) CreateTask(ctx context.Context, stdout, stderr io.Writer) (retErr error) {
+	if c.task != nil {
+		return fmt.Errorf("create task %s: created already", c.ID())
+	}
 	var stdin io.Reader
 	created := make(chan struct{})
 	var t client.Task
@@ -278,12 +281,24 @@ func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer, before 
 		return fmt.Errorf("wait for task %s: %w", c.ID(), err)
 	}
 	c.exit = exit
-	if before != nil {
-		if err := before(t.Pid()); err != nil {
+	return nil
+}
+
+// Start creates the task (unless CreateTask did: then stdout and stderr are those it
+// was given), calls before (when not nil) with the pid of the created task, whose mounts
+// are made but whose process has not started, and starts it unless before failed.
+func (c *Container) Start(ctx context.Context, stdout, stderr io.Writer, before func(pid uint32) error) (retErr error) {
+	if c.task == nil {
+		if err := c.CreateTask(ctx, stdout, stderr); err != nil {
 			return err
 		}
 	}
-	if err := t.Start(ctx); err != nil {
+	if before != nil {
+		if err := before(c.task.Pid()); err != nil {
+			return err
+		}
+	}
+	if err := c.task.Start(ctx); err != nil {
 		return fmt.Errorf("start task %s: %w", c.ID(), err)
 	}
 	return nil
