@@ -55,7 +55,10 @@ func newFake(t *testing.T) *fake {
 }
 
 func (f *fake) Image(_ context.Context, ref string) (*task.Image, error) {
-	if img, ok := f.images[ref]; ok {
+	f.mu.Lock()
+	img, ok := f.images[ref]
+	f.mu.Unlock()
+	if ok {
 		return img, nil
 	}
 	return nil, fmt.Errorf("image %s: %w", ref, errdefs.ErrNotFound)
