@@ -159,49 +159,15 @@ func (o Orphan) String() string {
 // in containerd (the client's default namespace) or on disk.
 //
 // address and namespace name the containerd the client speaks to, whose runc shims are
-// looked for too.
-func Find(ctx context.Context, c *client.Client, stateDir, address, namespace string) ([]Orphan, error) {
+// looked for too. quick (the clean-up each command does first) lists containerd's
+// objects only when a lock file or directory of a dead build is there.
+func Find(ctx context.Context, c *client.Client, stateDir, address, namespace string, quick bool) ([]Orphan, error) {
 	found := map[string]*Orphan{}
 	get := func(id string) *Orphan {
 		if found[id] == nil {
 			found[id] = &Orphan{ID: id}
 		}
 		return found[id]
-	}
-	filter := fmt.Sprintf("labels.%q==%q", LabelState, stateDir)
-	ctrs, err := c.Containers(ctx, filter)
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
-	}
-	for _, ctr := range ctrs {
-		labels, err := ctr.Labels(ctx)
-		if err != nil {
-			if errdefs.IsNotFound(err) {
-				continue
-			}
-			return nil, err
-		}
-		o := get(labels[LabelBuild])
-		o.Containers = append(o.Containers, ctr.ID())
-		if _, err := ctr.Task(ctx, nil); err == nil {
-			o.Tasks = append(o.Tasks, ctr.ID())
-		}
-	}
-	err = snapshot.Walk(ctx, c, func(info snapshots.Info) error {
-		o := get(info.Labels[LabelBuild])
-		o.Snapshots = append(o.Snapshots, info.Name)
-		return nil
-	}, filter)
-	if err != nil {
-		return nil, fmt.Errorf("list snapshots: %w", err)
-	}
-	ls, err := c.LeasesService().List(ctx, filter)
-	if err != nil {
-		return nil, fmt.Errorf("list leases: %w", err)
-	}
-	for _, l := range ls {
-		o := get(l.Labels[LabelBuild])
-		o.Leases = append(o.Leases, l.ID)
 	}
 	for _, sub := range []string{"builds", "locks"} {
 		entries, err := os.ReadDir(filepath.Join(stateDir, sub))
@@ -221,6 +187,26 @@ func Find(ctx context.Context, c *client.Client, stateDir, address, namespace st
 			} else {
 				o.Lock = filepath.Join(stateDir, sub, e.Name())
 			}
+		}
+	}
+	// Every build holds its lock file from before it makes anything in containerd until
+	// after it has removed everything (and a clean-up keeps it while anything is left):
+	// when every build of the state directory is alive, none left anything, and a quick
+	// look need not ask containerd.
+	dead := !quick
+	for id := range found {
+		live, err := owned(stateDir, id)
+		if err != nil {
+			return nil, fmt.Errorf("check owner of build %s: %w", id, err)
+		}
+		if !live {
+			dead = true
+			break
+		}
+	}
+	if dead {
+		if err := findObjects(ctx, c, stateDir, get); err != nil {
+			return nil, err
 		}
 	}
 	running, err := ListShims(namespace, address)
@@ -254,6 +240,47 @@ func Find(ctx context.Context, c *client.Client, stateDir, address, namespace st
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
+}
+
+// findObjects adds to the builds of get the containerd objects labelled with stateDir:
+// containers (and their tasks), snapshots and leases.
+func findObjects(ctx context.Context, c *client.Client, stateDir string, get func(id string) *Orphan) error {
+	filter := fmt.Sprintf("labels.%q==%q", LabelState, stateDir)
+	ctrs, err := c.Containers(ctx, filter)
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	for _, ctr := range ctrs {
+		labels, err := ctr.Labels(ctx)
+		if err != nil {
+			if errdefs.IsNotFound(err) {
+				continue
+			}
+			return err
+		}
+		o := get(labels[LabelBuild])
+		o.Containers = append(o.Containers, ctr.ID())
+		if _, err := ctr.Task(ctx, nil); err == nil {
+			o.Tasks = append(o.Tasks, ctr.ID())
+		}
+	}
+	err = snapshot.Walk(ctx, c, func(info snapshots.Info) error {
+		o := get(info.Labels[LabelBuild])
+		o.Snapshots = append(o.Snapshots, info.Name)
+		return nil
+	}, filter)
+	if err != nil {
+		return fmt.Errorf("list snapshots: %w", err)
+	}
+	ls, err := c.LeasesService().List(ctx, filter)
+	if err != nil {
+		return fmt.Errorf("list leases: %w", err)
+	}
+	for _, l := range ls {
+		o := get(l.Labels[LabelBuild])
+		o.Leases = append(o.Leases, l.ID)
+	}
+	return nil
 }
 
 // Remove removes everything of an orphan: it kills and deletes its tasks, deletes its

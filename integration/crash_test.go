@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	ctroci "github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/daemon"
 )
 
@@ -261,4 +265,28 @@ func TestContainerdDyingMidBuildFailsTheBuildAndCleanupRecovers(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, "out/keep.txt")); err != nil || !strings.Contains(string(b), "survive") {
 		t.Errorf("host volume file: %q, %v", b, err)
 	}
+}
+
+// The clean-up a command does first asks containerd only when a dead build's lock file
+// or directory is there (every build holds its lock until it has removed everything);
+// `crun-ci cleanup` always asks, and removes objects of this state directory whatever
+// their lock file says: here a container whose lock file an operator deleted.
+func TestCleanupFindsObjectsWithoutALockFile(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	img, err := ctrd.Client.GetImage(ctx, "docker.io/library/busybox:latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "crunci-0123456780-1-app"
+	labels := map[string]string{builds.LabelBuild: "0123456780", builds.LabelState: stateDir}
+	_, err = ctrd.Client.NewContainer(ctx, id, client.WithSnapshotter("overlayfs"), client.WithNewSnapshot(id, img, snapshots.WithLabels(labels)),
+		client.WithContainerLabels(labels), client.WithNewSpec(ctroci.WithImageConfig(img)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := crunci(t, "cleanup")
+	wantCode(t, r, 0)
+	wantContains(t, "cleanup", r.stdout, "removed build 0123456780: 1 containers ("+id+"), 1 snapshots ("+id+")")
+	assertClean(t)
 }

@@ -222,7 +222,7 @@ func whyNotAnImage(path string) string {
 // their time is up or kept says to remove them too; those it lists, in a line each, when
 // it says what it does (not on its own, as Open runs it).
 func (s *Session) Cleanup(ctx context.Context, dry, kept bool, w io.Writer) (int, error) {
-	orphans, err := builds.Find(ctx, s.d.Client, s.o.StateDir, s.d.Address, s.d.Namespace)
+	orphans, err := builds.Find(ctx, s.d.Client, s.o.StateDir, s.d.Address, s.d.Namespace, s.auto)
 	if err != nil {
 		return 0, fmt.Errorf("find leftovers of earlier builds: %w", err)
 	}
