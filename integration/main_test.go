@@ -243,7 +243,7 @@ func runStepsEnv(t *testing.T, dir string, env []string, args ...string) result 
 
 // assertClean checks that no container, task, active or view snapshot, build lease or
 // build directory of crun-ci remains.
-func assertClean(t *testing.T) {
+func assertClean(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
 	c := ctrd.Client

@@ -207,7 +207,7 @@ func TestTwoHundredStepsLeakNoNetworkState(t *testing.T) {
 	// assertClean (in runSteps) checked that no slice, bridge or veth of the suite stays.
 }
 
-func veths(t *testing.T) int {
+func veths(t testing.TB) int {
 	out, err := exec.Command("ip", "-o", "link", "show", "type", "veth").Output()
 	if err != nil {
 		t.Fatalf("ip link: %v", err)
@@ -218,7 +218,7 @@ func veths(t *testing.T) int {
 // iptablesRules are the rules of iptables-save, without its comments and counters, and
 // without the rules of other crun-ci state directories on the host (which come and go
 // with their builds, and are not the suite's to count).
-func iptablesRules(t *testing.T) []string {
+func iptablesRules(t testing.TB) []string {
 	out, err := exec.Command("iptables-save").Output()
 	if err != nil {
 		t.Fatalf("iptables-save: %v", err)
