@@ -130,7 +130,9 @@ func BenchmarkManySteps(b *testing.B) {
 	}
 }
 
-// procStatus is a process's resident memory (KiB) and thread count.
+// procStatus is a process's resident anonymous memory (KiB: its heap, stacks and
+// runtime's, not the pages of its executable file, which the kernel maps in as code
+// runs and may drop) and thread count.
 func procStatus(pid int) (rss int64, threads int) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -139,7 +141,7 @@ func procStatus(pid int) (rss int64, threads int) {
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
 		switch {
-		case len(f) >= 2 && f[0] == "VmRSS:":
+		case len(f) >= 2 && f[0] == "RssAnon:":
 			rss, _ = strconv.ParseInt(f[1], 10, 64)
 		case len(f) >= 2 && f[0] == "Threads:":
 			threads, _ = strconv.Atoi(f[1])
