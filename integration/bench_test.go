@@ -202,29 +202,9 @@ func BenchmarkBuild(b *testing.B) {
 	seq := 0
 	build := func(bld *dockerfile.Builder, wantCached int) time.Duration {
 		seq++
-		work := filepath.Join(b.TempDir(), "work")
 		start := time.Now()
-		root, err := hostfs.Open(dir, hostfs.Beneath, "the build directory")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer root.Close()
-		// RUN runs in a pod on the host's network, as the floor's containers do.
-		p, err := pod.New(ctx, pod.Containerd(task.New(ctrd.Client)), pod.Options{ID: fmt.Sprintf("bench-%d", seq), Dir: work, Namespace: namespace})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer p.Close(ctx)
-		res, err := bld.Build(ctx, dockerfile.Request{
-			Service: "bench", Root: root, Context: ".", Dockerfile: "Dockerfile", DockerfileName: "Dockerfile",
-			Image: "docker.io/crunci/bench:1", Output: io.Discard, Pod: p,
-			Images: &images.Store{Find: task.New(ctrd.Client).Image}, // busybox is there
-			ID:     fmt.Sprintf("crunci-bench-%d", seq), Labels: map[string]string{"crun-ci.bench": "1"}, Dir: work,
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if res.Layers != 7 || (wantCached >= 0 && res.Cached != wantCached) {
+		res := benchBuild(b, ctx, dir, fmt.Sprintf("bench-%d", seq), bld)
+		if wantCached >= 0 && res.Cached != wantCached {
 			b.Fatalf("built %d layers, %d cached; want 7, %d", res.Layers, res.Cached, wantCached)
 		}
 		return time.Since(start)
@@ -251,6 +231,32 @@ func BenchmarkBuild(b *testing.B) {
 	b.ReportMetric(float64((floor/n).Microseconds())/1000, "ms/floor")
 	b.ReportMetric(float64(cold)/float64(floor), "cold-ratio")
 	b.ReportMetric(float64(cached)/float64(floor), "cached-ratio")
+}
+
+// benchBuild builds the Dockerfile of dir (buildBenchDockerfile) with bld, its RUNs in a
+// pod of their own on the host's network, and checks that it has its 7 layers.
+func benchBuild(b *testing.B, ctx context.Context, dir, id string, bld *dockerfile.Builder) *dockerfile.Result {
+	work := filepath.Join(b.TempDir(), "work")
+	root, err := hostfs.Open(dir, hostfs.Beneath, "the build directory")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer root.Close()
+	p, err := pod.New(ctx, pod.Containerd(task.New(ctrd.Client)), pod.Options{ID: id, Dir: work, Namespace: namespace})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close(ctx)
+	res, err := bld.Build(ctx, dockerfile.Request{
+		Service: "bench", Root: root, Context: ".", Dockerfile: "Dockerfile", DockerfileName: "Dockerfile",
+		Image: "docker.io/crunci/bench:1", Output: io.Discard, Pod: p,
+		Images: &images.Store{Find: task.New(ctrd.Client).Image}, // busybox is there
+		ID:     "crunci-" + id, Labels: map[string]string{"crun-ci.bench": "1"}, Dir: work,
+	})
+	if err != nil || res.Layers != 7 {
+		b.Fatalf("build: %v (%v layers, want 7)", err, res)
+	}
+	return res
 }
 
 // BenchmarkStepNetwork runs pipelines of 20 serial `true` steps with one container a

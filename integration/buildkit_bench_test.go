@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -15,10 +14,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/crun-ci/crun-ci/dockerfile"
-	"github.com/crun-ci/crun-ci/hostfs"
-	"github.com/crun-ci/crun-ci/images"
 	"github.com/crun-ci/crun-ci/ociarchive"
-	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/task"
 )
 
@@ -112,28 +108,8 @@ func BenchmarkBuildAgainstBuildKit(b *testing.B) {
 	defer done(context.WithoutCancel(lctx))
 	crunci := func(noCache bool) time.Duration {
 		seq++
-		work := filepath.Join(b.TempDir(), "work")
 		start := time.Now()
-		root, err := hostfs.Open(dir, hostfs.Beneath, "the build directory")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer root.Close()
-		p, err := pod.New(lctx, pod.Containerd(task.New(ctrd.Client)), pod.Options{ID: fmt.Sprintf("bench-bk-%d", seq), Dir: work, Namespace: namespace})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer p.Close(lctx)
-		bld := &dockerfile.Builder{Client: task.New(ctrd.Client), NoCache: noCache}
-		res, err := bld.Build(lctx, dockerfile.Request{
-			Service: "bench", Root: root, Context: ".", Dockerfile: "Dockerfile", DockerfileName: "Dockerfile",
-			Image: "docker.io/crunci/bench:1", Output: io.Discard, Pod: p,
-			Images: &images.Store{Find: task.New(ctrd.Client).Image},
-			ID:     fmt.Sprintf("crunci-benchbk-%d", seq), Labels: map[string]string{"crun-ci.bench": "1"}, Dir: work,
-		})
-		if err != nil || res.Layers != 7 {
-			b.Fatalf("crun-ci build: %v (%d layers)", err, res.Layers)
-		}
+		benchBuild(b, lctx, dir, fmt.Sprintf("bench-bk-%d", seq), &dockerfile.Builder{Client: task.New(ctrd.Client), NoCache: noCache})
 		return time.Since(start)
 	}
 	// Warm both caches.
