@@ -48,6 +48,9 @@ type prepared struct {
 	stdout, stderr io.Writer
 	so, se         *Stream
 	tail           *Tail
+	// depOut are the output streams of the dependencies whose task was made ahead (nil
+	// streams with --quiet-deps).
+	depOut map[string][2]*Stream
 	// phases are the times of its preparation: image, network, create and, made ahead,
 	// start (the task's creation).
 	phases Phases
@@ -66,6 +69,12 @@ func (b *build) discard(ctx context.Context, st *prepared) {
 	if st.so != nil {
 		st.so.Close()
 		st.se.Close()
+	}
+	for _, out := range st.depOut {
+		if out[0] != nil {
+			out[0].Close()
+			out[1].Close()
+		}
 	}
 	st.unpin()
 	b.cleanup.Go(func() {
@@ -161,6 +170,21 @@ func (b *build) prepare1(ctx context.Context, s *config.Step, seq int64, ahead b
 	if ahead {
 		if err := st.main.CreateTask(ctx, st.stdout, st.stderr); err != nil {
 			return nil, err
+		}
+		// The dependencies' tasks too: their processes start in their order when the
+		// step's turn comes.
+		st.depOut = map[string][2]*Stream{}
+		for _, name := range deps {
+			var out [2]*Stream
+			var so, se io.Writer = io.Discard, io.Discard
+			if !b.o.QuietDeps {
+				out = b.depStreams(s, name)
+				so, se = out[0], out[1]
+			}
+			st.depOut[name] = out
+			if err := st.byName[name].CreateTask(ctx, so, se); err != nil {
+				return nil, fmt.Errorf("dependency %q: %w", name, err)
+			}
 		}
 		phase(&st.phases.Start)
 	}

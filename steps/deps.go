@@ -136,7 +136,9 @@ type depGroup struct {
 	b    *build
 	step *config.Step
 	deps map[string]*dep
-	wg   sync.WaitGroup
+	// pre are the output streams of the dependencies whose task was made ahead.
+	pre map[string][2]*Stream
+	wg  sync.WaitGroup
 	// mainDone is closed when the step's own command has ended; a dependency that exits
 	// with a failure before is reported.
 	mainDone chan struct{}
@@ -152,10 +154,10 @@ type depGroup struct {
 
 // startDeps starts the step's dependencies, each as soon as what it needs is ready,
 // independent ones concurrently. ctrs holds every container of the step by service.
-func (b *build) startDeps(ctx context.Context, s *config.Step, names []string, ctrs map[string]*pod.Container, verify func(string) func(uint32) error) *depGroup {
+func (b *build) startDeps(ctx context.Context, s *config.Step, names []string, ctrs map[string]*pod.Container, pre map[string][2]*Stream, verify func(string) func(uint32) error) *depGroup {
 	ctx, cancel := context.WithCancel(ctx)
 	watch, endWatch := context.WithCancel(context.WithoutCancel(ctx))
-	g := &depGroup{b: b, step: s, deps: map[string]*dep{}, mainDone: make(chan struct{}), cancel: cancel, watch: watch, endWatch: endWatch}
+	g := &depGroup{b: b, step: s, deps: map[string]*dep{}, pre: pre, mainDone: make(chan struct{}), cancel: cancel, watch: watch, endWatch: endWatch}
 	for _, n := range names {
 		g.deps[n] = &dep{name: n, c: ctrs[n], started: make(chan struct{}), healthy: make(chan struct{}), exited: make(chan struct{})}
 	}
@@ -164,6 +166,12 @@ func (b *build) startDeps(ctx context.Context, s *config.Step, names []string, c
 		g.wg.Go(func() { g.run(ctx, d, verify(n)) })
 	}
 	return g
+}
+
+// depStreams are the output streams of dependency name of step s.
+func (b *build) depStreams(s *config.Step, name string) [2]*Stream {
+	prefix := s.Name + "/" + name + " | "
+	return [2]*Stream{b.out.Stream(prefix), b.out.Stream(prefix)}
 }
 
 // run starts one dependency after what it needs, watches it, and checks its health.
@@ -182,15 +190,21 @@ func (g *depGroup) run(ctx context.Context, d *dep, verify func(uint32) error) {
 	}
 	var out io.Writer = io.Discard
 	var stdout, stderr *Stream
-	if !g.b.o.QuietDeps {
-		prefix := g.step.Name + "/" + d.name + " | "
-		stdout, stderr = g.b.out.Stream(prefix), g.b.out.Stream(prefix)
+	if streams, ok := g.pre[d.name]; ok {
+		stdout, stderr = streams[0], streams[1] // its task was made ahead with them
+	} else if !g.b.o.QuietDeps {
+		streams := g.b.depStreams(g.step, d.name)
+		stdout, stderr = streams[0], streams[1]
 	}
 	var so, se io.Writer = out, out
 	if stdout != nil {
 		so, se = stdout, stderr
 	}
 	if err := d.c.Start(ctx, so, se, verify); err != nil {
+		if stdout != nil {
+			stdout.Close()
+			stderr.Close()
+		}
 		giveUp(fmt.Errorf("start dependency %q: %w", d.name, err))
 		return
 	}

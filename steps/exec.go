@@ -97,7 +97,7 @@ func (b *build) exec(ctx context.Context, s *config.Step, r *Result) (exit uint3
 
 	// Dependencies start in their order, each when what it needs is ready; they are
 	// stopped as soon as the step's command has ended, before the teardown.
-	g := b.startDeps(ctx, s, st.deps, st.byName, verify)
+	g := b.startDeps(ctx, s, st.deps, st.byName, st.depOut, verify)
 	defer func() {
 		g.stop(ctx)
 		phase(&r.Phases.Stop)

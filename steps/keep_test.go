@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,5 +128,26 @@ func TestSerialStepsAreMadeAheadAndDroppedWhenOneFails(t *testing.T) {
 	}
 	if slices.ContainsFunc(f.started, func(s string) bool { return s != "exit 0" && s != "exit 3" }) || len(f.started) != 3 {
 		t.Errorf("started %q, want a, b and c only", f.started)
+	}
+}
+
+// A step made ahead has its dependencies' tasks created too; they start in their order
+// when the step's turn comes.
+func TestADependencysTaskIsMadeAheadToo(t *testing.T) {
+	f := newFake(t)
+	p := load(t, "db:\n  image: busybox\n  command: serve\napp:\n  image: busybox\n  depends_on: [db]\n", `
+- {name: a, service: app, command: exit 0}
+- {name: b, service: app, command: exit 0}
+`)
+	sum, _, err := run(t, f, p, Options{})
+	if err != nil || !sum.Passed() {
+		t.Fatalf("%v, %+v", err, sum)
+	}
+	slices.Sort(f.tasksAhead)
+	if want := []string{"crunci-" + sum.BuildID + "-2-app", "crunci-" + sum.BuildID + "-2-db"}; !slices.Equal(f.tasksAhead, want) {
+		t.Errorf("tasks made ahead %q, want b's %q", f.tasksAhead, want)
+	}
+	if strings.Count(strings.Join(f.started, "\n"), "serve") != 2 {
+		t.Errorf("started %q: want db started for each step", f.started)
 	}
 }
