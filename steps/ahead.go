@@ -63,9 +63,9 @@ func (st *prepared) unpin() {
 	}
 }
 
-// discard tears down a prepared step that does not run, in the background as a step's
-// teardown (--no-remove keeps nothing of it: it never ran).
-func (b *build) discard(ctx context.Context, st *prepared) {
+// release closes what a prepared step that does not run holds besides its pod: its
+// output streams and pinned host paths.
+func (st *prepared) release() {
 	if st.so != nil {
 		st.so.Close()
 		st.se.Close()
@@ -77,6 +77,12 @@ func (b *build) discard(ctx context.Context, st *prepared) {
 		}
 	}
 	st.unpin()
+}
+
+// discard tears down a step made ahead that does not run, in the background as a
+// step's teardown (--no-remove keeps nothing of it: it never ran).
+func (b *build) discard(ctx context.Context, st *prepared) {
+	st.release()
 	b.cleanup.Go(func() {
 		if err := st.p.Close(ctx); err != nil {
 			b.cleanupFailed(err)
@@ -85,8 +91,9 @@ func (b *build) discard(ctx context.Context, st *prepared) {
 }
 
 // prepare1 makes step s ready to run: its pod (network, anonymous volumes, containers)
-// and pinned host paths and, with ahead, its own container's task. On error nothing of it
-// is left (the teardown of what was made runs in the background, as a step's).
+// and pinned host paths and, with ahead, its own container's and its dependencies'
+// tasks. On error what was made goes in the background: made ahead, as discard does;
+// made at its turn, as the step's teardown (which --no-remove keeps).
 func (b *build) prepare1(ctx context.Context, s *config.Step, seq int64, ahead bool) (_ *prepared, retErr error) {
 	volumes := filepath.Join(b.dir, "volumes", strconv.FormatInt(seq, 10))
 	graph := b.o.Project.Graph
@@ -111,8 +118,13 @@ func (b *build) prepare1(ctx context.Context, s *config.Step, seq int64, ahead b
 	}
 	phase(&st.phases.Network)
 	defer func() {
-		if retErr != nil {
+		switch {
+		case retErr == nil:
+		case ahead:
 			b.discard(ctx, st)
+		default:
+			st.release()
+			b.teardown(ctx, st.p, s, nil)
 		}
 	}()
 	for _, a := range plan.Anon {
@@ -206,9 +218,6 @@ type follow struct {
 
 // chain notes the order of a serial group's steps, for startAhead.
 func (b *build) chain(ctx context.Context, steps []*config.Step) {
-	if b.o.Attach != nil || b.o.Spec != nil || len(b.o.Load) > 0 {
-		return
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i := 0; i+1 < len(steps); i++ {
