@@ -100,7 +100,7 @@ func Spec(ctx context.Context, c Container) (*specs.Spec, error) {
 		ctroci.WithProcessArgs(c.Args...),
 		// One merged list: containerd's WithEnv replaces a key of the spec's environment
 		// but appends a key twice when the added entries repeat it.
-		ctroci.WithEnv(mergeEnv(env, c.Env)),
+		ctroci.WithEnv(MergeEnv(env, c.Env)),
 		ctroci.WithProcessCwd(cwd),
 		withUser(c.User),
 		withNetwork(c.NetNS),
@@ -129,10 +129,10 @@ func Spec(ctx context.Context, c Container) (*specs.Spec, error) {
 	return ctroci.GenerateSpec(ctx, nil, &containers.Container{ID: c.ID}, opts...)
 }
 
-// mergeEnv returns the entries of the lists in order, a later KEY=VALUE replacing an earlier
+// MergeEnv returns the entries of the lists in order, a later KEY=VALUE replacing an earlier
 // one with the same key in its place, and an entry without "=" unsetting its key, as
 // containerd's WithEnv does.
-func mergeEnv(lists ...[]string) []string {
+func MergeEnv(lists ...[]string) []string {
 	var out []string
 	at := map[string]int{}
 	for _, list := range lists {

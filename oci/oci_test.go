@@ -340,8 +340,8 @@ func TestMergeEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, mergeEnv(tt.lists...)); diff != "" {
-				t.Errorf("mergeEnv (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tt.want, MergeEnv(tt.lists...)); diff != "" {
+				t.Errorf("MergeEnv (-want +got):\n%s", diff)
 			}
 		})
 	}

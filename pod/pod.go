@@ -272,9 +272,10 @@ type Container struct {
 	sandbox *network.Sandbox
 	// memory is the container's memory limit in bytes (0: none), for OOMNote.
 	memory int64
-	// image and path are its image (as people write it) and its process's PATH, for
-	// the error of a command that is not there.
-	image, path string
+	// image and env are its image and its process's environment (its PATH), for the
+	// error of a command that is not there.
+	image string
+	env   []string
 
 	started bool
 	// exited is closed when the started task has ended; code and waitErr say how.
@@ -329,11 +330,7 @@ func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error)
 	if m.Image != nil {
 		c.image = m.Image.Name
 	}
-	for _, e := range spec.Process.Env {
-		if v, ok := strings.CutPrefix(e, "PATH="); ok {
-			c.path = v
-		}
-	}
+	c.env = spec.Process.Env
 	labels := maps.Clone(p.o.Labels)
 	if labels == nil {
 		labels = map[string]string{}
@@ -468,14 +465,20 @@ var runcExec = regexp.MustCompile(`exec: "([^"]*)": (executable file not found i
 
 // missing turns runc's error about a command that is not in the image into the user's
 // words (CommandError).
-func (c *Container) missing(err error) error { return CommandError(err, c.image, c.path) }
+func (c *Container) missing(err error) error { return CommandError(err, c.image, c.env) }
 
 // CommandError turns runc's chain of errors about a command that is not in the image (or
 // cannot be run) into one line in the user's words: `"npm" not found in image busybox
-// (PATH=/usr/sbin:/usr/bin:/sbin:/bin)`; other errors it returns as they are. path is
-// the process's PATH.
-func CommandError(err error, image, path string) error {
+// (PATH=/usr/sbin:/usr/bin:/sbin:/bin)`; other errors it returns as they are. env is the
+// process's environment, whose PATH it names.
+func CommandError(err error, image string, env []string) error {
 	m := runcExec.FindStringSubmatch(err.Error())
+	path := ""
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
 	if named, perr := reference.ParseNormalizedNamed(image); perr == nil {
 		image = strings.TrimSuffix(reference.FamiliarString(named), ":latest")
 	}

@@ -408,7 +408,7 @@ func TestCreateUndoesAMemberWhosePodClosedMeanwhile(t *testing.T) {
 }
 
 func TestACommandNotInTheImageIsSaidInTheUsersWords(t *testing.T) {
-	c := &Container{image: "busybox", path: "/usr/bin:/bin"}
+	c := &Container{image: "busybox", env: []string{"HOME=/root", "PATH=/usr/bin:/bin"}}
 	const chain = `create task x: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: `
 	for _, tc := range []struct{ runc, want string }{
 		{`exec: "npm": executable file not found in $PATH: unknown`, `"npm" not found in image busybox (PATH=/usr/bin:/bin)`},

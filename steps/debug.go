@@ -20,6 +20,7 @@ import (
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/mounts"
 	"github.com/crun-ci/crun-ci/network"
+	"github.com/crun-ci/crun-ci/oci"
 	"github.com/crun-ci/crun-ci/pod"
 	"github.com/crun-ci/crun-ci/secrets"
 	"github.com/crun-ci/crun-ci/snapshot"
@@ -174,13 +175,7 @@ func Debug(ctx context.Context, c *task.Client, o DebugOptions) (_ uint32, retEr
 	}
 	log.G(ctx).Debugf("debug container %s on the snapshot %s", id, info.SnapshotKey)
 	if err := dc.Start(ctx, o.Attach.Stdout, stderr, before); err != nil {
-		path := ""
-		for _, e := range spec.Process.Env {
-			if v, ok := strings.CutPrefix(e, "PATH="); ok {
-				path = v
-			}
-		}
-		return 0, pod.CommandError(err, s.Image, path)
+		return 0, pod.CommandError(err, s.Image, spec.Process.Env)
 	}
 	if o.Attach.TTY && o.Attach.Resize != nil {
 		o.Attach.Resize(func(w, h uint32) error { return dc.Resize(ctx, w, h) })
@@ -215,16 +210,7 @@ func debugSpec(kept *specs.Spec, keptID, id string, o DebugOptions) (*specs.Spec
 		spec.Process.Args = DefaultDebugCommand
 	}
 	spec.Process.Terminal = o.Attach.TTY
-	for _, e := range o.Env {
-		key, _, _ := strings.Cut(e, "=")
-		env := spec.Process.Env[:0:0]
-		for _, old := range spec.Process.Env {
-			if k, _, _ := strings.Cut(old, "="); k != key {
-				env = append(env, old)
-			}
-		}
-		spec.Process.Env = append(env, e)
-	}
+	spec.Process.Env = oci.MergeEnv(spec.Process.Env, o.Env)
 	ms := spec.Mounts[:0:0]
 	for _, m := range spec.Mounts {
 		if strings.HasPrefix(m.Destination, filepath.Dir(secrets.HandoffExe)+"/") {
