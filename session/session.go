@@ -77,8 +77,6 @@ type Session struct {
 	network *network.Manager
 	puller  *remote.Puller
 	builder *dockerfile.Builder
-	// auto says Open's own clean-up runs, which lists no kept build.
-	auto bool
 }
 
 // Open connects to containerd (starting the embedded one if need be) and, unless
@@ -110,10 +108,7 @@ func Open(ctx context.Context, o Options) (_ *Session, retErr error) {
 		}
 	}()
 	if !o.KeepLeftovers {
-		s.auto = true
-		_, err := s.Cleanup(ctx, false, false, o.Progress)
-		s.auto = false
-		if err != nil {
+		if _, err := s.cleanup(ctx, false, false, true, o.Progress); err != nil {
 			log.G(ctx).WithError(err).Warn("clean-up of earlier builds failed; `crun-ci cleanup` tries again")
 		}
 	}
@@ -222,7 +217,13 @@ func whyNotAnImage(path string) string {
 // their time is up or kept says to remove them too; those it lists, in a line each, when
 // it says what it does (not on its own, as Open runs it).
 func (s *Session) Cleanup(ctx context.Context, dry, kept bool, w io.Writer) (int, error) {
-	orphans, err := builds.Find(ctx, s.d.Client, s.o.StateDir, s.d.Address, s.d.Namespace, s.auto)
+	return s.cleanup(ctx, dry, kept, false, w)
+}
+
+// cleanup is Cleanup; auto is the one Open runs first: it looks quickly (builds.Find)
+// and does not list the kept builds.
+func (s *Session) cleanup(ctx context.Context, dry, kept, auto bool, w io.Writer) (int, error) {
+	orphans, err := builds.Find(ctx, s.d.Client, s.o.StateDir, s.d.Address, s.d.Namespace, auto)
 	if err != nil {
 		return 0, fmt.Errorf("find leftovers of earlier builds: %w", err)
 	}
@@ -234,7 +235,7 @@ func (s *Session) Cleanup(ctx context.Context, dry, kept bool, w io.Writer) (int
 	n := 0
 	for _, o := range orphans {
 		if o.Kept != nil && !kept && !o.Kept.Expired(time.Now()) {
-			if !s.auto {
+			if !auto {
 				fmt.Fprintf(w, "kept build %s (%s; crun-ci cleanup --kept removes it)\n", o.ID, keptSteps(o.Kept))
 			}
 			continue
