@@ -147,10 +147,36 @@ func (f *Flags) AddBuild(fs *pflag.FlagSet) {
 // names the containers -e reaches.
 func (f *Flags) AddContainers(fs *pflag.FlagSet, what string) {
 	f.containers = true
-	fs.StringArrayVarP(&f.env, "env", "e", nil, "KEY=VAL added to "+what+"'s environment; KEY alone takes crun-ci's own variable, as docker run -e does (repeatable)")
+	f.AddEnv(fs, what)
 	fs.BoolVar(&f.quietDeps, "quiet-deps", false, "hide the output of the services a step depends on")
 	fs.DurationVar(&f.stopTimeout, "stop-timeout", 10*time.Second, "when interrupted or timed out, how long running steps get after their stop signal before SIGKILL")
 	fs.DurationVar(&f.healthTimeout, "health-timeout", steps.DefaultHealthTimeout, "how long a step waits for a dependency with a health check to be healthy (checked every second, as jet did)")
+}
+
+// AddEnv adds -e, variables added to what's environment (Env).
+func (f *Flags) AddEnv(fs *pflag.FlagSet, what string) {
+	fs.StringArrayVarP(&f.env, "env", "e", nil, "KEY=VAL added to "+what+"'s environment; KEY alone takes crun-ci's own variable, as docker run -e does (repeatable)")
+}
+
+// Env is -e as KEY=VAL entries: KEY alone takes crun-ci's own variable, or nothing
+// when crun-ci has none.
+func (f *Flags) Env() ([]string, error) {
+	var env []string
+	for _, e := range f.env {
+		k, _, ok := strings.Cut(e, "=")
+		switch {
+		case k == "":
+			return nil, usage("--env %q: want KEY=VAL or KEY", e)
+		case !ok:
+			// As docker run -e KEY: crun-ci's own value, or nothing when it has none.
+			if v, set := os.LookupEnv(k); set {
+				env = append(env, k+"="+v)
+			}
+		default:
+			env = append(env, e)
+		}
+	}
+	return env, nil
 }
 
 // AddSteps adds which of the pipeline's steps run, how many at once and for how long.
@@ -290,20 +316,11 @@ func (f *Flags) Apply(b *Build) error {
 	case f.containers && f.healthTimeout <= 0:
 		return usage("--health-timeout %s: want a positive duration", f.healthTimeout)
 	}
-	for _, e := range f.env {
-		k, _, ok := strings.Cut(e, "=")
-		switch {
-		case k == "":
-			return usage("--env %q: want KEY=VAL or KEY", e)
-		case !ok:
-			// As docker run -e KEY: crun-ci's own value, or nothing when it has none.
-			if v, set := os.LookupEnv(k); set {
-				b.Env = append(b.Env, k+"="+v)
-			}
-		default:
-			b.Env = append(b.Env, e)
-		}
+	env, err := f.Env()
+	if err != nil {
+		return err
 	}
+	b.Env = append(b.Env, env...)
 	b.NoRemove, b.QuietDeps, b.StopTimeout, b.HealthTimeout = f.NoRemove, f.quietDeps, f.stopTimeout, f.healthTimeout
 	b.EncryptedDockercfgPath, b.DockercfgService, b.DockerHost = f.dockercfg, f.credService, f.docker
 	b.MaxParallel, b.StepTimeout, b.Push = f.maxParallel, f.stepTimeout, f.push

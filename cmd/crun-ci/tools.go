@@ -110,7 +110,7 @@ func runGenerate(c *cli, fs *pflag.FlagSet) runner {
 // command, in a new container of a kept step's service, on its kept filesystem with its
 // volumes and environment, attached to crun-ci's standard input and output.
 func runDebug(c *cli, fs *pflag.FlagSet) runner {
-	env := fs.StringArrayP("env", "e", nil, "KEY=VAL added to the container's environment (its secret variables are not kept; repeatable)")
+	c.f.AddEnv(fs, "the container (its secret variables were not kept)")
 	noTTY := fs.BoolP("no-tty", "T", false, "no terminal, even when standard input is one")
 	return func(ctx context.Context, args []string) (retErr error) {
 		names, command := args, []string(nil)
@@ -126,10 +126,9 @@ func runDebug(c *cli, fs *pflag.FlagSet) runner {
 		default:
 			return usageError("debug: want [BUILD] STEP [-- COMMAND [ARGS…]], got %q (a command goes after --)", names)
 		}
-		for _, e := range *env {
-			if k, _, _ := strings.Cut(e, "="); k == "" || !strings.Contains(e, "=") {
-				return usageError("--env %q: want KEY=VAL", e)
-			}
+		env, err := c.f.Env()
+		if err != nil {
+			return err
 		}
 		o, err := c.options()
 		if err != nil {
@@ -152,7 +151,7 @@ func runDebug(c *cli, fs *pflag.FlagSet) runner {
 			return fmt.Errorf("debug: terminal: %w", err)
 		}
 		defer reset()
-		code, err := ses.Debug(ctx, k, s, command, *env, attach)
+		code, err := ses.Debug(ctx, k, s, command, env, attach)
 		if err != nil {
 			return fmt.Errorf("debug %s %s: %w", k.Build, step, err)
 		}
