@@ -230,6 +230,18 @@ func (p *Pod) attach(ctx context.Context, m Member) (*network.Sandbox, error) {
 	return sb, nil
 }
 
+// Join gives a container that is not a member, made from a runtime spec of its own (crun-ci
+// debug's), what a member gets of the pod's network: a sandbox (id) whose address the
+// hosts file gives name's names, and the pod's hosts file and resolv.conf, which it
+// mounts. The sandbox is nil, and the files "", in the host's network. Wait for the
+// sandbox before its process runs; Close removes it with the pod.
+func (p *Pod) Join(ctx context.Context, id, name string) (sb *network.Sandbox, hosts, resolv string, err error) {
+	if sb, err = p.attach(ctx, Member{ID: id, Name: name}); err != nil {
+		return nil, "", "", fmt.Errorf("container %s: %w", id, err)
+	}
+	return sb, p.hosts, p.resolv, nil
+}
+
 // Member describes one container of a pod.
 type Member struct {
 	// ID is the container's id and its snapshot's key (a builds.ID); Name says what it

@@ -90,38 +90,40 @@ func Debug(ctx context.Context, c *task.Client, o DebugOptions) (_ uint32, retEr
 	suffix := make([]byte, 3)
 	rand.Read(suffix)
 	id := s.Container + "-debug-" + hex.EncodeToString(suffix)
-	dir := filepath.Join(buildDir, "debug", id)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return 0, err
-	}
-	defer func() { retErr = errors.Join(retErr, builds.RemoveDir(dir)) }()
-
 	spec, err := debugSpec(kept, s.Container, id, o)
 	if err != nil {
 		return 0, err
 	}
-	// Its own network, with the service's names for its address.
+	// Its own network, with the service's names for its address: a pod of its own, of
+	// which it is not a member (its spec is the kept one, not a pod's Member).
 	var sb *network.Sandbox
 	if ns := netNamespace(spec); ns != nil && ns.Path != "" {
 		if o.Network == nil || o.Network.Mode() == network.Host {
 			return 0, fmt.Errorf("step %q of build %s ran with a network of its own: give its mode (--network %s)", s.Name, k.Build, k.Network)
 		}
 		netnsDir := filepath.Join(buildDir, "netns")
-		n, err := o.Network.Setup(ctx, id, netnsDir)
+		p, err := pod.New(ctx, pod.Containerd(c), pod.Options{
+			ID: id, Dir: filepath.Join(buildDir, "debug", id), NetNSDir: netnsDir, Network: o.Network,
+			Hosts: map[string][]string{s.Service: {s.Service, spec.Hostname}},
+		})
 		if err != nil {
 			return 0, err
 		}
 		defer func() {
-			cctx, cancel := snapshot.CleanupContext(ctx)
-			defer cancel()
-			retErr = errors.Join(retErr, n.Close(cctx), o.Network.Release(netnsDir))
+			retErr = errors.Join(retErr, p.Close(ctx), o.Network.Release(netnsDir))
 		}()
-		if sb, err = n.Attach(ctx, id); err != nil {
+		var hosts, resolv string
+		if sb, hosts, resolv, err = p.Join(ctx, id, s.Service); err != nil {
 			return 0, err
 		}
 		ns.Path = sb.Path
-		if err := debugFiles(spec, dir, sb.IP, []string{s.Service, spec.Hostname}, o.Network.Mode()); err != nil {
-			return 0, err
+		for i, m := range spec.Mounts {
+			switch m.Destination {
+			case "/etc/hosts":
+				spec.Mounts[i].Source = hosts
+			case "/etc/resolv.conf":
+				spec.Mounts[i].Source = resolv
+			}
 		}
 	}
 	// The host paths it mounts, opened again refusing symlinks, and compared with what
@@ -236,28 +238,6 @@ func netNamespace(spec *specs.Spec) *specs.LinuxNamespace {
 		if spec.Linux.Namespaces[i].Type == specs.NetworkNamespace {
 			return &spec.Linux.Namespaces[i]
 		}
-	}
-	return nil
-}
-
-// debugFiles writes the hosts file and resolv.conf of a debug container (at ip, with
-// names) in dir and mounts them in place of the kept pod's.
-func debugFiles(spec *specs.Spec, dir, ip string, names []string, mode network.Mode) error {
-	resolv, err := network.ResolvConf(mode)
-	if err != nil {
-		return err
-	}
-	files := map[string][]byte{"/etc/hosts": network.Hosts(ip, names), "/etc/resolv.conf": resolv}
-	for i, m := range spec.Mounts {
-		data, ok := files[m.Destination]
-		if !ok {
-			continue
-		}
-		p := filepath.Join(dir, filepath.Base(m.Destination))
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			return err
-		}
-		spec.Mounts[i].Source = p
 	}
 	return nil
 }
