@@ -4,12 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/crun-ci/crun-ci/hostfs"
 )
 
 // Kept says what of a build was kept on purpose (--keep-on-failure, --no-remove), for
@@ -85,22 +84,23 @@ func WriteKept(dir string, k Kept) error {
 const maxKept = 1 << 20
 
 // ReadKept reads the record of the build's directory dir: nil when the build was not
-// kept, an error when the record cannot be read (then the build counts as not kept).
+// kept, an error when the record cannot be read (then the build counts as not kept). It
+// is read through a handle on dir, as a regular file, non-blocking, with a bound.
 func ReadKept(dir string) (*Kept, error) {
-	f, err := os.OpenFile(keptPath(dir), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	d, err := hostfs.Open(dir, hostfs.Beneath, "the build's directory")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	b, err := d.ReadFile(filepath.Base(keptPath(dir)), maxKept)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", keptPath(dir), err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxKept+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", keptPath(dir), err)
-	}
-	if len(b) > maxKept {
-		return nil, fmt.Errorf("read %s: larger than %d bytes", keptPath(dir), maxKept)
 	}
 	var k Kept
 	if err := json.Unmarshal(b, &k); err != nil {

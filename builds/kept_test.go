@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestAKeptRecordReadsBackAndABadOneIsRefused(t *testing.T) {
@@ -38,6 +40,14 @@ func TestAKeptRecordReadsBackAndABadOneIsRefused(t *testing.T) {
 		if k, err := ReadKept(dir); err == nil {
 			t.Errorf("%s: read %+v, want an error", name, k)
 		}
+	}
+	// A FIFO in its place is refused, not waited on.
+	os.Remove(keptPath(dir))
+	if err := unix.Mkfifo(keptPath(dir), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := ReadKept(dir); err == nil {
+		t.Errorf("read %+v from a FIFO", k)
 	}
 	// A symlink planted in its place is not followed.
 	os.Remove(keptPath(dir))
