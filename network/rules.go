@@ -225,7 +225,10 @@ func (m *Manager) RemoveRules(ctx context.Context) error {
 		}
 		defer unlock()
 	}
-	_, err := m.removeRules(ctx, nil, nil)
+	tables, err := saveTables(ctx)
+	if err == nil {
+		_, err = m.removeRules(ctx, nil, tables)
+	}
 	if m.cfg.StateDir != "" {
 		if rerr := os.Remove(m.rulesRecord()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = errors.Join(err, rerr)
@@ -235,15 +238,9 @@ func (m *Manager) RemoveRules(ctx context.Context) error {
 }
 
 // removeRules deletes the rules of the bridge prefix whose comment and chain are not
-// those of a rule in keep, from the filter and nat tables as read (saveTables, nil to
-// read them now), and says how many it deleted.
+// those of a rule in keep, from the filter and nat tables as read (saveTables), and says
+// how many it deleted.
 func (m *Manager) removeRules(ctx context.Context, keep []rule, tables map[string][]string) (int, error) {
-	if tables == nil {
-		var err error
-		if tables, err = saveTables(ctx); err != nil {
-			return 0, err
-		}
-	}
 	mark := "crun-ci " + m.cfg.Bridge + " "
 	wanted := map[string]bool{}
 	for _, r := range keep {
