@@ -53,6 +53,9 @@ type Builder struct {
 	// CacheSecret keys the hashes by which secret build arguments enter cache keys
 	// (LoadCacheSecret); builds with secret arguments need it.
 	CacheSecret []byte
+	// Shared, when not nil, is the layer cache shared with other hosts through a
+	// registry: missing keys are looked up there, built layers pushed there.
+	Shared *Shared
 }
 
 // Images makes images present (images.Store).
@@ -112,8 +115,8 @@ type Result struct {
 	// Image is the normalised name of the built image.
 	Image string
 	// Layers counts the layer-making instructions built; Cached how many of them came
-	// from the cache.
-	Layers, Cached int
+	// from the cache, Shared how many of those from the shared cache.
+	Layers, Cached, Shared int
 	// Built is the image as built, to run containers of without looking its name up
 	// again (another build may have taken the name since).
 	Built *task.Image
@@ -1033,9 +1036,16 @@ func (x *run) layer(ctx context.Context, s *state, key digest.Digest, what strin
 			x.release()
 			fmt.Fprintf(x.r.Output, "warning: layer cache: %v\n", err)
 		}
+		from := ""
+		if !hit && err == nil && x.b.Shared != nil {
+			if hit = x.fromShared(ctx, s, key); hit {
+				from = " (from " + x.b.Shared.Repo + ")"
+				x.res.Shared++
+			}
+		}
 		if hit {
 			x.res.Cached++
-			fmt.Fprintf(x.r.Output, "  cached\n")
+			fmt.Fprintf(x.r.Output, "  cached%s\n", from)
 			return nil
 		}
 	}

@@ -27,6 +27,8 @@ const (
 	labelCache     = "crun-ci.cache"
 	labelCacheUsed = "crun-ci.cache.used"
 	labelCacheSize = "crun-ci.cache.size"
+	// labelCacheShared names the shared cache (its repository) that has the entry.
+	labelCacheShared = "crun-ci.cache.shared"
 )
 
 func cacheName(key digest.Digest) string { return cacheRepo + ":" + key.Encoded() }
@@ -78,7 +80,37 @@ func (x *run) fromCache(ctx context.Context, s *state, key digest.Digest) (bool,
 	if _, err := is.Update(ctx, img, "labels."+labelCacheUsed); err != nil {
 		return true, err
 	}
+	if x.b.Shared != nil {
+		x.b.Shared.push(ctx, x.c, key, img)
+	}
 	return true, nil
+}
+
+// fromShared gives s the layers of key from the shared cache, when it has them, and
+// reports whether it did; what went wrong is a warning.
+func (x *run) fromShared(ctx context.Context, s *state, key digest.Digest) bool {
+	sh := x.b.Shared
+	if sh.unreachable() {
+		return false
+	}
+	got, err := sh.fetch(ctx, x.c, s, key)
+	if err == nil && got {
+		if got, err = x.fromCache(ctx, s, key); err == nil {
+			return got
+		}
+	}
+	var down *downError
+	switch {
+	case errors.As(err, &down):
+		if sh.goneDown(err) {
+			x.release()
+			fmt.Fprintf(x.r.Output, "warning: cache registry %s: %v; building without it\n", sh.Repo, err)
+		}
+	case err != nil:
+		x.release()
+		fmt.Fprintf(x.r.Output, "warning: cache registry: %v; building the layer\n", err)
+	}
+	return false
 }
 
 // toCache keeps the layers of s as the cache entry of its key.
@@ -88,11 +120,18 @@ func (x *run) toCache(ctx context.Context, s *state) error {
 		return err
 	}
 	top := s.layers[len(s.layers)-1]
-	return putImage(ctx, x.c, images.Image{Name: cacheName(s.key), Target: desc, Labels: map[string]string{
+	img := images.Image{Name: cacheName(s.key), Target: desc, Labels: map[string]string{
 		labelCache:     "true",
 		labelCacheUsed: strconv.FormatInt(time.Now().Unix(), 10),
 		labelCacheSize: strconv.FormatInt(top.Size, 10),
-	}})
+	}}
+	if err := putImage(ctx, x.c, img); err != nil {
+		return err
+	}
+	if x.b.Shared != nil {
+		x.b.Shared.push(ctx, x.c, s.key, img)
+	}
+	return nil
 }
 
 // CacheEntry is one layer of the cache.

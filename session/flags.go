@@ -42,7 +42,7 @@ type Flags struct {
 	network, subnet, bridge, access string
 	ifPresent, noCache              bool
 	insecure                        []string
-	cacheMax                        string
+	cacheMax, cacheRegistry         string
 	keyPath                         string
 	dockercfg, credService, docker  string
 	ci                              map[string]*string
@@ -133,6 +133,7 @@ func (f *Flags) AddBuild(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.insecure, "insecure-registry", nil, "registry (HOST[:PORT]) to reach over plain HTTP; loopback registries always are (repeatable)")
 	fs.BoolVar(&f.noCache, "no-cache", false, "build every layer of built images anew, ignoring the layer cache")
 	fs.StringVar(&f.cacheMax, "cache-max-size", "10GB", "bound of the layer cache of built images (e.g. 500MB, 20GiB; 0: no bound); least recently used layers go first")
+	fs.StringVar(&f.cacheRegistry, "cache-registry", os.Getenv("CRUNCI_CACHE_REGISTRY"), "repository (HOST[:PORT]/NAME) that built layers are pushed to and looked up in before they are built, shared by many hosts; unreachable, it gives warnings (env CRUNCI_CACHE_REGISTRY)")
 	f.AddKeyPath(fs)
 	fs.StringVar(&f.dockercfg, "encrypted-dockercfg-path", "", "encrypted Docker config (relative to the build directory) whose logins every pull uses, below the services' and steps' own")
 	fs.StringVar(&f.docker, "docker-host", "", "Docker daemon (unix:///var/run/docker.sock, tcp://HOST:PORT) for services with add_docker: true, which are refused without it; its socket gives a pipeline root on the host")
@@ -286,6 +287,11 @@ func (f *Flags) Options() (Options, error) {
 		return o, usage("--cache-max-size: %w", err)
 	}
 	o.Pull.IfPresent, o.Pull.Insecure, o.Pull.NoCache = f.ifPresent, f.insecure, f.noCache
+	if f.cacheRegistry != "" {
+		if o.Pull.CacheRegistry, err = dockerfile.ParseCacheRegistry(f.cacheRegistry); err != nil {
+			return o, usage("--cache-registry: %w", err)
+		}
+	}
 	return o, nil
 }
 

@@ -66,6 +66,9 @@ type Pull struct {
 	// cache in bytes (0: no bound).
 	NoCache      bool
 	CacheMaxSize int64
+	// CacheRegistry is the repository of the layer cache shared between hosts
+	// (normalised); "" for none.
+	CacheRegistry string
 }
 
 // Session is an open containerd with what builds share.
@@ -129,6 +132,9 @@ func Open(ctx context.Context, o Options) (_ *Session, retErr error) {
 		NoCache:      o.Pull.NoCache,
 		CacheMaxSize: o.Pull.CacheMaxSize,
 		CacheSecret:  secret,
+	}
+	if o.Pull.CacheRegistry != "" {
+		s.builder.Shared = &dockerfile.Shared{Repo: o.Pull.CacheRegistry, Registry: s.puller}
 	}
 	return s, nil
 }
@@ -374,8 +380,22 @@ func (s *Session) Load(ctx context.Context, b Build, services []string) (*steps.
 }
 
 // run runs a build of o on the session's containerd.
+// The layer cache's pushes to the cache registry finish (or fail, as a warning) before
+// it returns.
 func (s *Session) run(ctx context.Context, o steps.Options) (*steps.Summary, error) {
-	return steps.Run(ctx, steps.Containerd(s.tasks), o)
+	sum, err := steps.Run(ctx, steps.Containerd(s.tasks), o)
+	if s.builder != nil && s.builder.Shared != nil {
+		sh := s.builder.Shared
+		began := time.Now()
+		n, perr := sh.Wait(ctx)
+		if n > 0 {
+			fmt.Fprintf(s.o.Progress, "cache registry: pushed %d layers to %s (%.1fs after the build)\n", n, sh.Repo, time.Since(began).Seconds())
+		}
+		if perr != nil {
+			log.G(ctx).WithError(perr).Warnf("cache registry %s: some layers were not pushed; the next build pushes them", sh.Repo)
+		}
+	}
+	return sum, err
 }
 
 // options is the one translation of a Build into steps.Options.

@@ -289,8 +289,12 @@ func (b *build) runBuild(ctx context.Context, step, name string, svc *service) (
 	if err != nil {
 		return nil, fmt.Errorf("service %q: build image %s: %w", name, r.Image, err)
 	}
-	fmt.Fprintf(so, "built %s: %d layers, %d from the cache\n", res.Image, res.Layers, res.Cached)
-	b.emit(withDuration(Event{Type: "image-built", Step: step, Service: name, Image: res.Image, Note: fmt.Sprintf("%d layers, %d from the cache", res.Layers, res.Cached)}, time.Since(start)))
+	note := fmt.Sprintf("%d layers, %d from the cache", res.Layers, res.Cached)
+	if res.Shared > 0 {
+		note += fmt.Sprintf(" (%d from the cache registry)", res.Shared)
+	}
+	fmt.Fprintf(so, "built %s: %s\n", res.Image, note)
+	b.emit(withDuration(Event{Type: "image-built", Step: step, Service: name, Image: res.Image, Note: note}, time.Since(start)))
 	if res.Built != nil {
 		return res.Built, nil
 	}
