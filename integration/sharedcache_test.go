@@ -207,4 +207,3 @@ func putManifest(t *testing.T, reg *testRegistry, repo, tag string, body []byte)
 		t.Fatalf("put manifest %s:%s: %s", repo, tag, resp.Status)
 	}
 }
-
