@@ -10,8 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/images/archive"
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/containerd/log"
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
 
 	"github.com/crun-ci/crun-ci/builds"
 	"github.com/crun-ci/crun-ci/civars"
@@ -168,6 +171,28 @@ func (s *Session) ImportFile(ctx context.Context, path string) ([]string, error)
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
 	return names, nil
+}
+
+// ExportFile writes the image name (normalised as Docker does) of containerd's store,
+// for this platform, to path as an OCI image layout archive (with Docker's manifest.json
+// too, for docker load), which import and ctr images import read; path is replaced
+// only when the whole archive is written.
+func (s *Session) ExportFile(ctx context.Context, name, path string) error {
+	ref, err := reference.ParseDockerRef(name)
+	if err != nil {
+		return &SetupError{fmt.Errorf("export %q: %w", name, err)}
+	}
+	is := s.d.Client.ImageService()
+	if _, err := is.Get(ctx, ref.String()); err != nil {
+		return fmt.Errorf("export %s: %w", ref, err)
+	}
+	err = WriteFile(path, func(w io.Writer) error {
+		return s.d.Client.Export(ctx, w, archive.WithImage(is, ref.String()), archive.WithPlatform(platforms.DefaultStrict()))
+	})
+	if err != nil {
+		return fmt.Errorf("export %s: %w", ref, err)
+	}
+	return nil
 }
 
 // whyNotAnImage says, for an archive that did not import, what is wrong with it when it

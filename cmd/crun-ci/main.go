@@ -71,6 +71,7 @@ func (c *cli) commands() []cmdline.Command {
 		cmd("run", "run one service (with its dependencies): run SERVICE [COMMAND [ARGS…]]", " SERVICE [COMMAND [ARGS…]]", cmdline.NArgs{Min: 1, Max: -1, Why: "no service given"}, runRun, true),
 		cmd("validate", "check the services and steps files, printing every error", "", cmdline.None, runValidate, false),
 		cmd("import", "load image archives (OCI layout or docker save tar) into containerd", " FILE…", cmdline.NArgs{Min: 1, Max: -1, Why: "no archive given"}, runImport, true),
+		cmd("export", "write an image of containerd's store as an OCI archive (for import, ctr images import, docker load)", " IMAGE FILE", cmdline.NArgs{Min: 2, Max: 2, Why: "want IMAGE and FILE"}, runExport, true),
 		cmd("load", "pull the images of services (all, or those named) that are missing", " [SERVICE…]", cmdline.Any, runLoad, true),
 		cmd("spec", "print the OCI runtime spec a container of SERVICE gets in a step, secrets masked", " SERVICE", cmdline.NArgs{Min: 1, Max: 1, Why: "want one service"}, runSpec, true),
 		cmd("debug", "run a shell (or COMMAND) in a new container on a kept failed step's filesystem: debug [BUILD] STEP [-- COMMAND [ARGS…]]", " [BUILD] STEP [-- COMMAND [ARGS…]]", cmdline.NArgs{Min: 1, Max: -1, Why: "no step given"}, runDebug, true),

@@ -56,6 +56,22 @@ func runImport(c *cli, fs *pflag.FlagSet) runner {
 	}
 }
 
+// runExport is `crun-ci export IMAGE FILE`: the image as an OCI archive.
+func runExport(c *cli, fs *pflag.FlagSet) runner {
+	return func(ctx context.Context, args []string) (retErr error) {
+		o, err := c.options()
+		if err != nil {
+			return err
+		}
+		s, err := session.Open(ctx, o)
+		if err != nil {
+			return err
+		}
+		defer func() { retErr = errors.Join(retErr, s.Close()) }()
+		return s.ExportFile(ctx, args[0], args[1])
+	}
+}
+
 func runCleanup(c *cli, fs *pflag.FlagSet) runner {
 	dryRun := fs.Bool("dry-run", false, "list what would be removed, remove nothing")
 	layerCache := fs.Bool("layer-cache", false, "also empty the layer cache of built images")
