@@ -39,12 +39,54 @@ const (
 )
 
 // FindExe returns crun-ci's own executable, with what it needs to run in a container.
+//
+// When crun-ci runs in a mount namespace other than the host's (the crun-ci image, run
+// with the host's PID namespace as deploy/kubernetes does), its files' paths are not
+// the host's, and runc, on the host, would not find them: they are given through
+// /proc/PID/root, which the host sees as crun-ci's root while crun-ci runs.
 func FindExe() (*Exe, error) {
 	p, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find crun-ci's executable for secret variables and init: %w", err)
 	}
-	return exeAt(p)
+	e, err := exeAt(p)
+	if err != nil {
+		return nil, err
+	}
+	if root := ownRoot(); root != "" {
+		e.Path = root + e.Path
+		if e.Interp != "" {
+			e.Interp = root + e.Interp
+			for name, lib := range e.Libs {
+				e.Libs[name] = root + lib
+			}
+		}
+	}
+	return e, nil
+}
+
+// ContainerizedEnv, set to 1 (as the crun-ci image sets it), says crun-ci runs in a
+// container of its own, in the host's PID namespace: its files reach runc through
+// /proc/PID/root. Without it, that is so when crun-ci's mount namespace is not PID 1's
+// (where /proc/1 can be read).
+const ContainerizedEnv = "CRUNCI_CONTAINERIZED"
+
+// ownRoot is /proc/PID/root of crun-ci's process when it runs in a mount namespace of
+// its own (see ContainerizedEnv), else "".
+func ownRoot() string {
+	root := fmt.Sprintf("/proc/%d/root", os.Getpid())
+	if os.Getenv(ContainerizedEnv) == "1" {
+		return root
+	}
+	own, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return ""
+	}
+	init, err := os.Readlink("/proc/1/ns/mnt")
+	if err != nil || init == own {
+		return ""
+	}
+	return root
 }
 
 // exeAt is FindExe of the executable at p.
