@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up (scripts/setup.sh) and runs every check and test: gofmt, go vet, unit
 # tests, and the integration tests against a real containerd, which must run, not skip:
-# Debian 12's containerd 1.6, then containerd 2.x; then the package.
+# Debian 12's containerd 1.6, then containerd 2.x; then the package; then crun-ci in a
+# Debian 12 VM (scripts/vm-test.sh).
 # Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,3 +31,5 @@ PATH="$ctrd2:$PATH" CRUNCI_CONTAINERD_VERSION=2. go test -count=1 -timeout 30m .
 go test -count=1 -timeout 20m -v -run TestChaos ./integration -args -chaos=25
 # The package: built, installed with apt-get, and used to run a pipeline.
 bash scripts/package-test.sh
+# crun-ci inside a VM that scripts/vm-image.sh builds (cached in /var/cache/crun-ci/vm).
+bash scripts/vm-test.sh
