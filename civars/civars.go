@@ -247,7 +247,9 @@ func Resolve(ctx context.Context, dir string, flags map[string]string, buildID, 
 	if err := v.Override(flags); err != nil {
 		return Values{}, err
 	}
-	v.BuildID = buildID
+	if v.BuildID == "" {
+		v.BuildID = buildID // no --ci-build-id: crun-ci's own id of the build
+	}
 	v.Time = time.Now()
 	return v, nil
 }

@@ -1,6 +1,7 @@
 package civars
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -205,5 +206,19 @@ func TestCheckTemplate(t *testing.T) {
 	}
 	if err := CheckTemplate("{{ .Branch "); err == nil || !strings.Contains(err.Error(), "unclosed action") {
 		t.Errorf("a syntax error: %v", err)
+	}
+}
+
+// --ci-build-id wins over the build's own id; without it, CI_BUILD_ID is that id.
+func TestResolveBuildID(t *testing.T) {
+	dir := t.TempDir() // not a git repository: empty git values, a warning
+	for _, tc := range []struct{ flag, want string }{{"", "own-id"}, {"pipeline-77", "pipeline-77"}} {
+		v, err := Resolve(context.Background(), dir, map[string]string{"build-id": tc.flag}, "own-id", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.BuildID != tc.want {
+			t.Errorf("--ci-build-id %q: CI_BUILD_ID %q, want %q", tc.flag, v.BuildID, tc.want)
+		}
 	}
 }

@@ -306,6 +306,16 @@ mapped:
 	wantContains(t, "stdout", r.stdout,
 		"list/listed | list value|flag|x=y|true|codeship|main|"+id+"\n",
 		"map/mapped | map value|/custom:/bin\n")
+
+	// --ci-build-id (the CI system's id) is the containers' CI_BUILD_ID; the build keeps
+	// an id of its own for its objects and summary, which many jobs of one CI pipeline
+	// (one id) do not share.
+	r = runSteps(t, dir, "--tag", "main", "--ci-build-id", "pipeline-77")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "|true|codeship|main|pipeline-77\n")
+	if own := buildID(t, r.stdout); own == "pipeline-77" || own == id {
+		t.Errorf("build id %q: want a new one of crun-ci's own", own)
+	}
 }
 
 func TestOutputKeepsTheLastLinesOfShortLivedContainers(t *testing.T) {

@@ -108,14 +108,15 @@ func NewBuild(ctx context.Context, proj *config.Project, policy steps.Policy, id
 	if err != nil {
 		return Build{}, &SetupError{err}
 	}
-	civ, err := civars.Resolve(ctx, proj.Dir, id.CI, steps.NewBuildID(), id.Tag)
+	buildID := steps.NewBuildID()
+	civ, err := civars.Resolve(ctx, proj.Dir, id.CI, buildID, id.Tag)
 	if err != nil {
 		return Build{}, &SetupError{err}
 	}
 	// Without --tag, steps with a tag are skipped, as jet did; CI_BRANCH still comes
 	// from git.
-	log.G(ctx).Debugf("build %s in %s", civ.BuildID, proj.Dir)
-	return Build{Project: proj, Policy: policy, Key: key, KeySource: keySource, CI: civ, Tag: id.Tag}, nil
+	log.G(ctx).Debugf("build %s (CI_BUILD_ID %s) in %s", buildID, civ.BuildID, proj.Dir)
+	return Build{Project: proj, Policy: policy, Key: key, KeySource: keySource, ID: buildID, CI: civ, Tag: id.Tag}, nil
 }
 
 // Tidy says what `crun-ci cleanup` removes besides what dead builds left.

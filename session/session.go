@@ -316,8 +316,10 @@ type Build struct {
 	// says where it was looked for.
 	Key       *secrets.Key
 	KeySource string
-	// CI holds the build's CI values (its id included): the CI_* variables of its
-	// containers and the values of its templates.
+	// ID is crun-ci's id of the build: its objects' names and labels, its lock, its
+	// summary. CI holds the build's CI values: the CI_* variables of its containers and
+	// the values of its templates (CI_BUILD_ID is --ci-build-id when given, else ID).
+	ID string
 	CI civars.Values
 	// Tag is matched by the steps' tag and exclude.
 	Tag string
@@ -434,7 +436,7 @@ func (s *Session) options(b Build) steps.Options {
 		NoRemove:               b.NoRemove,
 		KeepOnFailure:          b.KeepOnFailure,
 		KeepFor:                b.KeepFor,
-		BuildID:                b.CI.BuildID,
+		BuildID:                b.ID,
 		Namespace:              s.o.Namespace,
 		StateDir:               s.o.StateDir,
 		Output:                 b.Output,

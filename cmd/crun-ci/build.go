@@ -103,7 +103,7 @@ func runSteps(c *cli, fs *pflag.FlagSet) runner {
 			return err
 		}
 		if !sum.Passed() {
-			return &exitError{code: 1, err: fmt.Errorf("%w: build %s failed", errReported, build.CI.BuildID)}
+			return &exitError{code: 1, err: fmt.Errorf("%w: build %s failed", errReported, build.ID)}
 		}
 		return nil
 	}
