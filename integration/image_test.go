@@ -84,10 +84,20 @@ func TestTheCrunCIImageRunsAPipelineOnTheHostsContainerd(t *testing.T) {
 		"codeship-services.yml": "app:\n  image: busybox\n  volumes: [./out:/out]\n",
 		"codeship-steps.yml": `
 - {name: write, service: app, command: "sh -c 'echo written in a step > /out/one.txt'"}
-- {name: read, service: app, command: cat /out/one.txt}
+- {name: read, service: app, command: "sh -c 'cat /out/one.txt; echo commit $CI_COMMIT_ID'"}
 `,
 		"out/": "",
 	})
+	// A git repository, whose commit the image's git reads for CI_COMMIT_ID.
+	for _, args := range [][]string{{"init", "-q"}, {"add", "."}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "x"}} {
+		if out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	commit, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctrdDir := filepath.Dir(ctrd.Address)
 	bind := func(p, opts string) string {
 		return "type=bind,src=" + p + ",dst=" + p + ",options=rbind:" + opts
@@ -105,7 +115,8 @@ func TestTheCrunCIImageRunsAPipelineOnTheHostsContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("crun-ci in its image: %v\n%s", err, out)
 	}
-	wantContains(t, "output", string(out), "read/app | written in a step\n", "2 passed")
+	wantContains(t, "output", string(out), "read/app | written in a step\n", "read/app | commit "+strings.TrimSpace(string(commit))+"\n", "2 passed")
+	wantNotContains(t, "output", string(out), "could not read the git repository")
 	if b, err := os.ReadFile(filepath.Join(dir, "out", "one.txt")); err != nil || string(b) != "written in a step\n" {
 		t.Errorf("host volume file: %q, %v", b, err)
 	}

@@ -3,9 +3,9 @@
 # writes it as an OCI archive: bin/crun-ci-image.tar (docker.io/crun-ci/crun-ci:latest).
 # As root, on a host with iptables (scripts/setup.sh installs it), offline.
 #
-# The image holds the static crun-ci and iptables (nft and legacy) with the libraries
-# and extensions it loads, copied from this host, plus the host's CA certificates (for
-# registries over HTTPS). On a host whose iptables is the legacy one, run the image
+# The image holds the static crun-ci, iptables (nft and legacy), git and runc with the
+# libraries and extensions they load, copied from this host, plus the host's CA
+# certificates (for registries over HTTPS). On a host whose iptables is the legacy one, run the image
 # with PATH=/usr/lib/crun-ci/legacy:/usr/sbin:/usr/bin.
 #
 # Environment: CRUNCI, the crun-ci that builds (default: bin/crun-ci, built static);
@@ -41,9 +41,11 @@ put() { install -D -m "$(stat -Lc %a "$1")" "$(readlink -f "$1")" "$root$1"; }
 libs() { ldd "$1" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'; }
 
 xt=$(ls -d /usr/lib/*/xtables | head -1)
-bins=(/usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi)
+# iptables for the step networks; git for the CI variables of the build directory's
+# repository; runc for the clean-up of containers whose shim was killed.
+bins=(/usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi "$(command -v git)" "$(command -v runc)")
 for b in "${bins[@]}"; do
-	[ -x "$b" ] || { echo "image: $b not found: apt-get install iptables" >&2; exit 2; }
+	[ -x "$b" ] || { echo "image: $b not found: apt-get install iptables git runc (scripts/setup.sh does)" >&2; exit 2; }
 done
 {
 	for f in "${bins[@]}" "$xt"/*.so; do
