@@ -6,9 +6,13 @@
 # examples' volume, host-volume and dependency pipelines; the host volume's file must
 # arrive back in the checkout. Prints `vm: N pipelines passed`, or fails. As root.
 #
-# Why qemu directly and not `vagrant up --provider libvirt`: the same image and kernel,
-# without libvirtd, virtlogd and Vagrant's plugins, which machines without systemd must
-# start by hand; the Vagrantfile's libvirt section boots this image the same way.
+# Through `vagrant up --provider libvirt` (the default: Debian's vagrant and
+# vagrant-libvirt, installed when missing; libvirtd and virtlogd started when none runs,
+# as there is no systemd here, and stopped after), or with CRUNCI_VM_PROVIDER=qemu,
+# through qemu directly with the same disk, kernel and 9p share (no libvirt at all).
+# Under libvirt, the VM's provisioning (the Vagrantfile) runs the pipelines; qemu runs
+# as root for the 9p share to be writable as the guest's root (qemu.conf is restored
+# after). Nothing is left: no domain, network, storage volume, box or process.
 #
 # Accelerator: KVM when a guest boots under it here (probed once, the answer cached),
 # else qemu's emulation (TCG). CRUNCI_VM_ACCEL=kvm|tcg skips the probe.
@@ -21,10 +25,18 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 began=$(date +%s)
 bash scripts/setup.sh >/dev/null 2>&1 || bash scripts/setup.sh
-command -v qemu-system-x86_64 >/dev/null || {
+provider=${CRUNCI_VM_PROVIDER:-libvirt}
+want=()
+command -v qemu-system-x86_64 >/dev/null || want+=(qemu-system-x86 qemu-utils)
+if [ "$provider" = libvirt ]; then
+	command -v vagrant >/dev/null || want+=(vagrant)
+	[ -d /usr/share/rubygems-integration/all/gems ] && ls /usr/share/rubygems-integration/all/gems | grep -q vagrant-libvirt || want+=(vagrant-libvirt)
+	command -v libvirtd >/dev/null || want+=(libvirt-daemon-system)
+fi
+if [ "${#want[@]}" -gt 0 ]; then
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86 qemu-utils >/dev/null
-}
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null
+fi
 bash scripts/vm-image.sh
 cache=${CRUNCI_VM_CACHE:-/var/cache/crun-ci/vm}
 imaged=$(date +%s)
@@ -77,6 +89,76 @@ if [ -z "$accel" ]; then
 	fi
 	echo "$accel" >"$cache/accel"
 	echo "vm: a guest $([ "$accel" = kvm ] && echo boots || echo does not boot) under KVM here: using $accel" >&2
+fi
+
+if [ "$provider" = libvirt ]; then
+	virsh=(virsh -q -c qemu:///system)
+	started=()
+	conf=/etc/libvirt/qemu.conf
+	cp "$conf" "$run/qemu.conf"
+	stop_libvirt() {
+		local d
+		for d in "${started[@]}"; do pkill -x "$d" 2>/dev/null || true; done
+	}
+	undo() {
+		VAGRANT_CWD="$PWD" vagrant destroy -f >/dev/null 2>&1 || true
+		vagrant box remove -f crun-ci/debian12 >/dev/null 2>&1 || true
+		for v in $("${virsh[@]}" vol-list default 2>/dev/null | awk '/crun-ci-VAGRANTSLASH-debian12/ { print $1 }'); do
+			"${virsh[@]}" vol-delete --pool default "$v" >/dev/null || true
+		done
+		for n in $("${virsh[@]}" net-list --all --name 2>/dev/null); do
+			grep -qx "$n" "$run/nets" || { "${virsh[@]}" net-destroy "$n" >/dev/null 2>&1; "${virsh[@]}" net-undefine "$n" >/dev/null 2>&1; } || true
+		done
+		for p in $("${virsh[@]}" pool-list --all --name 2>/dev/null); do
+			grep -qx "$p" "$run/pools" || { "${virsh[@]}" pool-destroy "$p" >/dev/null 2>&1; "${virsh[@]}" pool-undefine "$p" >/dev/null 2>&1; } || true
+		done
+		cp "$run/qemu.conf" "$conf"
+		stop_libvirt
+		rm -rf .vagrant
+		destroy
+	}
+	trap undo EXIT
+	printf 'user = "root"\ngroup = "root"\n' >>"$conf"
+	pkill -x libvirtd 2>/dev/null && sleep 1 || true
+	mkdir -p /run/libvirt
+	pgrep -x virtlogd >/dev/null || { virtlogd -d; started+=(virtlogd); }
+	libvirtd -d
+	started+=(libvirtd)
+	for _ in $(seq 50); do "${virsh[@]}" list >/dev/null 2>&1 && break; sleep 0.2; done
+	"${virsh[@]}" net-list --all --name >"$run/nets"
+	"${virsh[@]}" pool-list --all --name >"$run/pools"
+	vagrant box add -f --name crun-ci/debian12 "$cache/crun-ci-debian12.box" >/dev/null
+	rm -f examples/host-volumes/tmp/artifacts/build-stamp
+	export CRUNCI_VM_ACCEL=$accel
+	if ! vagrant up --provider libvirt >"$run/up.log" 2>&1; then
+		tail -40 "$run/up.log" >&2
+		echo "vm: vagrant up --provider libvirt failed" >&2
+		exit 1
+	fi
+	booted=$(date +%s)
+	sed -n 's/^    default: //p' "$run/up.log" | grep -E "passed in|FAILED|build-stamp" >&2 || true
+	passed=$(grep -cE '^    default: [0-9]+ passed in ' "$run/up.log" || true)
+	stamp=examples/host-volumes/tmp/artifacts/build-stamp
+	if [ ! -s "$stamp" ]; then
+		echo "vm: $stamp did not arrive back in the checkout" >&2
+		exit 1
+	fi
+	echo "vm: $stamp came back: $(cat "$stamp")" >&2
+	vagrant ssh -c 'sudo crun-ci cleanup --dry-run' 2>/dev/null | grep -q "nothing to clean up"
+	vagrant destroy -f >/dev/null
+	domains=$("${virsh[@]}" list --all --name)
+	if [ -n "$domains" ]; then
+		echo "vm: libvirt domains left: $domains" >&2
+		exit 1
+	fi
+	done_at=$(date +%s)
+	echo "vm: libvirt ($accel); image $((imaged - began))s, up and provisioned $((booted - imaged))s, destroyed $((done_at - booted))s" >&2
+	if [ "$passed" -ne 3 ]; then
+		echo "vm: $passed pipelines passed, want 3" >&2
+		exit 1
+	fi
+	echo "vm: $passed pipelines passed"
+	exit 0
 fi
 
 boot "$accel"
