@@ -35,40 +35,42 @@ func runValidate(c *cli, fs *pflag.FlagSet) runner {
 }
 
 func runImport(c *cli, fs *pflag.FlagSet) runner {
-	return func(ctx context.Context, args []string) (retErr error) {
-		o, err := c.options()
-		if err != nil {
-			return err
-		}
-		s, err := session.Open(ctx, o)
-		if err != nil {
-			return err
-		}
-		defer func() { retErr = errors.Join(retErr, s.Close()) }()
-		for _, path := range args {
-			names, err := s.ImportFile(ctx, path)
-			if err != nil {
-				return err
+	return func(ctx context.Context, args []string) error {
+		return c.withSession(ctx, false, func(s *session.Session) error {
+			for _, path := range args {
+				names, err := s.ImportFile(ctx, path)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(c.stdout, strings.Join(names, "\n"))
 			}
-			fmt.Fprintln(c.stdout, strings.Join(names, "\n"))
-		}
-		return nil
+			return nil
+		})
 	}
+}
+
+// withSession runs fn with a session of the global flags, closed after; keepLeftovers
+// leaves the clean-up of dead builds to fn.
+func (c *cli) withSession(ctx context.Context, keepLeftovers bool, fn func(*session.Session) error) (retErr error) {
+	o, err := c.options()
+	if err != nil {
+		return err
+	}
+	o.KeepLeftovers = keepLeftovers
+	s, err := session.Open(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer func() { retErr = errors.Join(retErr, s.Close()) }()
+	return fn(s)
 }
 
 // runExport is `crun-ci export IMAGE FILE`: the image as an OCI archive.
 func runExport(c *cli, fs *pflag.FlagSet) runner {
-	return func(ctx context.Context, args []string) (retErr error) {
-		o, err := c.options()
-		if err != nil {
-			return err
-		}
-		s, err := session.Open(ctx, o)
-		if err != nil {
-			return err
-		}
-		defer func() { retErr = errors.Join(retErr, s.Close()) }()
-		return s.ExportFile(ctx, args[0], args[1])
+	return func(ctx context.Context, args []string) error {
+		return c.withSession(ctx, false, func(s *session.Session) error {
+			return s.ExportFile(ctx, args[0], args[1])
+		})
 	}
 }
 
@@ -77,18 +79,11 @@ func runCleanup(c *cli, fs *pflag.FlagSet) runner {
 	layerCache := fs.Bool("layer-cache", false, "also empty the layer cache of built images")
 	rules := fs.Bool("network", false, "also remove the iptables rules of the step networks (which builds keep for the next), when no build runs")
 	kept := fs.Bool("kept", false, "also remove the builds kept for crun-ci debug (--keep-on-failure, --no-remove)")
-	return func(ctx context.Context, _ []string) (retErr error) {
-		o, err := c.options()
-		if err != nil {
-			return err
-		}
-		o.KeepLeftovers = true // cleaned up here, and said on stdout
-		s, err := session.Open(ctx, o)
-		if err != nil {
-			return err
-		}
-		defer func() { retErr = errors.Join(retErr, s.Close()) }()
-		return s.Tidy(ctx, session.Tidy{Dry: *dryRun, Kept: *kept, LayerCache: *layerCache, Rules: *rules}, c.stdout)
+	return func(ctx context.Context, _ []string) error {
+		// Dead builds are cleaned up by Tidy, and said on stdout.
+		return c.withSession(ctx, true, func(s *session.Session) error {
+			return s.Tidy(ctx, session.Tidy{Dry: *dryRun, Kept: *kept, LayerCache: *layerCache, Rules: *rules}, c.stdout)
+		})
 	}
 }
 
