@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/docker/go-units"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/crun-ci/crun-ci/snapshot"
 )
@@ -119,12 +120,7 @@ func (x *run) toCache(ctx context.Context, s *state) error {
 	if err != nil {
 		return err
 	}
-	top := s.layers[len(s.layers)-1]
-	img := images.Image{Name: cacheName(s.key), Target: desc, Labels: map[string]string{
-		labelCache:     "true",
-		labelCacheUsed: strconv.FormatInt(time.Now().Unix(), 10),
-		labelCacheSize: strconv.FormatInt(top.Size, 10),
-	}}
+	img := cacheImage(s.key, desc, s.layers[len(s.layers)-1].Size)
 	if err := putImage(ctx, x.c, img); err != nil {
 		return err
 	}
@@ -132,6 +128,16 @@ func (x *run) toCache(ctx context.Context, s *state) error {
 		x.b.Shared.push(ctx, x.c, s.key, img)
 	}
 	return nil
+}
+
+// cacheImage is the cache entry of key: the image of the manifest desc, labelled with
+// the size of its top layer and the time now as its last use.
+func cacheImage(key digest.Digest, desc ocispec.Descriptor, topSize int64) images.Image {
+	return images.Image{Name: cacheName(key), Target: desc, Labels: map[string]string{
+		labelCache:     "true",
+		labelCacheUsed: strconv.FormatInt(time.Now().Unix(), 10),
+		labelCacheSize: strconv.FormatInt(topSize, 10),
+	}}
 }
 
 // CacheEntry is one layer of the cache.

@@ -93,11 +93,7 @@ func (x *run) writeManifest(ctx context.Context, s *state) (ocispec.Descriptor, 
 		return ocispec.Descriptor{}, err
 	}
 	mDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mData), Size: int64(len(mData))}
-	mLabels := map[string]string{gcConfig: cfgDesc.Digest.String()}
-	for i, l := range s.layers {
-		mLabels[gcLayer+strconv.Itoa(i)] = l.Digest.String()
-	}
-	if err := x.writeBlob(ctx, mData, mDesc, mLabels); err != nil {
+	if err := x.writeBlob(ctx, mData, mDesc, manifestLabels(m)); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	return mDesc, nil
@@ -110,16 +106,30 @@ func (x *run) writeBlob(ctx context.Context, data []byte, desc ocispec.Descripto
 	if err := content.WriteBlob(ctx, cs, "crun-ci-"+desc.Digest.String(), bytes.NewReader(data), desc, content.WithLabels(labels)); err != nil {
 		return fmt.Errorf("write %s: %w", desc.Digest, err)
 	}
+	return setLabels(ctx, cs, desc.Digest, labels)
+}
+
+// manifestLabels are the labels by which a manifest keeps its config and layers from
+// the garbage collector.
+func manifestLabels(m ocispec.Manifest) map[string]string {
+	labels := map[string]string{gcConfig: m.Config.Digest.String()}
+	for i, l := range m.Layers {
+		labels[gcLayer+strconv.Itoa(i)] = l.Digest.String()
+	}
+	return labels
+}
+
+// setLabels sets labels on the blob dgst of the content store, leaving its others.
+func setLabels(ctx context.Context, cs content.Store, dgst digest.Digest, labels map[string]string) error {
 	if len(labels) == 0 {
 		return nil
 	}
-	info := content.Info{Digest: desc.Digest, Labels: labels}
 	var fields []string
 	for k := range labels {
 		fields = append(fields, "labels."+k)
 	}
-	if _, err := cs.Update(ctx, info, fields...); err != nil {
-		return fmt.Errorf("label %s: %w", desc.Digest, err)
+	if _, err := cs.Update(ctx, content.Info{Digest: dgst, Labels: labels}, fields...); err != nil {
+		return fmt.Errorf("label %s: %w", dgst, err)
 	}
 	return nil
 }

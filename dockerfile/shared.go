@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -134,8 +133,11 @@ func (sh *Shared) fetch(ctx context.Context, c *client.Client, s *state, key dig
 	if err := readJSON(ctx, cs, desc, &m); err != nil {
 		return false, fmt.Errorf("record %s: %w: %v", ref, errNoFit, err)
 	}
-	if len(m.Layers) != len(s.diffIDs)+1 || m.Config.Size > 4<<20 {
+	if len(m.Layers) != len(s.diffIDs)+1 {
 		return false, fmt.Errorf("record %s: %w: %d layers, want %d", ref, errNoFit, len(m.Layers), len(s.diffIDs)+1)
+	}
+	if m.Config.Size > 4<<20 {
+		return false, fmt.Errorf("record %s: %w: a config of %d bytes", ref, errNoFit, m.Config.Size)
 	}
 	if err := get(m.Config); err != nil {
 		return false, fmt.Errorf("record %s: %w", ref, err)
@@ -152,21 +154,11 @@ func (sh *Shared) fetch(ctx context.Context, c *client.Client, s *state, key dig
 	}
 	// The manifest keeps its config and layers, as a local entry's does; unpacking
 	// labels the config with the snapshot (and checks each layer's diff ID).
-	labels := map[string]string{gcConfig: m.Config.Digest.String()}
-	fields := []string{"labels." + gcConfig}
-	for i, l := range m.Layers {
-		labels[gcLayer+strconv.Itoa(i)] = l.Digest.String()
-		fields = append(fields, "labels."+gcLayer+strconv.Itoa(i))
+	if err := setLabels(ctx, cs, desc.Digest, manifestLabels(m)); err != nil {
+		return false, fmt.Errorf("record %s: %w", ref, err)
 	}
-	if _, err := cs.Update(ctx, content.Info{Digest: desc.Digest, Labels: labels}, fields...); err != nil {
-		return false, fmt.Errorf("record %s: label: %w", ref, err)
-	}
-	img := images.Image{Name: cacheName(key), Target: desc, Labels: map[string]string{
-		labelCache:       "true",
-		labelCacheUsed:   strconv.FormatInt(time.Now().Unix(), 10),
-		labelCacheSize:   strconv.FormatInt(m.Layers[len(m.Layers)-1].Size, 10),
-		labelCacheShared: sh.Repo,
-	}}
+	img := cacheImage(key, desc, m.Layers[len(m.Layers)-1].Size)
+	img.Labels[labelCacheShared] = sh.Repo
 	if err := client.NewImage(c, img).Unpack(ctx, snapshot.Snapshotter); err != nil {
 		return false, fmt.Errorf("record %s: unpack: %w", ref, err)
 	}
@@ -250,19 +242,18 @@ func (sh *Shared) Wait(ctx context.Context) (int, error) {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		sh.mu.Lock()
-		for _, c := range sh.cancel {
-			c()
-		}
-		sh.mu.Unlock()
-		<-done
 	}
+	// Stops the pushes still running (ctx ended), releases the others'.
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	for _, c := range sh.cancel {
+	cancels := sh.cancel
+	sh.cancel = nil
+	sh.mu.Unlock()
+	for _, c := range cancels {
 		c()
 	}
-	sh.cancel = nil
+	<-done
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	n, errs := sh.pushed, sh.failed
 	sh.pushed, sh.failed = 0, nil
 	return n, errors.Join(errs...)
