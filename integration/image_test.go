@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -89,15 +88,7 @@ func TestTheCrunCIImageRunsAPipelineOnTheHostsContainerd(t *testing.T) {
 		"out/": "",
 	})
 	// A git repository, whose commit the image's git reads for CI_COMMIT_ID.
-	for _, args := range [][]string{{"init", "-q"}, {"add", "."}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "x"}} {
-		if out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
-	commit, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
+	commit := commitAll(t, dir, "main", "first")
 	ctrdDir := filepath.Dir(ctrd.Address)
 	bind := func(p, opts string) string {
 		return "type=bind,src=" + p + ",dst=" + p + ",options=rbind:" + opts
@@ -115,7 +106,7 @@ func TestTheCrunCIImageRunsAPipelineOnTheHostsContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("crun-ci in its image: %v\n%s", err, out)
 	}
-	wantContains(t, "output", string(out), "read/app | written in a step\n", "read/app | commit "+strings.TrimSpace(string(commit))+"\n", "2 passed")
+	wantContains(t, "output", string(out), "read/app | written in a step\n", "read/app | commit "+commit+"\n", "2 passed")
 	wantNotContains(t, "output", string(out), "could not read the git repository")
 	if b, err := os.ReadFile(filepath.Join(dir, "out", "one.txt")); err != nil || string(b) != "written in a step\n" {
 		t.Errorf("host volume file: %q, %v", b, err)
@@ -125,19 +116,7 @@ func TestTheCrunCIImageRunsAPipelineOnTheHostsContainerd(t *testing.T) {
 	// uncommitted snapshot of the job's, no build or lock file, no mount in the state
 	// directory, no veth.
 	for _, ns := range []string{nodeNS, jobNS} {
-		nctx := namespaces.WithNamespace(ctx, ns)
-		ctrs, _ := ctrd.Client.Containers(nctx)
-		tasks, _ := ctrd.Client.TaskService().List(nctx, nil)
-		ls, _ := ctrd.Client.LeasesService().List(nctx, `labels."crun-ci.build"`)
-		if len(ctrs)+len(tasks.Tasks)+len(ls) != 0 {
-			t.Errorf("namespace %s: %d containers, %d tasks, %d build leases left", ns, len(ctrs), len(tasks.Tasks), len(ls))
-		}
-		ctrd.Client.SnapshotService("overlayfs").Walk(nctx, func(_ context.Context, info snapshots.Info) error {
-			if info.Kind != snapshots.KindCommitted {
-				t.Errorf("namespace %s: %s snapshot %s left behind", ns, info.Kind, info.Name)
-			}
-			return nil
-		})
+		assertNoObjects(t, namespaces.WithNamespace(ctx, ns), ctrd.Client, "namespace "+ns)
 	}
 	for _, sub := range []string{"builds", "locks"} {
 		entries, _ := os.ReadDir(filepath.Join(state, sub))

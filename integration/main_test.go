@@ -226,6 +226,25 @@ func project(t *testing.T, files map[string]string) string {
 	return dir
 }
 
+// commitAll makes dir a git repository on branch with one commit of all its files, by
+// Ada <ada@example.com>, and returns the commit's id.
+func commitAll(t *testing.T, dir, branch, message string) string {
+	t.Helper()
+	git := func(args ...string) string {
+		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_COMMITTER_NAME=Ada", "GIT_COMMITTER_EMAIL=ada@example.com", "GIT_AUTHOR_NAME=Ada", "GIT_AUTHOR_EMAIL=ada@example.com")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q", "-b", branch)
+	git("add", ".")
+	git("commit", "-q", "-m", message)
+	return git("rev-parse", "HEAD")
+}
+
 // runSteps runs `crun-ci steps` in dir and checks, whatever the outcome, that the build left
 // nothing behind.
 func runSteps(t *testing.T, dir string, args ...string) result {

@@ -72,11 +72,7 @@ func TestRunRendersBuildArgumentTemplatesFromGit(t *testing.T) {
 		"codeship-services.yml": "app:\n  build:\n    image: crunci/run-templates:1\n    args:\n      VERSION: \"{{ .Branch }}-{{ .ServiceName }}\"\n",
 		"Dockerfile":            "FROM busybox\nARG VERSION\nRUN echo \"version=$VERSION\" > /v\n",
 	})
-	git := exec.Command("sh", "-c", "git init -q -b feature-x && git add . && git -c user.name=Ada -c user.email=ada@example.com commit -q -m first")
-	git.Dir = dir
-	if out, err := git.CombinedOutput(); err != nil {
-		t.Fatalf("git: %v\n%s", err, out)
-	}
+	commitAll(t, dir, "feature-x", "first")
 	r := crunci(t, "run", "--dir", dir, "--no-cache", "app", "cat", "/v")
 	assertClean(t)
 	wantCode(t, r, 0)

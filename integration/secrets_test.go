@@ -72,19 +72,7 @@ func TestCIVariablesComeFromTheGitRepository(t *testing.T) {
 - {name: only-on-feature, service: app, tag: feature/x, command: echo tag from git}
 `,
 	})
-	git := func(args ...string) string {
-		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
-		cmd.Env = append(os.Environ(), "GIT_COMMITTER_NAME=Ada", "GIT_COMMITTER_EMAIL=ada@example.com", "GIT_AUTHOR_NAME=Ada", "GIT_AUTHOR_EMAIL=ada@example.com")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	git("init", "-q", "-b", "feature/x")
-	git("add", ".")
-	git("commit", "-q", "-m", "first commit")
-	commit := git("rev-parse", "HEAD")
+	commit := commitAll(t, dir, "feature/x", "first commit")
 
 	r := runSteps(t, dir)
 	wantCode(t, r, 0)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
 
 	"github.com/crun-ci/crun-ci/daemon"
@@ -63,16 +64,22 @@ func (h *host) assertClean() {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	c := d.Client
+	assertNoObjects(t, ctx, d.Client, "second host")
+}
+
+// assertNoObjects checks that c holds, in ctx's namespace, no container, task, build
+// lease or uncommitted snapshot; where names the namespace or host in messages.
+func assertNoObjects(t *testing.T, ctx context.Context, c *client.Client, where string) {
+	t.Helper()
 	ctrs, _ := c.Containers(ctx)
 	tasks, _ := c.TaskService().List(ctx, nil)
 	ls, _ := c.LeasesService().List(ctx, `labels."crun-ci.build"`)
 	if len(ctrs)+len(tasks.Tasks)+len(ls) != 0 {
-		t.Errorf("second host: %d containers, %d tasks, %d build leases left", len(ctrs), len(tasks.Tasks), len(ls))
+		t.Errorf("%s: %d containers, %d tasks, %d build leases left", where, len(ctrs), len(tasks.Tasks), len(ls))
 	}
 	c.SnapshotService("overlayfs").Walk(ctx, func(_ context.Context, info snapshots.Info) error {
 		if info.Kind != snapshots.KindCommitted {
-			t.Errorf("second host: %s snapshot %s left behind", info.Kind, info.Name)
+			t.Errorf("%s: %s snapshot %s left behind", where, info.Kind, info.Name)
 		}
 		return nil
 	})
