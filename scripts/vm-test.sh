@@ -24,7 +24,9 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 2
 fi
 began=$(date +%s)
-bash scripts/setup.sh >/dev/null 2>&1 || bash scripts/setup.sh
+setup_log=$(mktemp)
+bash scripts/setup.sh >"$setup_log" 2>&1 || { cat "$setup_log" >&2; rm -f "$setup_log"; exit 1; }
+rm -f "$setup_log"
 provider=${CRUNCI_VM_PROVIDER:-libvirt}
 want=()
 command -v qemu-system-x86_64 >/dev/null || want+=(qemu-system-x86 qemu-utils)
@@ -40,6 +42,18 @@ fi
 bash scripts/vm-image.sh
 cache=${CRUNCI_VM_CACHE:-/var/cache/crun-ci/vm}
 imaged=$(date +%s)
+
+# came_back checks that the file the host-volume pipeline wrote in the VM is in the
+# checkout.
+stamp=examples/host-volumes/tmp/artifacts/build-stamp
+came_back() {
+	if [ ! -s "$stamp" ]; then
+		echo "vm: $stamp did not arrive back in the checkout" >&2
+		exit 1
+	fi
+	echo "vm: $stamp came back: $(cat "$stamp")" >&2
+}
+rm -f "$stamp"
 
 run=$(mktemp -d /tmp/crun-ci-vm.XXXXXX)
 port=$((20000 + RANDOM % 20000))
@@ -128,7 +142,6 @@ if [ "$provider" = libvirt ]; then
 	"${virsh[@]}" net-list --all --name >"$run/nets"
 	"${virsh[@]}" pool-list --all --name >"$run/pools"
 	vagrant box add -f --name crun-ci/debian12 "$cache/crun-ci-debian12.box" >/dev/null
-	rm -f examples/host-volumes/tmp/artifacts/build-stamp
 	export CRUNCI_VM_ACCEL=$accel
 	if ! vagrant up --provider libvirt >"$run/up.log" 2>&1; then
 		tail -40 "$run/up.log" >&2
@@ -138,12 +151,7 @@ if [ "$provider" = libvirt ]; then
 	booted=$(date +%s)
 	sed -n 's/^    default: //p' "$run/up.log" | grep -E "passed in|FAILED|build-stamp" >&2 || true
 	passed=$(grep -cE '^    default: [0-9]+ passed in ' "$run/up.log" || true)
-	stamp=examples/host-volumes/tmp/artifacts/build-stamp
-	if [ ! -s "$stamp" ]; then
-		echo "vm: $stamp did not arrive back in the checkout" >&2
-		exit 1
-	fi
-	echo "vm: $stamp came back: $(cat "$stamp")" >&2
+	came_back
 	vagrant ssh -c 'sudo crun-ci cleanup --dry-run' 2>/dev/null | grep -q "nothing to clean up"
 	vagrant destroy -f >/dev/null
 	domains=$("${virsh[@]}" list --all --name)
@@ -178,9 +186,7 @@ fi
 booted=$(date +%s)
 echo "vm: up in $((booted - imaged))s ($accel)" >&2
 
-bin/mkimage -o "$run/busybox.tar"
-cp "$run/busybox.tar" bin/vm-busybox.tar
-rm -f examples/host-volumes/tmp/artifacts/build-stamp
+bin/mkimage -o bin/vm-busybox.tar
 vm sudo bash -euo pipefail -s <<'IN'
 mkdir -p /vagrant
 mountpoint -q /vagrant || mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 vagrant /vagrant
@@ -195,12 +201,7 @@ for ex in volumes host-volumes dependencies; do
 	vm sudo /vagrant/bin/crun-ci steps --dir "/vagrant/examples/$ex" --stop-timeout 1s
 	passed=$((passed + 1))
 done
-stamp=examples/host-volumes/tmp/artifacts/build-stamp
-if [ ! -s "$stamp" ]; then
-	echo "vm: $stamp did not arrive back in the checkout" >&2
-	exit 1
-fi
-echo "vm: $stamp came back: $(cat "$stamp")" >&2
+came_back
 vm sudo /vagrant/bin/crun-ci cleanup --dry-run | grep -q "nothing to clean up"
 vm sudo poweroff >/dev/null 2>&1 || true
 for _ in $(seq 100); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.2; done
