@@ -132,11 +132,31 @@ func Commit(ctx context.Context, c *client.Client, name, key string) (bool, erro
 }
 
 // Diff writes the changes of the active snapshot key over its parent (the committed
-// snapshot parent) as a gzip layer into the content store, through containerd's diff
-// service, and returns the layer's descriptor and uncompressed digest. A view of the
-// parent, keyed key+"-lower" and labelled, is made for it and removed.
+// snapshot parent) as a gzip layer into the content store, and returns the layer's
+// descriptor and uncompressed digest. The changes are read from the snapshot's overlayfs
+// upper directory where that holds them all (see writeUpper), else as CompareDiff.
 func Diff(ctx context.Context, c *client.Client, key string, parent digest.Digest, labels map[string]string) (_ ocispec.Descriptor, _ digest.Digest, retErr error) {
 	sn := c.SnapshotService(Snapshotter)
+	upper, err := sn.Mounts(ctx, key)
+	if err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("mounts of snapshot %s: %w", key, err)
+	}
+	desc, diffID, err := diffUpper(ctx, c.ContentStore(), key, upper)
+	if !errors.Is(err, errNotUpper) {
+		return desc, diffID, err
+	}
+	return CompareDiff(ctx, c, key, parent, labels)
+}
+
+// CompareDiff is Diff through containerd's diff service alone, which walks the trees of
+// the snapshot and of a view of its parent, keyed key+"-lower" and labelled, made for it
+// and removed.
+func CompareDiff(ctx context.Context, c *client.Client, key string, parent digest.Digest, labels map[string]string) (_ ocispec.Descriptor, _ digest.Digest, retErr error) {
+	sn := c.SnapshotService(Snapshotter)
+	upper, err := sn.Mounts(ctx, key)
+	if err != nil {
+		return ocispec.Descriptor{}, "", fmt.Errorf("mounts of snapshot %s: %w", key, err)
+	}
 	lowerKey := key + "-lower"
 	lower, err := sn.View(ctx, lowerKey, parent.String(), snapshots.WithLabels(labels))
 	if err != nil {
@@ -147,10 +167,6 @@ func Diff(ctx context.Context, c *client.Client, key string, parent digest.Diges
 		defer cancel()
 		retErr = errors.Join(retErr, Remove(cctx, c, lowerKey))
 	}()
-	upper, err := sn.Mounts(ctx, key)
-	if err != nil {
-		return ocispec.Descriptor{}, "", err
-	}
 	desc, err := c.DiffService().Compare(ctx, lower, upper)
 	if err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("diff layer: %w", err)
