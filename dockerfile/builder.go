@@ -183,6 +183,64 @@ type run struct {
 	// once, on first use.
 	hide     *strings.Replacer
 	hideOnce sync.Once
+	bg       background
+}
+
+// background is what a build leaves running while it goes on: the deletion of the
+// containers of RUNs that passed, and the writing of cache entries. At most
+// maxBackground run at once; Build waits for them all before it returns.
+type background struct {
+	wg       sync.WaitGroup
+	writes   sync.WaitGroup // of cache entries
+	slots    chan struct{}
+	mu       sync.Mutex
+	errs     []error
+	warnings []string
+}
+
+const maxBackground = 4
+
+// later runs fn in the background (waiting for a free slot first); its error fails the
+// build, at its end.
+func (x *run) later(fn func() error) {
+	x.laterWarn(func() (error, string) { return fn(), "" })
+}
+
+// laterWarn runs fn in the background, as later; the warning it returns is printed
+// when the build waits for it.
+func (x *run) laterWarn(fn func() (error, string)) {
+	if x.bg.slots == nil {
+		x.bg.slots = make(chan struct{}, maxBackground)
+	}
+	x.bg.slots <- struct{}{}
+	x.bg.wg.Add(1)
+	go func() {
+		defer x.bg.wg.Done()
+		err, warning := fn()
+		x.bg.mu.Lock()
+		if err != nil {
+			x.bg.errs = append(x.bg.errs, err)
+		}
+		if warning != "" {
+			x.bg.warnings = append(x.bg.warnings, warning)
+		}
+		x.bg.mu.Unlock()
+		<-x.bg.slots
+	}()
+}
+
+// wait waits for the background work, prints its warnings and returns its errors.
+func (x *run) wait() error {
+	x.bg.wg.Wait()
+	x.bg.mu.Lock()
+	defer x.bg.mu.Unlock()
+	for _, w := range x.bg.warnings {
+		x.release()
+		fmt.Fprintln(x.r.Output, w)
+	}
+	err := errors.Join(x.bg.errs...)
+	x.bg.errs, x.bg.warnings = nil, nil
+	return err
 }
 
 // held is a build's output, held back while every instruction so far came from the
@@ -231,6 +289,7 @@ func (b *Builder) Build(ctx context.Context, r Request) (_ *Result, retErr error
 		return nil, err
 	}
 	x.b, x.c = b, b.Client.Containerd()
+	defer func() { retErr = errors.Join(retErr, x.wait()) }()
 	stages := x.stages
 	// The context is pinned now: the whole build reads this directory, whatever becomes
 	// of its name.
@@ -262,6 +321,9 @@ func (b *Builder) Build(ctx context.Context, r Request) (_ *Result, retErr error
 		slices.Sort(unused)
 		out.release()
 		fmt.Fprintf(r.Output, "warning: build arguments not declared by any ARG: %s\n", strings.Join(unused, ", "))
+	}
+	if err := x.wait(); err != nil {
+		return nil, err
 	}
 	final := x.built[len(stages)-1]
 	if err := x.writeImage(ctx, r.Image, final); err != nil {
@@ -883,10 +945,12 @@ func (x *run) runCommand(ctx context.Context, s *state, c *instructions.RunComma
 }
 
 // runIn runs args in a container of the build's pod on the active snapshot id, and fails
-// unless it exits 0. What the runtime makes in the snapshot for its mounts (/etc/hosts on
-// an image without one, the hand-off's directory) is removed again, so it is not in the
-// layer.
-func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (retErr error) {
+// unless it exits 0. The builder mounts the snapshot and gives the container the mount as
+// its root filesystem, so that once the command passed, the snapshot is unmounted and
+// diffed while the container's task is deleted in the background (see later). What the
+// runtime made in the snapshot for its mounts (/etc/hosts on an image without one, the
+// hand-off's directory) is removed again first, so it is not in the layer.
+func (x *run) runIn(ctx context.Context, s *state, id string, args []string) error {
 	cfg := s.config.Config
 	var env, secret []string
 	for _, k := range slices.Sorted(maps.Keys(s.args)) {
@@ -900,7 +964,7 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 		}
 	}
 	m := pod.Member{
-		ID: id, Name: "RUN", Labels: x.r.Labels, Existing: true, Secrets: secret,
+		ID: id, Name: "RUN", Labels: x.r.Labels, Secrets: secret,
 		Container: oci.Container{
 			Hostname:   "crun-ci-build",
 			Image:      cfg.ImageConfig,
@@ -910,19 +974,20 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 			Resources:  x.r.Resources,
 		},
 	}
-	// Before: the user, and which mount points the image lacks.
-	var stubs []string
-	err := x.mounted(ctx, id, func(root string) error {
+	return x.mounted(ctx, id, func(root string) (retErr error) {
+		// Before: the user, and which mount points the image lacks.
 		passwd, group := oci.Accounts(root)
 		u, err := oci.User(cfg.User, passwd, group)
 		if err != nil {
 			return err
 		}
 		m.Container.User = u
+		m.RootPath = root
 		spec, err := x.r.Pod.Spec(ctx, m)
 		if err != nil {
 			return err
 		}
+		var stubs []string
 		for _, mnt := range spec.Mounts {
 			missing, err := missingPaths(root, mnt.Destination)
 			if err != nil {
@@ -930,52 +995,52 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) (re
 			}
 			stubs = append(stubs, missing...)
 		}
+		ctr, err := x.r.Pod.Create(ctx, m)
+		if err != nil {
+			return err
+		}
+		passed := false
+		defer func() {
+			if passed {
+				// The process is gone; its task's shim and runc's state go meanwhile.
+				x.later(func() error {
+					cctx, cancel := snapshot.CleanupContext(ctx)
+					defer cancel()
+					return ctr.Delete(cctx)
+				})
+			} else {
+				cctx, cancel := snapshot.CleanupContext(ctx)
+				defer cancel()
+				retErr = errors.Join(retErr, ctr.Delete(cctx))
+			}
+			retErr = errors.Join(retErr, removeStubs(root, stubs))
+		}()
+		stderr := x.r.Stderr
+		if stderr == nil {
+			stderr = x.r.Output
+		}
+		if err := ctr.Start(ctx, x.r.Output, stderr, nil); err != nil {
+			return err
+		}
+		code, err := ctr.Wait(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				// An interrupted RUN is killed at once: its layer is thrown away.
+				cctx, cancel := snapshot.CleanupContext(ctx)
+				defer cancel()
+				ctr.Stop(cctx, 0, nil)
+			}
+			return err
+		}
+		if code != 0 {
+			if oom := ctr.OOMNote(ctx); oom != "" {
+				return fmt.Errorf("exit code %d (%s)", code, oom)
+			}
+			return fmt.Errorf("exit code %d", code)
+		}
+		passed = true
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		cctx, cancel := snapshot.CleanupContext(ctx)
-		defer cancel()
-		err := x.mounted(cctx, id, func(root string) error {
-			return removeStubs(root, stubs)
-		})
-		retErr = errors.Join(retErr, err)
-	}()
-	ctr, err := x.r.Pod.Create(ctx, m)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		cctx, cancel := snapshot.CleanupContext(ctx)
-		defer cancel()
-		retErr = errors.Join(retErr, ctr.Delete(cctx))
-	}()
-	stderr := x.r.Stderr
-	if stderr == nil {
-		stderr = x.r.Output
-	}
-	if err := ctr.Start(ctx, x.r.Output, stderr, nil); err != nil {
-		return err
-	}
-	code, err := ctr.Wait(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			// An interrupted RUN is killed at once: its layer is thrown away.
-			cctx, cancel := snapshot.CleanupContext(ctx)
-			defer cancel()
-			ctr.Stop(cctx, 0, nil)
-		}
-		return err
-	}
-	if code != 0 {
-		if oom := ctr.OOMNote(ctx); oom != "" {
-			return fmt.Errorf("exit code %d (%s)", code, oom)
-		}
-		return fmt.Errorf("exit code %d", code)
-	}
-	return nil
 }
 
 // missingPaths returns the elements of the path p (absolute, inside the root filesystem
@@ -1101,8 +1166,14 @@ func (x *run) layer(ctx context.Context, s *state, key digest.Digest, what strin
 	s.key = key
 	s.config.History = append(s.config.History, ocispec.History{CreatedBy: what, Comment: "crun-ci"})
 	fmt.Fprintf(x.r.Output, "  done in %.2fs (layer %s, %s)\n", time.Since(start).Seconds(), desc.Digest.Encoded()[:12], remote.Size(desc.Size))
-	if err := x.toCache(ctx, s); err != nil {
-		fmt.Fprintf(x.r.Output, "warning: layer cache: %v\n", err)
-	}
+	entry := &state{layers: slices.Clone(s.layers), diffIDs: slices.Clone(s.diffIDs), config: cloneConfig(s.config), key: s.key}
+	x.bg.writes.Add(1)
+	x.laterWarn(func() (error, string) {
+		defer x.bg.writes.Done()
+		if err := x.toCache(ctx, entry); err != nil {
+			return nil, fmt.Sprintf("warning: layer cache: %v", err)
+		}
+		return nil, ""
+	})
 	return nil
 }

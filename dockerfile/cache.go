@@ -37,6 +37,9 @@ func cacheName(key digest.Digest) string { return cacheRepo + ":" + key.Encoded(
 // fromCache gives s the layers of the cache entry of key, when there is one, and reports
 // whether there was. A cached layer whose snapshot was removed is unpacked again.
 func (x *run) fromCache(ctx context.Context, s *state, key digest.Digest) (bool, error) {
+	// The entries this build is still writing are looked up too (a stage may repeat
+	// another's instructions).
+	x.bg.writes.Wait()
 	is := x.c.ImageService()
 	img, err := is.Get(ctx, cacheName(key))
 	if errdefs.IsNotFound(err) {

@@ -249,10 +249,11 @@ type Member struct {
 	ID, Name string
 	// Labels are added to the pod's.
 	Labels map[string]string
-	// Image is what the container's fresh snapshot is made from; with Existing, its
-	// snapshot named ID is there already (an image builder prepared it) and stays.
+	// Image is what the container's fresh snapshot is made from. With RootPath, the
+	// container has no snapshot: its root filesystem is that directory, which an image
+	// builder mounted (see task.Options).
 	Image    *task.Image
-	Existing bool
+	RootPath string
 	// Container is what the runtime spec is made of; the pod sets its id, namespace and
 	// network.
 	Container oci.Container
@@ -350,7 +351,7 @@ func (p *Pod) Create(ctx context.Context, m Member) (_ *Container, retErr error)
 	maps.Copy(labels, m.Labels)
 	log.G(ctx).Debugf("create container %s", m.ID)
 	t, err := p.rt.Create(ctx, task.Options{
-		ID: m.ID, Image: m.Image, Existing: m.Existing, Spec: spec, Labels: labels,
+		ID: m.ID, Image: m.Image, RootPath: m.RootPath, Spec: spec, Labels: labels,
 		FIFODir: p.o.FIFODir, Stdin: m.Stdin, Terminal: m.Terminal,
 	})
 	if err != nil {

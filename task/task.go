@@ -184,6 +184,11 @@ type Options struct {
 	// Snapshot, with Existing, is the key of that snapshot when it is not ID: the
 	// snapshot of a kept container, which a debug container works on.
 	Snapshot string
+	// RootPath, when set, is the container's root filesystem: a directory its caller
+	// (an image builder) mounted and unmounts. The container then has no snapshot, and
+	// deleting its task (its shim, runc's state) does not touch that filesystem, so that
+	// can go on while the caller uses the filesystem.
+	RootPath string
 }
 
 // Container is a created container, and its task once started.
@@ -204,6 +209,19 @@ type Container struct {
 // Create makes a fresh snapshot of the image and the container on it. On error nothing is
 // left behind.
 func (c *Client) Create(ctx context.Context, o Options) (_ *Container, retErr error) {
+	if o.RootPath != "" {
+		spec := *o.Spec
+		spec.Root = &specs.Root{Path: o.RootPath, Readonly: o.Spec.Root != nil && o.Spec.Root.Readonly}
+		ctr, err := c.c.NewContainer(ctx, o.ID,
+			client.WithRuntime(Runtime, nil),
+			client.WithContainerLabels(o.Labels),
+			client.WithSpec(&spec),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("create container %s: %w", o.ID, err)
+		}
+		return &Container{client: c, ctr: ctr, fifoDir: o.FIFODir, stdin: o.Stdin, terminal: o.Terminal, existing: true}, nil
+	}
 	if !o.Existing {
 		if err := snapshot.Prepare(ctx, c.c, o.ID, o.Image.ChainID, o.Labels); err != nil {
 			return nil, err
