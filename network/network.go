@@ -108,6 +108,9 @@ type Manager struct {
 	// step, which costs tens of milliseconds of the kernel's grace periods.
 	poolMu sync.Mutex
 	idle   map[string][]*Net
+	// retired are the directories whose build asks for no more networks (Retire): one
+	// that closes goes at once, its bridge with its interfaces.
+	retired map[string]bool
 }
 
 // maxIdle is how many closed step networks a directory keeps for reuse.

@@ -1080,3 +1080,70 @@ func TestARuleDeletedBehindTheRecordsBackIsMadeAgain(t *testing.T) {
 		t.Errorf("RemoveRules kept the record: %v", err)
 	}
 }
+
+// A network that closes after its build retired the directory is not kept: its bridge
+// goes with its interfaces, its record and slice with it, and no other network's bridge
+// or interfaces go; one kept before stays until Release.
+func TestARetiredDirectoryKeepsNoNetwork(t *testing.T) {
+	m, state := newTestManager(t, Bridge, "")
+	ctx := context.Background()
+	dir, other := filepath.Join(state, "builds", "b1", "netns"), filepath.Join(state, "builds", "b2", "netns")
+	kept := setup(t, m, "b1-1", dir)
+	attach(t, kept, "b1-1-app")
+	if err := kept.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	last := setup(t, m, "b1-2", dir) // the kept one, reused
+	if last != kept {
+		t.Fatalf("the next network of the directory is not the kept one")
+	}
+	second := setup(t, m, "b1-3", dir)
+	neighbour := setup(t, m, "b2-1", other)
+	for _, n := range []*Net{last, second, neighbour} {
+		attach(t, n, n.ID+"-app")
+		attach(t, n, n.ID+"-db")
+	}
+	if err := last.Close(ctx); err != nil { // kept again, before the retirement
+		t.Fatal(err)
+	}
+	m.Retire(dir)
+	if err := second.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(second.rec.Bridge); err == nil {
+		t.Errorf("bridge %s of a network closed after Retire is still there", second.rec.Bridge)
+	}
+	if _, err := os.Stat(second.recordFile()); !os.IsNotExist(err) {
+		t.Errorf("the record of a network closed after Retire stays: %v", err)
+	}
+	for _, n := range []*Net{last, neighbour} {
+		if _, err := netlink.LinkByName(n.rec.Bridge); err != nil {
+			t.Errorf("bridge %s of %s: %v", n.rec.Bridge, n.ID, err)
+		}
+	}
+	if got := count(t, state); got.Veths != 2 || got.Bridges != 2 {
+		t.Errorf("after Retire and Close: %+v, want the neighbour's 2 veths and 2 bridges (it and the one kept before)", got)
+	}
+	if err := neighbour.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{dir, other} {
+		if err := m.Release(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := count(t, state); got != (counts{Rules: got.Rules}) {
+		t.Errorf("after Release: %+v, want nothing but the rules", got)
+	}
+	// Release ends the retirement: the directory's next build keeps networks again.
+	again := setup(t, m, "b1-4", dir)
+	if err := again.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.idle[dir]) != 1 {
+		t.Errorf("after Release, a closed network of the directory is not kept")
+	}
+	if err := m.Release(dir); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -413,6 +413,19 @@ func (n *Net) makeBridge() error {
 // kernel then waits for one grace period, not one per interface (some 20 ms each here).
 func vethGroup(bridgeIndex int) uint32 { return 1<<31 | uint32(bridgeIndex) }
 
+// setGroup puts the interface of index into group.
+func setGroup(index int, group uint32) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(group)))
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+		return fmt.Errorf("put interface %d in group %#x: %w", index, group, err)
+	}
+	return nil
+}
+
 // delGroup deletes the interfaces of group (and the peers of veths with them) in one
 // request; a group that has none is success.
 func delGroup(group uint32) error {
@@ -498,9 +511,16 @@ func (n *Net) Close(ctx context.Context) error {
 		errs = append(errs, err)
 	} else {
 		// One deletion for all; without it (no bridge, or it failed) detach deletes
-		// each by name.
+		// each by name. A network its build retired is not kept: its bridge joins the
+		// group, since each deletion waits for the kernel's grace periods (some 40 ms
+		// for a bridge here).
 		gone := false
 		if len(veths) > 0 && n.bridgeIndex != 0 {
+			if n.m.isRetired(n.dir) {
+				if err := setGroup(n.bridgeIndex, vethGroup(n.bridgeIndex)); err != nil {
+					errs = append(errs, err)
+				}
+			}
 			err := delGroup(vethGroup(n.bridgeIndex))
 			gone = err == nil
 			errs = append(errs, err)
@@ -526,14 +546,14 @@ func (n *Net) Close(ctx context.Context) error {
 }
 
 // keep puts a closed network, whose sandboxes are all gone, among its directory's idle
-// ones, unless there are maxIdle already.
+// ones, unless there are maxIdle already or its build retired the directory.
 func (m *Manager) keep(n *Net) bool {
 	m.poolMu.Lock()
 	defer m.poolMu.Unlock()
 	if slices.Contains(m.idle[n.dir], n) {
 		return true // closed again: kept once
 	}
-	if len(m.idle[n.dir]) >= maxIdle {
+	if len(m.idle[n.dir]) >= maxIdle || m.retired[n.dir] {
 		return false
 	}
 	if m.idle == nil {
@@ -560,12 +580,31 @@ func (m *Manager) take(dir string) *Net {
 	return n
 }
 
+// Retire says that the build of dir sets up no more networks: those that close from
+// now on are removed, not kept, each with its interfaces in one deletion. Release
+// removes those kept before.
+func (m *Manager) Retire(dir string) {
+	m.poolMu.Lock()
+	defer m.poolMu.Unlock()
+	if m.retired == nil {
+		m.retired = map[string]bool{}
+	}
+	m.retired[dir] = true
+}
+
+func (m *Manager) isRetired(dir string) bool {
+	m.poolMu.Lock()
+	defer m.poolMu.Unlock()
+	return m.retired[dir]
+}
+
 // Release removes the idle networks of dir (bridge, slice, record). Call it when the
 // build whose directory it is has closed its last network, before the directory goes.
 func (m *Manager) Release(dir string) error {
 	m.poolMu.Lock()
 	nets := m.idle[dir]
 	delete(m.idle, dir)
+	delete(m.retired, dir)
 	m.poolMu.Unlock()
 	var errs []error
 	for _, n := range nets {

@@ -563,6 +563,10 @@ func Run(ctx context.Context, rt Runtime, o Options) (_ *Summary, retErr error) 
 	default:
 		b.serial(ctx, shown)
 	}
+	if o.Network != nil {
+		// No step starts from now on: the last networks go with their steps' teardown.
+		o.Network.Retire(filepath.Join(b.dir, "netns"))
+	}
 	b.aheadWG.Wait()
 	b.dropAhead(ctx, nil)
 	b.cleanup.Wait()
