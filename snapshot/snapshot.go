@@ -135,9 +135,8 @@ func Commit(ctx context.Context, c *client.Client, name, key string) (bool, erro
 // snapshot parent) as a gzip layer into the content store, and returns the layer's
 // descriptor and uncompressed digest. The changes are read from the snapshot's overlayfs
 // upper directory where that holds them all (see writeUpper), else as CompareDiff.
-func Diff(ctx context.Context, c *client.Client, key string, parent digest.Digest, labels map[string]string) (_ ocispec.Descriptor, _ digest.Digest, retErr error) {
-	sn := c.SnapshotService(Snapshotter)
-	upper, err := sn.Mounts(ctx, key)
+func Diff(ctx context.Context, c *client.Client, key string, parent digest.Digest, labels map[string]string) (ocispec.Descriptor, digest.Digest, error) {
+	upper, err := c.SnapshotService(Snapshotter).Mounts(ctx, key)
 	if err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("mounts of snapshot %s: %w", key, err)
 	}
@@ -145,18 +144,23 @@ func Diff(ctx context.Context, c *client.Client, key string, parent digest.Diges
 	if !errors.Is(err, errNotUpper) {
 		return desc, diffID, err
 	}
-	return CompareDiff(ctx, c, key, parent, labels)
+	return compareDiff(ctx, c, key, upper, parent, labels)
 }
 
 // CompareDiff is Diff through containerd's diff service alone, which walks the trees of
 // the snapshot and of a view of its parent, keyed key+"-lower" and labelled, made for it
 // and removed.
-func CompareDiff(ctx context.Context, c *client.Client, key string, parent digest.Digest, labels map[string]string) (_ ocispec.Descriptor, _ digest.Digest, retErr error) {
-	sn := c.SnapshotService(Snapshotter)
-	upper, err := sn.Mounts(ctx, key)
+func CompareDiff(ctx context.Context, c *client.Client, key string, parent digest.Digest, labels map[string]string) (ocispec.Descriptor, digest.Digest, error) {
+	upper, err := c.SnapshotService(Snapshotter).Mounts(ctx, key)
 	if err != nil {
 		return ocispec.Descriptor{}, "", fmt.Errorf("mounts of snapshot %s: %w", key, err)
 	}
+	return compareDiff(ctx, c, key, upper, parent, labels)
+}
+
+// compareDiff is CompareDiff of the snapshot key whose mounts are upper.
+func compareDiff(ctx context.Context, c *client.Client, key string, upper []mount.Mount, parent digest.Digest, labels map[string]string) (_ ocispec.Descriptor, _ digest.Digest, retErr error) {
+	sn := c.SnapshotService(Snapshotter)
 	lowerKey := key + "-lower"
 	lower, err := sn.View(ctx, lowerKey, parent.String(), snapshots.WithLabels(labels))
 	if err != nil {
