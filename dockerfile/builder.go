@@ -200,15 +200,9 @@ type background struct {
 
 const maxBackground = 4
 
-// later runs fn in the background (waiting for a free slot first); its error fails the
-// build, at its end.
-func (x *run) later(fn func() error) {
-	x.laterWarn(func() (error, string) { return fn(), "" })
-}
-
-// laterWarn runs fn in the background, as later; the warning it returns is printed
-// when the build waits for it.
-func (x *run) laterWarn(fn func() (error, string)) {
+// later runs fn in the background, waiting for a free slot first. Its error fails the
+// build and its warning is printed, when the build waits for it.
+func (x *run) later(fn func() (warning string, err error)) {
 	if x.bg.slots == nil {
 		x.bg.slots = make(chan struct{}, maxBackground)
 	}
@@ -216,7 +210,7 @@ func (x *run) laterWarn(fn func() (error, string)) {
 	x.bg.wg.Add(1)
 	go func() {
 		defer x.bg.wg.Done()
-		err, warning := fn()
+		warning, err := fn()
 		x.bg.mu.Lock()
 		if err != nil {
 			x.bg.errs = append(x.bg.errs, err)
@@ -1003,10 +997,10 @@ func (x *run) runIn(ctx context.Context, s *state, id string, args []string) err
 		defer func() {
 			if passed {
 				// The process is gone; its task's shim and runc's state go meanwhile.
-				x.later(func() error {
+				x.later(func() (string, error) {
 					cctx, cancel := snapshot.CleanupContext(ctx)
 					defer cancel()
-					return ctr.Delete(cctx)
+					return "", ctr.Delete(cctx)
 				})
 			} else {
 				cctx, cancel := snapshot.CleanupContext(ctx)
@@ -1168,12 +1162,12 @@ func (x *run) layer(ctx context.Context, s *state, key digest.Digest, what strin
 	fmt.Fprintf(x.r.Output, "  done in %.2fs (layer %s, %s)\n", time.Since(start).Seconds(), desc.Digest.Encoded()[:12], remote.Size(desc.Size))
 	entry := &state{layers: slices.Clone(s.layers), diffIDs: slices.Clone(s.diffIDs), config: cloneConfig(s.config), key: s.key}
 	x.bg.writes.Add(1)
-	x.laterWarn(func() (error, string) {
+	x.later(func() (string, error) {
 		defer x.bg.writes.Done()
 		if err := x.toCache(ctx, entry); err != nil {
-			return nil, fmt.Sprintf("warning: layer cache: %v", err)
+			return fmt.Sprintf("warning: layer cache: %v", err), nil
 		}
-		return nil, ""
+		return "", nil
 	})
 	return nil
 }
