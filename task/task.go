@@ -206,23 +206,25 @@ type Container struct {
 	io cio.IO
 }
 
-// Create makes a fresh snapshot of the image and the container on it. On error nothing is
-// left behind.
+// Create makes a fresh snapshot of the image and the container on it (or on the Existing
+// snapshot, or the RootPath). On error nothing is left behind.
 func (c *Client) Create(ctx context.Context, o Options) (_ *Container, retErr error) {
-	if o.RootPath != "" {
-		spec := *o.Spec
-		spec.Root = &specs.Root{Path: o.RootPath, Readonly: o.Spec.Root != nil && o.Spec.Root.Readonly}
-		ctr, err := c.c.NewContainer(ctx, o.ID,
-			client.WithRuntime(Runtime, nil),
-			client.WithContainerLabels(o.Labels),
-			client.WithSpec(&spec),
-		)
-		if err != nil {
-			return nil, fmt.Errorf("create container %s: %w", o.ID, err)
-		}
-		return &Container{client: c, ctr: ctr, fifoDir: o.FIFODir, stdin: o.Stdin, terminal: o.Terminal, existing: true}, nil
+	// Delete removes only a snapshot Create made.
+	existing := o.Existing || o.RootPath != ""
+	spec := o.Spec
+	opts := []client.NewContainerOpts{client.WithRuntime(Runtime, nil), client.WithContainerLabels(o.Labels)}
+	switch {
+	case o.RootPath != "":
+		rooted := *o.Spec
+		rooted.Root = &specs.Root{Path: o.RootPath, Readonly: o.Spec.Root != nil && o.Spec.Root.Readonly}
+		spec = &rooted
+	case o.Existing && o.Snapshot != "":
+		opts = append(opts, client.WithSnapshotter(snapshot.Snapshotter), client.WithSnapshot(o.Snapshot))
+	default:
+		opts = append(opts, client.WithSnapshotter(snapshot.Snapshotter), client.WithSnapshot(o.ID))
 	}
-	if !o.Existing {
+	opts = append(opts, client.WithSpec(spec))
+	if !existing {
 		if err := snapshot.Prepare(ctx, c.c, o.ID, o.Image.ChainID, o.Labels); err != nil {
 			return nil, err
 		}
@@ -234,21 +236,11 @@ func (c *Client) Create(ctx context.Context, o Options) (_ *Container, retErr er
 			}
 		}()
 	}
-	key := o.ID
-	if o.Existing && o.Snapshot != "" {
-		key = o.Snapshot
-	}
-	ctr, err := c.c.NewContainer(ctx, o.ID,
-		client.WithSnapshotter(snapshot.Snapshotter),
-		client.WithSnapshot(key),
-		client.WithRuntime(Runtime, nil),
-		client.WithContainerLabels(o.Labels),
-		client.WithSpec(o.Spec),
-	)
+	ctr, err := c.c.NewContainer(ctx, o.ID, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", o.ID, err)
 	}
-	return &Container{client: c, ctr: ctr, fifoDir: o.FIFODir, stdin: o.Stdin, terminal: o.Terminal, existing: o.Existing}, nil
+	return &Container{client: c, ctr: ctr, fifoDir: o.FIFODir, stdin: o.Stdin, terminal: o.Terminal, existing: existing}, nil
 }
 
 // ID returns the container id.
